@@ -1,0 +1,372 @@
+/**
+ * Downloads from the Hugging Face Hub into the Hub's own cache layout, so that files a Python user has
+ * already downloaded are reused, and the other way round:
+ *
+ *   <hub cache>/models--{org}--{name}/blobs/{etag}                 the bytes, named by their ETag
+ *   <hub cache>/models--{org}--{name}/snapshots/{commit}/{file}    relative symlink to the blob
+ *   <hub cache>/models--{org}--{name}/refs/{revision}              the commit the revision pointed to
+ *
+ * The protocol follows huggingface_hub: a HEAD request on `${endpoint}/${repo}/resolve/${revision}/${file}`
+ * yields X-Repo-Commit, the ETag (X-Linked-Etag for LFS files, whose value is the file's sha256) and the
+ * size (X-Linked-Size or Content-Length); LFS files answer with a redirect to a CDN, which is then fetched
+ * without the token. Partial downloads are kept as `blobs/{etag}.incomplete` and resumed with a Range request.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ModelError, UsageError, expectedMessage } from '../errors.js';
+
+export interface HubProgress { file: string; done: number; total: number }
+
+export interface HubDownloadOptions {
+  repo: string;
+  revision?: string;
+  files: string[];
+  /** Downloaded when the repository has them; a 404 for one of these is not an error. */
+  optionalFiles?: string[];
+  endpoint?: string;
+  token?: string;
+  /** Overrides $HF_HOME; the Hub cache is then `${hfHome}/hub`. */
+  hfHome?: string;
+  onProgress?: (e: HubProgress) => void;
+}
+
+/** A file, revision or repository the Hub does not have (HTTP 404). Callers may fall back to another file. */
+export class HubNotFoundError extends ModelError {
+  constructor(message: string, readonly file: string) {
+    super(message);
+  }
+}
+
+/** A dropped or refused connection: the download is retried, resuming from the bytes already on disk. */
+class InterruptedDownload extends ModelError {
+  readonly retryable = true;
+}
+
+const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const REPO_PATTERN = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+/** Attempts per file: a dropped connection is resumed from where it stopped. */
+const MAX_ATTEMPTS = 3;
+const MAX_REDIRECTS = 5;
+
+/** The Hub cache folder, as huggingface_hub computes it. */
+export function hubCacheDir(hfHome?: string): string {
+  if (hfHome) return path.join(hfHome, 'hub');
+  if (process.env.HF_HUB_CACHE) return process.env.HF_HUB_CACHE;
+  const home = process.env.HF_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+  return path.join(home, 'hub');
+}
+
+/** `models--{org}--{name}` inside the Hub cache. */
+export function hubRepoDir(repo: string, hfHome?: string): string {
+  return path.join(hubCacheDir(hfHome), `models--${repo.split('/').join('--')}`);
+}
+
+function isOffline(): boolean {
+  const value = (process.env.HF_HUB_OFFLINE ?? '').toLowerCase();
+  return value === '1' || value === 'true' || value === 'yes' || value === 'on';
+}
+
+interface RepoContext {
+  repo: string;
+  revision: string;
+  endpoint: string;
+  token: string | undefined;
+  repoDir: string;
+  onProgress?: (e: HubProgress) => void;
+}
+
+/**
+ * Makes every requested file available in one snapshot folder and returns that folder. Files already in
+ * the cache for this revision need no request, so this works offline (HF_HUB_OFFLINE=1) once pulled.
+ */
+export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
+  if (!REPO_PATTERN.test(opts.repo)) throw new UsageError(expectedMessage('a Hub repository "org/name"', 'the model repository', opts.repo));
+  for (const file of [...opts.files, ...(opts.optionalFiles ?? [])]) {
+    if (file === '' || path.isAbsolute(file) || file.split('/').includes('..')) {
+      throw new UsageError(expectedMessage('a relative file path inside the repository', `a file of ${opts.repo}`, file));
+    }
+  }
+  const ctx: RepoContext = {
+    repo: opts.repo,
+    revision: opts.revision ?? 'main',
+    endpoint: (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ''),
+    token: opts.token ?? (process.env.HF_TOKEN || undefined),
+    repoDir: hubRepoDir(opts.repo, opts.hfHome),
+    onProgress: opts.onProgress,
+  };
+  let commit: string | undefined;
+  const wanted = [...opts.files.map((f) => ({ file: f, optional: false })), ...(opts.optionalFiles ?? []).map((f) => ({ file: f, optional: true }))];
+  for (const { file, optional } of wanted) {
+    try {
+      commit = await ensureFile(ctx, file, commit);
+    } catch (err) {
+      if (!(optional && err instanceof HubNotFoundError)) throw err;
+    }
+  }
+  commit ??= await cachedCommit(ctx);
+  if (!commit) throw new ModelError(`No files of ${ctx.repo} at revision ${ctx.revision} could be found`);
+  return path.join(ctx.repoDir, 'snapshots', commit);
+}
+
+/** The commit a revision resolves to in the local cache, if it was recorded. */
+async function cachedCommit(ctx: RepoContext): Promise<string | undefined> {
+  if (COMMIT_PATTERN.test(ctx.revision)) return ctx.revision;
+  try {
+    const ref = (await readFile(path.join(ctx.repoDir, 'refs', ctx.revision), 'utf8')).trim();
+    return COMMIT_PATTERN.test(ref) ? ref : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p); // follows the symlink: a dangling link does not count
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Returns the commit the file was stored under. `knownCommit` pins later files to the first file's commit. */
+async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | undefined): Promise<string> {
+  const cached = knownCommit ?? (await cachedCommit(ctx));
+  if (cached && (await exists(path.join(ctx.repoDir, 'snapshots', cached, file)))) return cached;
+  if (isOffline()) {
+    throw new ModelError(`${ctx.repo}/${file} at revision ${ctx.revision} is not in the Hub cache (${ctx.repoDir}) and HF_HUB_OFFLINE is set`);
+  }
+  // Once the first file has told us the commit, the rest are fetched at that commit, so that one
+  // snapshot never mixes two commits when the branch moves during the pull.
+  const revision = knownCommit ?? ctx.revision;
+  const meta = await fetchMetadata(ctx, file, revision);
+  const blobPath = path.join(ctx.repoDir, 'blobs', meta.etag);
+  if (!(await exists(blobPath))) await downloadBlob(ctx, file, meta, blobPath);
+  await linkSnapshot(ctx, meta.commit, file, meta.etag);
+  if (!COMMIT_PATTERN.test(ctx.revision) || ctx.revision !== meta.commit) {
+    await mkdir(path.dirname(path.join(ctx.repoDir, 'refs', ctx.revision)), { recursive: true });
+    await writeFile(path.join(ctx.repoDir, 'refs', ctx.revision), meta.commit);
+  }
+  return meta.commit;
+}
+
+interface FileMetadata { commit: string; etag: string; size: number; downloadUrl: string }
+
+function resolveUrl(ctx: RepoContext, file: string, revision: string): string {
+  const encodedFile = file.split('/').map(encodeURIComponent).join('/');
+  return `${ctx.endpoint}/${ctx.repo}/resolve/${encodeURIComponent(revision)}/${encodedFile}`;
+}
+
+/** The token goes only to the endpoint's own origin, never across a redirect to another host. */
+function headersFor(ctx: RepoContext, url: string, extra: Record<string, string> = {}): Record<string, string> {
+  const headers: Record<string, string> = { 'Accept-Encoding': 'identity', 'User-Agent': 'pickscore', ...extra };
+  if (ctx.token && new URL(url).origin === new URL(ctx.endpoint).origin) headers.Authorization = `Bearer ${ctx.token}`;
+  return headers;
+}
+
+async function head(ctx: RepoContext, file: string, url: string): Promise<Response> {
+  try {
+    return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: headersFor(ctx, url) });
+  } catch (err) {
+    throw new ModelError(`Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}. ` +
+      'Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network', { cause: err });
+  }
+}
+
+function describeCause(err: unknown): string {
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+interface StatusLike { status: number; statusText: string; header(name: string): string | null }
+
+function headerValue(value: string | string[] | undefined): string | null {
+  return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+}
+
+function statusError(ctx: RepoContext, file: string, revision: string, res: StatusLike): ModelError {
+  const where = `${file} in ${ctx.repo} at revision ${revision}`;
+  if (res.status === 401 || res.status === 403) {
+    return new ModelError(`Access denied (HTTP ${res.status}) to ${where}: the repository may be gated or private. ` +
+      (ctx.token ? 'The token in HF_TOKEN was refused or lacks access; accept the model\'s terms on the Hub or use another token'
+        : 'Set HF_TOKEN to a Hugging Face access token that can read it'));
+  }
+  if (res.status === 404) {
+    const code = res.header('x-error-code');
+    const what = code === 'RepoNotFound' ? `Repository ${ctx.repo} not found`
+      : code === 'RevisionNotFound' ? `Revision ${revision} not found in ${ctx.repo}`
+        : `File ${file} not found in ${ctx.repo} at revision ${revision}`;
+    return new HubNotFoundError(`${what} (HTTP 404 from ${ctx.endpoint})`, file);
+  }
+  return new ModelError(`The Hub answered HTTP ${res.status} ${res.statusText} for ${where}`);
+}
+
+/** "abc", W/"abc" -> abc */
+function normalizeEtag(value: string | null): string | undefined {
+  if (!value) return undefined;
+  return value.replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+/** HEAD, following redirects on the same host (renamed repos) and stopping at the first one to another host (the CDN). */
+async function fetchMetadata(ctx: RepoContext, file: string, revision: string): Promise<FileMetadata> {
+  let url = resolveUrl(ctx, file, revision);
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const res = await head(ctx, file, url);
+    const location = res.headers.get('location');
+    const target = location ? new URL(location, url).href : undefined;
+    if (res.status >= 300 && res.status < 400 && target && new URL(target).origin === new URL(url).origin && !res.headers.get('x-linked-etag')) {
+      url = target;
+      continue;
+    }
+    if (!res.ok && !(res.status >= 300 && res.status < 400)) {
+      throw statusError(ctx, file, revision, { status: res.status, statusText: res.statusText, header: (name) => res.headers.get(name) });
+    }
+    const commit = res.headers.get('x-repo-commit') ?? undefined;
+    const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
+    const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length'));
+    if (!commit || !COMMIT_PATTERN.test(commit)) throw new ModelError(`${expectedMessage('a 40-hex commit in the X-Repo-Commit header', `${ctx.repo}/${file} at ${url}`, commit)}; is HF_ENDPOINT a Hugging Face Hub?`);
+    if (!etag || !/^[\w.-]+$/.test(etag)) throw new ModelError(expectedMessage('an ETag header', `${ctx.repo}/${file} at ${url}`, etag));
+    if (!Number.isSafeInteger(size) || size < 0) throw new ModelError(expectedMessage('a file size in X-Linked-Size or Content-Length', `${ctx.repo}/${file} at ${url}`, size));
+    return { commit, etag, size, downloadUrl: target ?? url };
+  }
+  throw new ModelError(`Too many redirects for ${ctx.repo}/${file} at revision ${revision}`);
+}
+
+/**
+ * GET with node:http, following every redirect; the Authorization header is dropped once the host changes.
+ * node:http rather than fetch: its 'data' events hand over every byte that arrived before a dropped
+ * connection, which is what a resume needs.
+ */
+async function getFollowing(ctx: RepoContext, file: string, start: string, extra: Record<string, string>): Promise<http.IncomingMessage> {
+  let url = start;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const client = url.startsWith('https:') ? https : http;
+      client.get(url, { headers: headersFor(ctx, url, extra) }, resolve).on('error', reject);
+    }).catch((err: unknown) => {
+      throw new InterruptedDownload(`Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
+    });
+    const status = res.statusCode ?? 0;
+    if (status >= 300 && status < 400 && res.headers.location) {
+      res.resume();
+      url = new URL(res.headers.location, url).href;
+      continue;
+    }
+    return res;
+  }
+  throw new ModelError(`Too many redirects for ${ctx.repo}/${file}`);
+}
+
+async function fileSize(p: string): Promise<number> {
+  try {
+    return (await stat(p)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function hashFileInto(hash: Hash, p: string): Promise<void> {
+  for await (const chunk of createReadStream(p)) hash.update(chunk as Buffer);
+}
+
+/**
+ * Streams the file into `{blob}.incomplete`, resuming with a Range request after a dropped connection,
+ * then checks the size and (for LFS files) the sha256 before renaming it to its final name.
+ */
+async function downloadBlob(ctx: RepoContext, file: string, meta: FileMetadata, blobPath: string): Promise<void> {
+  await mkdir(path.dirname(blobPath), { recursive: true });
+  const partial = `${blobPath}.incomplete`;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    try {
+      await fetchInto(ctx, file, meta, partial);
+      lastError = undefined;
+      break;
+    } catch (err) {
+      if (!(err instanceof InterruptedDownload)) throw err;
+      lastError = err;
+    }
+  }
+  if (lastError) {
+    throw new ModelError(`Download of ${ctx.repo}/${file} was interrupted ${MAX_ATTEMPTS} times (${describeCause(lastError)}); ` +
+      `${await fileSize(partial)} of ${meta.size} bytes are kept in ${partial} and the next run resumes from there`, { cause: lastError });
+  }
+  await verifyBlob(ctx, file, meta, partial);
+  await rename(partial, blobPath);
+}
+
+async function fetchInto(ctx: RepoContext, file: string, meta: FileMetadata, partial: string): Promise<void> {
+  let offset = await fileSize(partial);
+  if (offset > meta.size) {
+    await rm(partial, { force: true });
+    offset = 0;
+  }
+  if (offset === meta.size && meta.size > 0) return;
+  const res = await getFollowing(ctx, file, meta.downloadUrl, offset > 0 ? { Range: `bytes=${offset}-` } : {});
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status >= 300) {
+    res.resume();
+    throw statusError(ctx, file, ctx.revision, { status, statusText: res.statusMessage ?? '', header: (name) => headerValue(res.headers[name]) });
+  }
+  if (offset > 0 && status !== 206) offset = 0; // the server ignored the Range: start over
+  const report = (done: number) => ctx.onProgress?.({ file, done, total: meta.size });
+  let done = offset;
+  report(done);
+  const fd = openSync(partial, offset > 0 ? 'a' : 'w');
+  try {
+    // Written synchronously as each chunk arrives, so every byte received before a dropped connection is on disk to resume from.
+    await new Promise<void>((resolve, reject) => {
+      res.on('data', (chunk: Buffer) => {
+        writeSync(fd, chunk);
+        done += chunk.length;
+        report(done);
+      });
+      res.on('end', resolve);
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error('the connection was closed early')));
+    });
+  } catch (err) {
+    throw new InterruptedDownload(`Connection lost while downloading ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
+  } finally {
+    closeSync(fd);
+  }
+  if (done < meta.size) throw new InterruptedDownload(`The connection closed after ${done} of ${meta.size} bytes of ${ctx.repo}/${file}`);
+}
+
+async function verifyBlob(ctx: RepoContext, file: string, meta: FileMetadata, partial: string): Promise<void> {
+  const size = await fileSize(partial);
+  if (size !== meta.size) {
+    await rm(partial, { force: true });
+    throw new ModelError(`${expectedMessage(`${meta.size} bytes`, `${ctx.repo}/${file}`, `${size} bytes`)}; the bad download was deleted, run again to retry`);
+  }
+  if (!SHA256_PATTERN.test(meta.etag)) return; // a git object id: not a content hash we can recompute cheaply
+  const hash = createHash('sha256');
+  await hashFileInto(hash, partial);
+  const actual = hash.digest('hex');
+  if (actual !== meta.etag) {
+    await rm(partial, { force: true });
+    throw new ModelError(`Corrupt download of ${ctx.repo}/${file}: sha256 ${actual} does not match the Hub's ${meta.etag}; the bad download was deleted, run again to retry`);
+  }
+}
+
+/** snapshots/{commit}/{file} -> relative link to blobs/{etag}, as huggingface_hub writes it. */
+async function linkSnapshot(ctx: RepoContext, commit: string, file: string, etag: string): Promise<void> {
+  const linkPath = path.join(ctx.repoDir, 'snapshots', commit, file);
+  await mkdir(path.dirname(linkPath), { recursive: true });
+  const target = path.relative(path.dirname(linkPath), path.join(ctx.repoDir, 'blobs', etag));
+  try {
+    await lstat(linkPath);
+    await rm(linkPath, { force: true }); // a dangling or stale link
+  } catch {
+    // absent: nothing to replace
+  }
+  const temp = `${linkPath}.${process.pid}.tmp`;
+  await symlink(target, temp);
+  await rename(temp, linkPath);
+}

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { ModelError } from '../src/errors.js';
+import { HubNotFoundError, hubDownload, hubRepoDir } from '../src/model/hub.js';
+import { startHubServer, type HubServer } from './helpers/hub-server.js';
+import { fixturesDir } from './helpers/paths.js';
+
+const REPO = 'acme/tiny-repo';
+const fixtureRepo = path.join(fixturesDir, 'hub', 'acme', 'tiny-repo');
+const weightsBytes = await readFile(path.join(fixtureRepo, 'weights.bin'));
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('hubDownload against a loopback Hub', () => {
+  let server: HubServer;
+  let hfHome: string;
+  before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub')); });
+  after(async () => { await server.close(); });
+  beforeEach(async () => {
+    hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    server.requests.length = 0;
+    for (const key of Object.keys(server.faults)) delete server.faults[key as keyof typeof server.faults];
+  });
+
+  const download = (extra: Partial<Parameters<typeof hubDownload>[0]> = {}) =>
+    hubDownload({ repo: REPO, files: ['config.json', 'weights.bin', 'sub/notes.txt'], endpoint: server.endpoint, hfHome, ...extra });
+
+  test('a fresh download lands in the Hub cache layout with relative symlinks and a ref', async () => {
+    const progress: { file: string; done: number; total: number }[] = [];
+    const snapshot = await download({ onProgress: (e) => progress.push(e) });
+    const commit = server.commitOf(REPO);
+    const repoDir = hubRepoDir(REPO, hfHome);
+    assert.equal(snapshot, path.join(repoDir, 'snapshots', commit));
+    assert.equal((await readFile(path.join(repoDir, 'refs', 'main'), 'utf8')).trim(), commit);
+    for (const file of ['config.json', 'weights.bin', 'sub/notes.txt']) {
+      const expected = await readFile(path.join(fixtureRepo, file));
+      assert.deepEqual(await readFile(path.join(snapshot, file)), expected, file);
+      const link = await readlink(path.join(snapshot, file));
+      assert.ok(!path.isAbsolute(link), `${file} links relatively: ${link}`);
+    }
+    const weights = await readFile(path.join(fixtureRepo, 'weights.bin'));
+    assert.equal(await readlink(path.join(snapshot, 'weights.bin')), `../../blobs/${sha256(weights)}`);
+    assert.equal(await readlink(path.join(snapshot, 'sub/notes.txt')), path.join('..', '..', '..', 'blobs', createHash('sha1').update(`blob 41\0`).update(await readFile(path.join(fixtureRepo, 'sub/notes.txt'))).digest('hex')));
+    const last = progress.filter((e) => e.file === 'weights.bin').at(-1);
+    assert.deepEqual(last, { file: 'weights.bin', done: weights.length, total: weights.length });
+    assert.ok(server.requests.some((r) => r.url.startsWith('/lfs/')), 'the LFS file was fetched through its redirect');
+  });
+
+  test('a dropped connection is resumed with a Range request', async () => {
+    server.faults.dropAfter = { file: 'weights.bin', bytes: 20_000 };
+    const snapshot = await download();
+    const ranged = server.requests.filter((r) => r.method === 'GET' && r.headers.range);
+    assert.equal(ranged.length, 1);
+    const offset = Number(/^bytes=(\d+)-$/.exec(String(ranged[0].headers.range))?.[1]);
+    assert.ok(offset > 0 && offset <= 20_000, `resumed from ${offset}`);
+    assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), await readFile(path.join(fixtureRepo, 'weights.bin')));
+  });
+
+  test('a partial file left by an earlier run is resumed, not fetched again', async () => {
+    const weights = await readFile(path.join(fixtureRepo, 'weights.bin'));
+    const blobs = path.join(hubRepoDir(REPO, hfHome), 'blobs');
+    await mkdir(blobs, { recursive: true });
+    await writeFile(path.join(blobs, `${sha256(weights)}.incomplete`), weights.subarray(0, 30_000));
+    await download({ files: ['weights.bin'] });
+    const gets = server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/'));
+    assert.deepEqual(gets.map((r) => r.headers.range), ['bytes=30000-']);
+  });
+
+  test('corrupted bytes are detected by sha256, named, and the bad blob deleted', async () => {
+    server.faults.corrupt = 'weights.bin';
+    await assert.rejects(download(), (err: unknown) => {
+      assert.ok(err instanceof ModelError);
+      assert.match(err.message, /Corrupt download of acme\/tiny-repo\/weights\.bin: sha256/);
+      return true;
+    });
+    const blobs = await readdir(path.join(hubRepoDir(REPO, hfHome), 'blobs'));
+    assert.ok(!blobs.some((name) => name.startsWith(sha256(weightsBytes))), `no blob left: ${blobs.join(', ')}`);
+  });
+
+  test('a missing file names the repo, the revision and the file', async () => {
+    await assert.rejects(download({ files: ['nope.json'] }), (err: unknown) => {
+      assert.ok(err instanceof HubNotFoundError);
+      assert.match(err.message, /File nope\.json not found in acme\/tiny-repo at revision main/);
+      return true;
+    });
+    await assert.rejects(download({ repo: 'acme/absent' }), /Repository acme\/absent not found/);
+    await assert.rejects(download({ revision: 'v9' }), /Revision v9 not found in acme\/tiny-repo/);
+  });
+
+  test('an optional file that the repo lacks is skipped', async () => {
+    const snapshot = await download({ files: ['config.json'], optionalFiles: ['tokenizer.json'] });
+    await assert.rejects(stat(path.join(snapshot, 'tokenizer.json')));
+    assert.ok((await stat(path.join(snapshot, 'config.json'))).isFile());
+  });
+
+  test('the token is sent to the Hub; a refusal says the repo may be gated', async () => {
+    server.faults.requireToken = 'hf_secret';
+    await assert.rejects(download({ token: undefined }), /Access denied \(HTTP 401\).*gated or private.*HF_TOKEN/);
+    server.requests.length = 0;
+    await download({ token: 'hf_secret' });
+    const hubRequests = server.requests.filter((r) => r.server === 'hub');
+    assert.ok(hubRequests.length > 0 && hubRequests.every((r) => r.headers.authorization === 'Bearer hf_secret'));
+  });
+
+  test('a pre-populated Hub cache is used with no request at all', async () => {
+    await download();
+    server.requests.length = 0;
+    const snapshot = await download({ endpoint: 'http://127.0.0.1:9' }); // nothing listens there
+    assert.equal(server.requests.length, 0);
+    assert.equal(await readFile(path.join(snapshot, 'config.json'), 'utf8'), await readFile(path.join(fixtureRepo, 'config.json'), 'utf8'));
+  });
+
+  test('HF_HUB_OFFLINE with nothing cached says so', async () => {
+    process.env.HF_HUB_OFFLINE = '1';
+    try {
+      await assert.rejects(download(), /not in the Hub cache .* HF_HUB_OFFLINE is set/);
+      assert.equal(server.requests.length, 0);
+    } finally {
+      delete process.env.HF_HUB_OFFLINE;
+    }
+  });
+
+  test('a snapshot written by huggingface_hub (Python) is reused', async () => {
+    const repoDir = hubRepoDir(REPO, hfHome);
+    const commit = 'c'.repeat(40);
+    await mkdir(path.join(repoDir, 'blobs'), { recursive: true });
+    await mkdir(path.join(repoDir, 'snapshots', commit), { recursive: true });
+    await mkdir(path.join(repoDir, 'refs'), { recursive: true });
+    await writeFile(path.join(repoDir, 'blobs', 'abc123'), '{"from": "python"}');
+    await symlink('../../blobs/abc123', path.join(repoDir, 'snapshots', commit, 'config.json'));
+    await writeFile(path.join(repoDir, 'refs', 'main'), commit);
+    const snapshot = await download({ files: ['config.json'] });
+    assert.equal(snapshot, path.join(repoDir, 'snapshots', commit));
+    assert.equal(server.requests.length, 0);
+  });
+});
+
+describe('hubDownload with the LFS file on a CDN origin', () => {
+  let server: HubServer;
+  before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub'), { cdnOnOtherOrigin: true }); });
+  after(async () => { await server.close(); });
+
+  test('the token never crosses the redirect to another host', async () => {
+    const hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    try {
+      await hubDownload({ repo: REPO, files: ['weights.bin'], endpoint: server.endpoint, hfHome, token: 'hf_secret' });
+      const cdn = server.requests.filter((r) => r.server === 'cdn');
+      assert.equal(cdn.length, 1);
+      assert.equal(cdn[0].headers.authorization, undefined);
+      assert.ok(server.requests.filter((r) => r.server === 'hub').every((r) => r.headers.authorization === 'Bearer hf_secret'));
+    } finally {
+      await rm(hfHome, { recursive: true, force: true });
+    }
+  });
+});
+
+
