@@ -1,0 +1,144 @@
+/**
+ * The one view of a Hugging Face checkpoint that the converter and the ONNX writer use, whatever the
+ * file format: a map of named tensors whose bytes are read one tensor at a time, on demand.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ModelError, expectedMessage } from '../errors.js';
+import { openSafetensorsFile } from './safetensors.js';
+import { openTorchFile } from './torch-pickle.js';
+import type { RandomAccessFile } from './zip.js';
+
+export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+  /** Absolute path of the file that holds the tensor. */
+  file: string;
+  /** Little-endian, contiguous (row-major) bytes of this tensor only. */
+  read(): Promise<Buffer>;
+}
+
+export interface Checkpoint {
+  format: 'safetensors' | 'pytorch';
+  /** Absolute paths of every file the tensors come from, the shard index included. */
+  files: string[];
+  tensors: Map<string, TensorEntry>;
+  close(): Promise<void>;
+}
+
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
+  F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+export function isDType(value: unknown): value is DType {
+  return typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((n, d) => n * d, 1);
+}
+
+/** The tensors of one weights file and the open file they are read from. */
+export interface TensorFile {
+  file: RandomAccessFile;
+  tensors: TensorEntry[];
+}
+
+interface Layout {
+  format: Checkpoint['format'];
+  single: string;
+  index: string;
+  open(filePath: string): Promise<TensorFile>;
+}
+
+/** Looked for in this order, as transformers does: safetensors first. */
+const LAYOUTS: Layout[] = [
+  { format: 'safetensors', single: 'model.safetensors', index: 'model.safetensors.index.json', open: openSafetensorsFile },
+  { format: 'pytorch', single: 'pytorch_model.bin', index: 'pytorch_model.bin.index.json', open: openTorchFile },
+];
+
+export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  const root = path.resolve(dir);
+  for (const layout of LAYOUTS) {
+    const single = path.join(root, layout.single);
+    if (await isFile(single)) return assemble(layout.format, [single], [await layout.open(single)], undefined);
+    const index = path.join(root, layout.index);
+    if (await isFile(index)) return openSharded(layout, index);
+  }
+  const names = LAYOUTS.flatMap((l) => [l.single, l.index]).join(', ');
+  throw new ModelError(`No weights found in ${root}: expected one of ${names}`);
+}
+
+async function openSharded(layout: Layout, indexPath: string): Promise<Checkpoint> {
+  const weightMap = await readWeightMap(indexPath);
+  const shardNames = [...new Set(weightMap.values())].sort();
+  const opened: TensorFile[] = [];
+  try {
+    for (const shard of shardNames) opened.push(await layout.open(path.join(path.dirname(indexPath), shard)));
+    const shardPaths = opened.map((s) => s.file.path);
+    const checkpoint = assemble(layout.format, [indexPath, ...shardPaths], opened, indexPath);
+    for (const [name, shard] of weightMap) {
+      const entry = checkpoint.tensors.get(name);
+      if (!entry || path.basename(entry.file) !== path.basename(shard)) {
+        throw new ModelError(`${indexPath} maps tensor ${name} to ${shard}, but that shard does not hold it`);
+      }
+    }
+    return checkpoint;
+  } catch (err) {
+    await Promise.all(opened.map((s) => s.file.close()));
+    throw err;
+  }
+}
+
+/** `weight_map` of a `*.index.json`: tensor name -> shard file name (in the index's folder). */
+async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (err) {
+    throw new ModelError(`Cannot read shard index ${indexPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new ModelError(expectedMessage('an object', `weight_map in ${indexPath}`, weightMap));
+  }
+  const map = new Map<string, string>();
+  for (const [name, shard] of Object.entries(weightMap)) {
+    if (typeof shard !== 'string' || shard !== path.basename(shard)) {
+      throw new ModelError(expectedMessage('a file name in the same folder', `weight_map["${name}"] in ${indexPath}`, shard));
+    }
+    map.set(name, shard);
+  }
+  return map;
+}
+
+function assemble(format: Checkpoint['format'], files: string[], opened: TensorFile[], indexPath: string | undefined): Checkpoint {
+  const tensors = new Map<string, TensorEntry>();
+  for (const { tensors: entries } of opened) {
+    for (const entry of entries) {
+      const earlier = tensors.get(entry.name);
+      if (earlier) throw new ModelError(`Tensor ${entry.name} appears in both ${earlier.file} and ${entry.file}${indexPath ? ` (index ${indexPath})` : ''}`);
+      tensors.set(entry.name, entry);
+    }
+  }
+  return {
+    format,
+    files,
+    tensors,
+    close: async () => {
+      await Promise.all(opened.map((s) => s.file.close()));
+    },
+  };
+}
+
+async function isFile(filePath: string): Promise<boolean> {
+  try {
+    return (await stat(filePath)).isFile();
+  } catch {
+    return false;
+  }
+}
