@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { l2normalize, scoreMatrix, softmax, rankDescending, kendallTau, pairwiseAccuracy, chooseTieThreshold, type ScoredPair } from '../src/score/index.js';
+import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+
+function assertClose(actual: number, expected: number, tolerance: number, what: string): void {
+  assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} is not within ${tolerance} of ${expected}`);
+}
+
+test('scoreMatrix reproduces the reference scores from the reference embeddings (1e-4)', { skip: skipWithoutReference }, async () => {
+  const ref = JSON.parse(await readFile(path.join(referenceDir, 'reference.json'), 'utf8')) as {
+    logit_scale: number; prompts: { text_embeds: number[] }[]; images: { image_embeds: number[] }[]; scores: { values: number[][] };
+  };
+  const dim = ref.prompts[0].text_embeds.length;
+  const text = Float32Array.from(ref.prompts.flatMap((p) => p.text_embeds));
+  const images = Float32Array.from(ref.images.flatMap((i) => i.image_embeds));
+  const scores = scoreMatrix(text, images, dim, Math.exp(ref.logit_scale));
+  assert.equal(scores.length, ref.prompts.length * ref.images.length);
+  ref.scores.values.forEach((row, p) => row.forEach((expected, i) => {
+    assertClose(scores[p * ref.images.length + i], expected, 1e-4, `score[${p}][${i}]`);
+  }));
+  // Normalising first changes nothing but float32 rounding of the stored unit vectors: the score is a cosine.
+  const normalised = scoreMatrix(l2normalize(text.slice(), dim), l2normalize(images.slice(), dim), dim, Math.exp(ref.logit_scale));
+  normalised.forEach((s, k) => assertClose(s, scores[k], 1e-5, `normalised score ${k}`));
+});
+
+test('l2normalize scales each row to unit length in place and leaves a zero row alone', () => {
+  const v = Float32Array.from([3, 4, 0, 0, 0, 5]);
+  assert.equal(l2normalize(v, 2), v);
+  assert.deepEqual(Array.from(v), [Math.fround(0.6), Math.fround(0.8), 0, 0, 0, 1]);
+  assert.throws(() => l2normalize(new Float32Array(5), 2), /Expected a length that is a multiple of 2 for the embeddings but received number 5/);
+});
+
+test('softmax matches math.exp in Python and survives large scores', () => {
+  // /usr/bin/python3: e = [math.exp(x) for x in (2.0, 1.0, 0.1)]; [x / sum(e) for x in e]
+  const expected = [0.6590011388859679, 0.2424329707047139, 0.09856589040931818];
+  softmax([2, 1, 0.1]).forEach((p, i) => assertClose(p, expected[i], 1e-15, `p${i}`));
+  // Shifting every score leaves the probabilities as they are; 1000 would overflow exp without the shift.
+  softmax([1002, 1001, 1000.1]).forEach((p, i) => assertClose(p, expected[i], 1e-12, `shifted p${i}`));
+  assert.deepEqual(softmax([]), []);
+});
+
+test('rankDescending: best first, 1-based, equal scores ordered by key, NaN last', () => {
+  const ranked = rankDescending([
+    { key: 'b.png', score: 20 }, { key: 'c.png', score: Number.NaN }, { key: 'a.png', score: 20 }, { key: 'd.png', score: 21 },
+  ]);
+  assert.deepEqual(ranked.map((r) => [r.key, r.rank]), [['d.png', 1], ['a.png', 2], ['b.png', 3], ['c.png', 4]]);
+});
+
+test('kendallTau: worked by hand, with and without ties', () => {
+  // One discordant pair out of six: (5 - 1) / 6.
+  assertClose(kendallTau([1, 2, 3, 4], [1, 3, 2, 4]), 4 / 6, 1e-15, 'tau');
+  assert.equal(kendallTau([1, 2, 3], [3, 2, 1]), -1);
+  // a ties items 0 and 1: 2 concordant, tau-b = 2 / sqrt((3 - 1) * 3).
+  assertClose(kendallTau([1, 1, 2], [1, 2, 3]), 2 / Math.sqrt(6), 1e-15, 'tau-b');
+  assert.throws(() => kendallTau([1, 2], [1]), /Expected two lists of equal length/);
+});
+
+/** Scores whose softmax gives prob_0 = p: score0 - score1 = ln(p / (1 - p)). */
+function pairWithProb0(prob0: number, label0: 0 | 0.5 | 1): ScoredPair {
+  return { score0: Math.log(prob0 / (1 - prob0)), score1: 0, label0 };
+}
+
+test('pairwiseAccuracy follows PickScore\'s eval_preference_predictor.py, worked by hand', () => {
+  const pairs = [
+    pairWithProb0(0.9, 1),    // predicted 0, label 0: 1 point
+    pairWithProb0(0.2, 1),    // predicted 1, label 0: 0 points
+    pairWithProb0(0.52, 0.5), // |0.48 - 0.52| = 0.04 <= 0.1: predicted tie on a tie label: 1 point
+    pairWithProb0(0.7, 0.5),  // predicted 0 on a tie label: 0.5
+    pairWithProb0(0.47, 0),   // |0.53 - 0.47| = 0.06: predicted tie on a non-tie label: 0.5
+  ];
+  const at01 = pairwiseAccuracy(pairs, 0.1);
+  assert.equal(at01.points, 3);
+  assert.equal(at01.n, 5);
+  assertClose(at01.accuracy, 0.6, 1e-15, 'accuracy');
+  assert.equal(at01.tieLabels, 2);
+  assert.equal(at01.predictedTies, 2);
+  // Ties excluded: pairs 1, 2 and 5 remain; 1 and 5 (0.47 < 0.53, label image 1) are right.
+  assert.deepEqual(at01.tiesExcluded, { accuracy: 2 / 3, correct: 2, n: 3 });
+
+  // Threshold 0 predicts no ties here: 1 + 0 + 0.5 + 0.5 + 1 = 3 points.
+  assert.equal(pairwiseAccuracy(pairs, 0).points, 3);
+  // Threshold 1 predicts a tie everywhere: 0.5 + 0.5 + 1 + 1 + 0.5.
+  assert.equal(pairwiseAccuracy(pairs, 1).points, 3.5);
+  // The inclusive rule: |prob_1 - prob_0| equal to the threshold is a tie.
+  assert.equal(pairwiseAccuracy([{ score0: 0, score1: 0, label0: 0.5 }], 0).points, 1);
+  assert.throws(() => pairwiseAccuracy(pairs, 1.5), /Expected a number from 0 to 1 for the tie threshold but received number 1.5/);
+});
+
+test('chooseTieThreshold takes the first best of the paper\'s grid', () => {
+  const pairs = [pairWithProb0(0.52, 0.5), pairWithProb0(0.58, 0.5), pairWithProb0(0.9, 1), pairWithProb0(0.85, 1)];
+  // |diff| is 0.04, 0.16, 0.8, 0.7. Threshold 0.2 makes both tie labels ties (4 points) while 0.7 starts
+  // to cost the non-tie pairs: 0: 3, 0.1: 3.5, 0.2..0.6: 4, 0.7: 3.5, 0.8..1: 3.
+  const chosen = chooseTieThreshold(pairs);
+  assert.equal(chosen.threshold, 0.2);
+  assert.equal(chosen.accuracy, 1);
+  assert.deepEqual(chosen.table.map((row) => row.accuracy * 4), [3, 3.5, 4, 4, 4, 4, 4, 3.5, 3, 3, 3]);
+});
