@@ -1,0 +1,185 @@
+/**
+ * Image decoding: the only module that imports sharp. It reproduces what the model card's Python does,
+ * `Image.open(path).convert("RGB")`, so that the pixels fed to the resize are the ones Pillow would feed:
+ * - grey is replicated to three channels, alpha is dropped (never composited, never premultiplied);
+ * - 16-bit colour keeps the high byte, 16-bit grey is clamped to 0..255 (Pillow's "I" -> "RGB");
+ * - CMYK is converted with Pillow's arithmetic, not with colour management;
+ * - animated GIF and WebP give their first frame, as `Image.open` does;
+ * - SVG is rejected: Pillow cannot open it, so there is no reference to reproduce.
+ * Every failure is an InputError whose message says what is wrong with the file.
+ */
+import sharp from 'sharp';
+import { InputError, expectedMessage } from '../errors.js';
+import { shortSideSize } from './preprocess.js';
+
+export interface RgbImage { data: Uint8Array; width: number; height: number }
+export interface DecodeOptions { exif: 'apply' | 'ignore'; maxPixels: number }
+
+/** Pillow's `Image.MAX_IMAGE_PIXELS`, its decompression-bomb limit. */
+export const DEFAULT_MAX_PIXELS = 178_956_970;
+
+const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
+
+/** Header facts needed before any pixel is decoded. */
+interface Header { format: string; width: number; height: number; channels: number; space: string; sixteenBit: boolean }
+
+/** Decoded samples as sharp hands them over, before conversion to RGB. */
+interface RawSamples { samples: Uint8Array | Uint16Array; channels: number; width: number; height: number }
+
+/** libvips decodes in its own thread pool; worker threads that each decode one image want one thread. */
+export function limitDecoderThreads(threads: number): void {
+  sharp.concurrency(threads);
+  sharp.cache(false);
+}
+
+function looksLikeSvg(bytes: Uint8Array): boolean {
+  const head = Buffer.from(bytes.subarray(0, 1024)).toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  return head.startsWith('<') && /<svg[\s>]/i.test(head);
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
+}
+
+async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Header> {
+  if (bytes.length === 0) throw new InputError('empty file (0 bytes)');
+  if (looksLikeSvg(bytes)) throw new InputError('SVG is a vector format and is not supported; rasterise it to PNG first');
+  let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw new InputError(`unsupported or unrecognised image format (${firstLine(err)})`, { cause: err });
+  }
+  const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : String(meta.format);
+  if (!SUPPORTED_FORMATS.has(format)) {
+    throw new InputError(`unsupported image format "${format}" (supported: ${[...SUPPORTED_FORMATS].join(', ')})`);
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new InputError(`${format} header has no image size`);
+  if (width * height > maxPixels) {
+    throw new InputError(`image too large: ${width}x${height} is ${width * height} pixels, over the limit of ${maxPixels} (raise it with --max-pixels)`);
+  }
+  return { format, width, height, channels: meta.channels ?? 3, space: String(meta.space), sixteenBit: meta.depth === 'ushort' };
+}
+
+async function decodeSamples(bytes: Uint8Array, header: Header, exif: DecodeOptions['exif']): Promise<RawSamples> {
+  // failOn 'error' rejects truncated data, as Pillow does without LOAD_TRUNCATED_IMAGES.
+  let pipeline = sharp(bytes, { limitInputPixels: false, failOn: 'error', pages: 1 });
+  if (exif === 'apply') pipeline = pipeline.autoOrient();
+  const grey = header.space === 'b-w' || header.space === 'grey16';
+  if (header.space === 'cmyk') pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');
+  else if (grey) pipeline = pipeline.toColourspace(header.sixteenBit ? 'grey16' : 'b-w');
+  // 16-bit grey must reach us unscaled (Pillow clamps it); 16-bit colour is reduced by libvips to the high byte.
+  const wide = grey && header.sixteenBit;
+  try {
+    const { data, info } = await pipeline.raw({ depth: wide ? 'ushort' : 'uchar' }).toBuffer({ resolveWithObject: true });
+    const samples = wide ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data.buffer, data.byteOffset, data.length);
+    return { samples, channels: info.channels, width: info.width, height: info.height };
+  } catch (err) {
+    throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
+  }
+}
+
+/** Pillow's cmyk2rgb: r = 255 - k - c * (255 - k) / 255, with its integer rounding. */
+function cmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
+  const rgb = new Uint8Array(pixels * 3);
+  for (let i = 0, j = 0; i < pixels; i++, j += 4) {
+    const notK = 255 - cmyk[j + 3];
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[j + c] * notK + 128;
+      rgb[i * 3 + c] = notK - ((t + (t >> 8)) >> 8);
+    }
+  }
+  return rgb;
+}
+
+/** Pillow's `convert("RGB")` from grey (+alpha) or colour (+alpha): replicate grey, drop alpha. */
+function toRgb(raw: RawSamples, cmyk: boolean): Uint8Array {
+  const pixels = raw.width * raw.height;
+  const { samples, channels } = raw;
+  if (cmyk) return cmykToRgb(samples as Uint8Array, pixels);
+  if (channels === 3 && samples instanceof Uint8Array) return samples;
+  const rgb = new Uint8Array(pixels * 3);
+  const grey = channels <= 2;
+  for (let i = 0, j = 0; i < pixels; i++, j += channels) {
+    if (grey) {
+      const v = samples[j];
+      const level = v > 255 ? 255 : v;
+      rgb[i * 3] = level;
+      rgb[i * 3 + 1] = level;
+      rgb[i * 3 + 2] = level;
+    } else {
+      rgb[i * 3] = samples[j];
+      rgb[i * 3 + 1] = samples[j + 1];
+      rgb[i * 3 + 2] = samples[j + 2];
+    }
+  }
+  return rgb;
+}
+
+function checkOptions(opts: DecodeOptions): void {
+  if (opts.exif !== 'apply' && opts.exif !== 'ignore') throw new TypeError(expectedMessage('"apply" or "ignore"', 'exif', opts.exif));
+  if (!Number.isInteger(opts.maxPixels) || opts.maxPixels < 1) throw new RangeError(expectedMessage('a positive integer', 'maxPixels', opts.maxPixels));
+}
+
+/** Decodes any supported image to interleaved RGB, as Pillow's `Image.open(...).convert("RGB")` would. */
+export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions): Promise<RgbImage & { format: string }> {
+  checkOptions(opts);
+  const header = await readHeader(bytes, opts.maxPixels);
+  const raw = await decodeSamples(bytes, header, opts.exif);
+  return { data: toRgb(raw, header.space === 'cmyk'), width: raw.width, height: raw.height, format: header.format };
+}
+
+/**
+ * The opt-in fast path (`--resize fast`): sharp's own cubic resize to the processor's size, then the
+ * processor's centre crop to size x size. Not Pillow-exact; its deviation is measured in the benchmark.
+ * The image is decoded through decodeImage first, so alpha is dropped before sharp resizes (sharp would
+ * premultiply it) and CMYK and 16-bit follow Pillow; plain 8-bit images go straight through sharp, which
+ * lets JPEG shrink on load.
+ */
+export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, size: number): Promise<RgbImage> {
+  checkOptions(opts);
+  const header = await readHeader(bytes, opts.maxPixels);
+  const plain = !header.sixteenBit && (header.space === 'srgb' || header.space === 'b-w') && (header.channels === 1 || header.channels === 3);
+  let pipeline: ReturnType<typeof sharp>;
+  let oriented: { width: number; height: number };
+  if (plain) {
+    pipeline = sharp(bytes, { limitInputPixels: false, failOn: 'error', pages: 1 });
+    if (opts.exif === 'apply') pipeline = pipeline.autoOrient();
+    const meta = await pipeline.metadata();
+    oriented = opts.exif === 'apply' && meta.autoOrient ? meta.autoOrient : header;
+  } else {
+    const rgb = await decodeImage(bytes, opts);
+    pipeline = sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
+    oriented = rgb;
+  }
+  const target = shortSideSize(oriented.width, oriented.height, size);
+  const left = Math.floor((target.width - size) / 2);
+  const top = Math.floor((target.height - size) / 2);
+  try {
+    const { data, info } = await pipeline
+      .resize({ width: target.width, height: target.height, fit: 'fill', kernel: 'cubic' })
+      .extract({ left, top, width: size, height: size })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+  } catch (err) {
+    throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
+  }
+}
+
+/** A small WebP thumbnail (longest side at most maxSide) as a data URI, for self-contained HTML reports. */
+export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif: 'apply' | 'ignore'): Promise<string> {
+  if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(expectedMessage('a positive integer', 'maxSide', maxSide));
+  const header = await readHeader(bytes, DEFAULT_MAX_PIXELS);
+  let pipeline = sharp(bytes, { limitInputPixels: false, pages: 1 });
+  if (exif === 'apply') pipeline = pipeline.autoOrient();
+  try {
+    const webp = await pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true }).webp({ quality: 75 }).toBuffer();
+    return `data:image/webp;base64,${webp.toString('base64')}`;
+  } catch (err) {
+    throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
+  }
+}
