@@ -1,0 +1,108 @@
+/**
+ * Pure conversions between checkpoint tensor bytes and the element types the ONNX graphs hold:
+ * decoding F32/F16/BF16/F64 to float32, float32 to IEEE half (round to nearest even), and the
+ * layout changes the graph needs (a Linear's [out, in] weight becomes MatMul's [in, out]).
+ */
+import { ModelError } from '../errors.js';
+
+const scratch = new DataView(new ArrayBuffer(4));
+
+/** IEEE 754 binary16 bits of a float32, rounding to nearest even, with overflow to infinity. */
+export function float32ToFloat16Bits(value: number): number {
+  scratch.setFloat32(0, value, true);
+  const bits = scratch.getUint32(0, true);
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  let mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);   // NaN stays NaN, inf stays inf
+  let e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;                                             // below half the smallest subnormal
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mantissa & ((1 << shift) - 1);
+    let result = mantissa >>> shift;
+    if (rest > half || (rest === half && (result & 1))) result += 1;
+    return sign | result;
+  }
+  const rest = mantissa & 0x1fff;
+  let result = (e << 10) | (mantissa >>> 13);
+  if (rest > 0x1000 || (rest === 0x1000 && (result & 1))) result += 1;  // a carry into the exponent is still correct
+  return sign | result;
+}
+
+export function float16BitsToFloat32(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+export function toFloat16Bytes(values: Float32Array): Uint8Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = float32ToFloat16Bits(values[i]);
+  return new Uint8Array(out.buffer);
+}
+
+export function float32Bytes(values: Float32Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}
+
+/** Decodes a little-endian checkpoint tensor into float32; integer and bool tensors are not weights. */
+export function decodeFloatTensor(bytes: Uint8Array, dtype: string, tensorName: string): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype) {
+    case 'F32': {
+      const out = new Float32Array(bytes.byteLength / 4);
+      for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    }
+    case 'F16': {
+      const out = new Float32Array(bytes.byteLength / 2);
+      for (let i = 0; i < out.length; i++) out[i] = float16BitsToFloat32(view.getUint16(i * 2, true));
+      return out;
+    }
+    case 'BF16': {
+      const out = new Float32Array(bytes.byteLength / 2);
+      const asBits = new Uint32Array(out.buffer);
+      for (let i = 0; i < out.length; i++) asBits[i] = view.getUint16(i * 2, true) << 16;
+      return out;
+    }
+    case 'F64': {
+      const out = new Float32Array(bytes.byteLength / 8);
+      for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(i * 8, true);
+      return out;
+    }
+    default:
+      throw new ModelError(`Tensor ${tensorName} has dtype ${dtype}; a floating-point weight (F32, F16, BF16 or F64) was expected`);
+  }
+}
+
+/** [rows, cols] row-major to [cols, rows]: a Linear weight [out, in] becomes MatMul's right operand. */
+export function transpose2d(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) {
+    const rowStart = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = values[rowStart + c];
+  }
+  return out;
+}
+
+/** Places [rows, colsEach] blocks side by side: [rows, colsEach * blocks.length]. */
+export function concatColumns(blocks: Float32Array[], rows: number): Float32Array {
+  const colsEach = blocks[0].length / rows;
+  const width = colsEach * blocks.length;
+  const out = new Float32Array(rows * width);
+  blocks.forEach((block, b) => {
+    for (let r = 0; r < rows; r++) out.set(block.subarray(r * colsEach, (r + 1) * colsEach), r * width + b * colsEach);
+  });
+  return out;
+}
+
+export function scaled(values: Float32Array, factor: number): Float32Array {
+  return values.map((v) => v * factor);
+}
