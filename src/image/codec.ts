@@ -135,9 +135,9 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions): Promi
  * processor's centre crop to size x size. Not Pillow-exact; its deviation is measured in the benchmark.
  * The image is decoded through decodeImage first, so alpha is dropped before sharp resizes (sharp would
  * premultiply it) and CMYK and 16-bit follow Pillow; plain 8-bit images go straight through sharp, which
- * lets JPEG shrink on load.
+ * lets JPEG shrink on load. `sourceWidth`/`sourceHeight` give the decoded (oriented) size.
  */
-export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, size: number): Promise<RgbImage> {
+export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, size: number): Promise<RgbImage & { sourceWidth: number; sourceHeight: number }> {
   checkOptions(opts);
   const header = await readHeader(bytes, opts.maxPixels);
   const plain = !header.sixteenBit && (header.space === 'srgb' || header.space === 'b-w') && (header.channels === 1 || header.channels === 3);
@@ -164,7 +164,7 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
       .removeAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, sourceWidth: oriented.width, sourceHeight: oriented.height };
   } catch (err) {
     throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
   }

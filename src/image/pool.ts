@@ -1,0 +1,99 @@
+/**
+ * ImagePool: reads, decodes, resizes and normalises images on worker threads, one image per worker at a
+ * time. Workers are started on demand up to `threads` and reused. Waiting work is held as sources (a path
+ * or the caller's bytes), never as pixels, and callers bound it by how many prepare() calls they leave
+ * outstanding (the pipeline keeps a fixed read-ahead window). A worker that dies fails only its own
+ * image and is replaced.
+ */
+import { Worker } from 'node:worker_threads';
+import { UsageError, expectedMessage } from '../errors.js';
+import type { PreprocessConfig } from './preprocess.js';
+import type { ImageSource, PreparedImage } from './prepare-image.js';
+import type { WorkerTask } from './pool-worker.js';
+
+export type { ImageSource, PreparedImage } from './prepare-image.js';
+
+export interface ImagePoolOptions { threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
+
+interface Pending { task: WorkerTask; resolve: (result: PreparedImage) => void }
+
+interface Slot { worker: Worker; current?: Pending }
+
+function checkOptions(opts: ImagePoolOptions): void {
+  if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new UsageError(expectedMessage('a positive integer', 'threads', opts.threads));
+  if (opts.exif !== 'apply' && opts.exif !== 'ignore') throw new UsageError(expectedMessage('"apply" or "ignore"', 'exif', opts.exif));
+  if (opts.resize !== 'exact' && opts.resize !== 'fast') throw new UsageError(expectedMessage('"exact" or "fast"', 'resize', opts.resize));
+  if (!Number.isInteger(opts.maxPixels) || opts.maxPixels < 1) throw new UsageError(expectedMessage('a positive integer', 'maxPixels', opts.maxPixels));
+  const { shortestEdge, cropWidth, cropHeight } = opts.preprocess;
+  if (opts.resize === 'fast' && (cropWidth !== shortestEdge || cropHeight !== shortestEdge)) {
+    throw new UsageError(`--resize fast needs a square crop equal to the resize size, but this model crops ${cropWidth}x${cropHeight} after resizing to ${shortestEdge}`);
+  }
+}
+
+export class ImagePool {
+  private readonly opts: ImagePoolOptions;
+  private readonly slots: Slot[] = [];
+  private readonly waiting: Pending[] = [];
+  private nextId = 0;
+  private closed = false;
+
+  constructor(opts: ImagePoolOptions) {
+    checkOptions(opts);
+    this.opts = { ...opts, preprocess: { ...opts.preprocess } };
+  }
+
+  /** Resolves with the prepared pixels, or ok:false and the reason; never rejects for a bad image. */
+  prepare(source: ImageSource): Promise<PreparedImage> {
+    if (this.closed) return Promise.resolve({ ok: false, error: 'image pool is closed' });
+    return new Promise((resolve) => {
+      this.waiting.push({ task: { id: this.nextId++, source }, resolve });
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
+    const slots = this.slots.splice(0);
+    for (const slot of slots) slot.current?.resolve({ ok: false, error: 'image pool is closed' });
+    await Promise.all(slots.map((slot) => slot.worker.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.waiting.length > 0) {
+      const slot = this.slots.find((s) => !s.current) ?? (this.slots.length < this.opts.threads ? this.startWorker() : undefined);
+      if (!slot) return;
+      const pending = this.waiting.shift() as Pending;
+      slot.current = pending;
+      slot.worker.ref();
+      slot.worker.postMessage(pending.task);
+    }
+  }
+
+  private startWorker(): Slot {
+    const { preprocess, exif, resize, maxPixels } = this.opts;
+    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, exif, resize, maxPixels } });
+    const slot: Slot = { worker };
+    worker.on('message', (message: { id: number; result: PreparedImage }) => {
+      const pending = slot.current;
+      slot.current = undefined;
+      // An idle worker must not keep the process alive if a caller forgets close().
+      worker.unref();
+      pending?.resolve(message.result);
+      this.dispatch();
+    });
+    const fail = (reason: string): void => {
+      const index = this.slots.indexOf(slot);
+      if (index < 0) return;
+      this.slots.splice(index, 1);
+      slot.current?.resolve({ ok: false, error: `internal error: image worker ${reason}` });
+      slot.current = undefined;
+      void worker.terminate();
+      if (!this.closed) this.dispatch();
+    };
+    worker.on('error', (err) => fail(`failed (${err.message})`));
+    worker.on('exit', (code) => fail(`exited with code ${code}`));
+    this.slots.push(slot);
+    return slot;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * One image from source to model input: read the file, hash it, decode, resize and crop, normalise.
+ * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { PickScoreError } from '../errors.js';
+import { decodeImage, decodeResizeFast } from './codec.js';
+import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
+
+export type ImageSource = { path: string } | { bytes: Uint8Array; label: string };
+export type PreparedImage =
+  | { ok: true; pixels: Float32Array; width: number; height: number; contentHash: string }
+  | { ok: false; error: string; contentHash?: string };
+
+export interface PrepareOptions { preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
+
+function readFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'file not found';
+  if (code === 'EACCES' || code === 'EPERM') return 'cannot read file: permission denied';
+  if (code === 'EISDIR') return 'cannot read file: it is a directory';
+  return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+}
+
+async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
+  const decodeOptions = { exif: opts.exif, maxPixels: opts.maxPixels };
+  if (opts.resize === 'fast') {
+    const crop = await decodeResizeFast(bytes, decodeOptions, opts.preprocess.shortestEdge);
+    return { crop, width: crop.sourceWidth, height: crop.sourceHeight };
+  }
+  const decoded = await decodeImage(bytes, decodeOptions);
+  return { crop: resizeAndCrop(decoded, opts.preprocess), width: decoded.width, height: decoded.height };
+}
+
+export async function prepareImage(source: ImageSource, opts: PrepareOptions): Promise<PreparedImage> {
+  let bytes: Uint8Array;
+  if ('path' in source) {
+    try {
+      bytes = await readFile(source.path);
+    } catch (err) {
+      return { ok: false, error: readFailure(err) };
+    }
+  } else {
+    bytes = source.bytes;
+  }
+  const contentHash = createHash('sha256').update(bytes).digest('hex');
+  try {
+    const { crop, width, height } = await decodeAndCrop(bytes, opts);
+    const cfg = opts.preprocess;
+    const pixels = new Float32Array(3 * cfg.cropHeight * cfg.cropWidth);
+    normalizeInto(crop, cfg, pixels, 0);
+    return { ok: true, pixels, width, height, contentHash };
+  } catch (err) {
+    if (err instanceof PickScoreError) return { ok: false, error: err.message, contentHash };
+    return { ok: false, error: `internal error while preparing the image: ${err instanceof Error ? err.message : String(err)}`, contentHash };
+  }
+}
