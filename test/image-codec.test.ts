@@ -1,0 +1,165 @@
+/**
+ * decodeImage on every supported format and on bad input. Each bad file is generated here; each case
+ * gets a clear InputError (or a defined result, e.g. an animation's first frame).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { InputError } from '../src/errors.js';
+import { decodeImage, decodeResizeFast, thumbnailDataUri, DEFAULT_MAX_PIXELS, type DecodeOptions } from '../src/image/codec.js';
+import { compareBytes, pillowAvailable, pillowDecodeRgb, seededRandom } from './helpers/image-pillow.js';
+import { pngBombHeader, pngFromSamples } from './helpers/image-files.js';
+
+const opts: DecodeOptions = { exif: 'ignore', maxPixels: DEFAULT_MAX_PIXELS };
+const hasPillow = pillowAvailable();
+
+function noise(length: number, seed: number): Buffer {
+  const random = seededRandom(seed);
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) out[i] = Math.floor(random() * 256);
+  return out;
+}
+
+async function rejectsWith(bytes: Uint8Array, pattern: RegExp, decodeOptions: DecodeOptions = opts): Promise<void> {
+  await assert.rejects(decodeImage(bytes, decodeOptions), (err: unknown) => {
+    assert.ok(err instanceof InputError, `expected an InputError, got ${String(err)}`);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+/** Our decode against Pillow's convert("RGB") on the same file, when Pillow is installed. */
+async function assertSameAsPillow(bytes: Buffer, ext: string): Promise<void> {
+  if (!hasPillow) return;
+  const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-codec-'));
+  try {
+    const file = path.join(dir, `image.${ext}`);
+    writeFileSync(file, bytes);
+    const theirs = pillowDecodeRgb(file);
+    const ours = await decodeImage(bytes, opts);
+    assert.deepEqual([ours.width, ours.height], [theirs.width, theirs.height]);
+    const result = compareBytes(ours.data, theirs.data);
+    assert.equal(result.maxDiff, 0, `${ext}: ${result.total - result.identical} of ${result.total} values differ from Pillow`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const rgb = noise(37 * 23 * 3, 1);
+const rgbImage = () => sharp(rgb, { raw: { width: 37, height: 23, channels: 3 } });
+
+test('decodes JPEG, PNG, WebP, GIF, AVIF and TIFF to RGB with their format', async () => {
+  const encoded: [string, Buffer][] = [
+    ['jpeg', await rgbImage().jpeg().toBuffer()],
+    ['png', await rgbImage().png().toBuffer()],
+    ['webp', await rgbImage().webp({ lossless: true }).toBuffer()],
+    ['gif', await rgbImage().gif().toBuffer()],
+    ['avif', await rgbImage().avif().toBuffer()],
+    ['tiff', await rgbImage().tiff({ compression: 'lzw' }).toBuffer()],
+  ];
+  for (const [format, bytes] of encoded) {
+    const image = await decodeImage(bytes, opts);
+    assert.equal(image.format, format);
+    assert.deepEqual([image.width, image.height, image.data.length], [37, 23, 37 * 23 * 3], format);
+  }
+  for (const format of ['png', 'webp', 'tiff']) {
+    const image = await decodeImage(encoded.find(([f]) => f === format)![1], opts);
+    assert.deepEqual(Buffer.from(image.data), rgb, `${format} is lossless`);
+  }
+});
+
+test('alpha is dropped, not composited or premultiplied', async () => {
+  const rgba = noise(16 * 9 * 4, 2);
+  for (let i = 3; i < rgba.length; i += 16) rgba[i] = 0;
+  for (const bytes of [await sharp(rgba, { raw: { width: 16, height: 9, channels: 4 } }).png().toBuffer(), await sharp(rgba, { raw: { width: 16, height: 9, channels: 4 } }).webp({ lossless: true, exact: true }).toBuffer()]) {
+    const image = await decodeImage(bytes, opts);
+    for (let p = 0; p < 16 * 9; p++) assert.deepEqual([...image.data.subarray(p * 3, p * 3 + 3)], [...rgba.subarray(p * 4, p * 4 + 3)], `pixel ${p}`);
+  }
+});
+
+test('grey and grey+alpha are replicated to three channels', async () => {
+  const grey = noise(11 * 7 * 2, 3);
+  const image = await decodeImage(pngFromSamples(11, 7, 8, 4, grey), opts);
+  for (let p = 0; p < 11 * 7; p++) assert.deepEqual([...image.data.subarray(p * 3, p * 3 + 3)], [grey[p * 2], grey[p * 2], grey[p * 2]]);
+});
+
+test('16-bit PNG: colour keeps the high byte, grey is clamped to 255, as Pillow converts them', async () => {
+  const samples = noise(9 * 5 * 6, 4);
+  const colour = pngFromSamples(9, 5, 16, 2, samples);
+  const image = await decodeImage(colour, opts);
+  for (let i = 0; i < 9 * 5 * 3; i++) assert.equal(image.data[i], samples[i * 2], `sample ${i}`);
+  await assertSameAsPillow(colour, 'png');
+
+  const greySamples = noise(9 * 5 * 2, 5);
+  for (let i = 0; i < greySamples.length; i += 6) greySamples[i] = 0; // some values below 256
+  const grey = pngFromSamples(9, 5, 16, 0, greySamples);
+  const greyImage = await decodeImage(grey, opts);
+  for (let p = 0; p < 9 * 5; p++) {
+    const value = greySamples.readUInt16BE(p * 2);
+    assert.equal(greyImage.data[p * 3], Math.min(value, 255), `pixel ${p}: 16-bit value ${value}`);
+  }
+  await assertSameAsPillow(grey, 'png');
+  await assertSameAsPillow(pngFromSamples(9, 5, 16, 6, noise(9 * 5 * 8, 6)), 'png');
+});
+
+test('CMYK JPEG converts with Pillow\'s arithmetic', async () => {
+  const cmyk = await rgbImage().toColourspace('cmyk').jpeg().toBuffer();
+  assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
+  const image = await decodeImage(cmyk, opts);
+  assert.deepEqual([image.width, image.height, image.data.length], [37, 23, 37 * 23 * 3]);
+  await assertSameAsPillow(cmyk, 'jpg');
+});
+
+test('animated GIF and WebP give their first frame', async () => {
+  const frames = Buffer.alloc(8 * 6 * 2 * 3);
+  for (let p = 0; p < 8 * 6 * 2; p++) frames.set(p < 48 ? [250, 10, 10] : [10, 10, 250], p * 3);
+  const animated = () => sharp(frames, { raw: { width: 8, height: 12, channels: 3, pageHeight: 6 } });
+  for (const bytes of [await animated().gif().toBuffer(), await animated().webp({ lossless: true }).toBuffer()]) {
+    assert.equal((await sharp(bytes).metadata()).pages, 2);
+    const image = await decodeImage(bytes, opts);
+    assert.deepEqual([image.width, image.height], [8, 6]);
+    assert.ok(image.data[0] > 200 && image.data[2] < 50, `first frame is red, got ${[...image.data.subarray(0, 3)]}`);
+  }
+});
+
+test('bad input: each a clear InputError', async () => {
+  const jpeg = await rgbImage().jpeg().toBuffer();
+  const png = await rgbImage().png().toBuffer();
+  await rejectsWith(new Uint8Array(0), /empty file \(0 bytes\)/);
+  await rejectsWith(jpeg.subarray(0, jpeg.length >> 1), /truncated or corrupt jpeg data/);
+  await rejectsWith(png.subarray(0, png.length >> 1), /truncated or corrupt png data/);
+  await rejectsWith(noise(5000, 7), /unsupported or unrecognised image format/);
+  await rejectsWith(Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'), /SVG is a vector format/);
+  await rejectsWith(pngBombHeader(30000, 30000), /image too large: 30000x30000 is 900000000 pixels, over the limit of 178956970/);
+  await rejectsWith(png, /image too large: 37x23/, { exif: 'ignore', maxPixels: 100 });
+  await rejectsWith(Buffer.from('%PDF-1.4\n'), /unsupported/);
+});
+
+test('options are checked before any decoding', async () => {
+  const png = await rgbImage().png().toBuffer();
+  await assert.rejects(decodeImage(png, { exif: 'sideways' as 'apply', maxPixels: 10 }), /Expected "apply" or "ignore" for exif but received "sideways"/);
+  await assert.rejects(decodeImage(png, { exif: 'apply', maxPixels: 0 }), /Expected a positive integer for maxPixels but received number 0/);
+});
+
+test('fast resize gives the crop size and stays close to the exact path', async () => {
+  const smooth = Buffer.alloc(300 * 200 * 4);
+  for (let p = 0; p < 300 * 200; p++) smooth.set([p % 300, (p / 300) | 0, 128, p % 7 === 0 ? 0 : 255], p * 4);
+  const bytes = await sharp(smooth, { raw: { width: 300, height: 200, channels: 4 } }).png().toBuffer();
+  const fast = await decodeResizeFast(bytes, opts, 224);
+  assert.deepEqual([fast.width, fast.height, fast.sourceWidth, fast.sourceHeight, fast.data.length], [224, 224, 300, 200, 224 * 224 * 3]);
+  const { resizeAndCrop, CLIP_PREPROCESS } = await import('../src/image/preprocess.js');
+  const exact = resizeAndCrop(await decodeImage(bytes, opts), CLIP_PREPROCESS);
+  // Alpha is dropped before sharp resizes; premultiplying it would pull every 7th pixel towards black.
+  assert.ok(compareBytes(fast.data, exact.data).maxDiff <= 3, 'within 3 levels on a smooth image');
+});
+
+test('thumbnails are small WebP data URIs', async () => {
+  const uri = await thumbnailDataUri(await rgbImage().png().toBuffer(), 16, 'apply');
+  assert.match(uri, /^data:image\/webp;base64,/);
+  const meta = await sharp(Buffer.from(uri.split(',')[1], 'base64')).metadata();
+  assert.deepEqual([meta.width, meta.height], [16, 10]);
+  await assert.rejects(thumbnailDataUri(new Uint8Array(0), 16, 'apply'), InputError);
+});
