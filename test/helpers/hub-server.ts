@@ -65,11 +65,15 @@ function loadRepos(root: string): Map<string, Map<string, RepoFile>> {
   return repos;
 }
 
-function commitOf(repo: string): string {
-  return createHash('sha1').update(`commit of ${repo}`).digest('hex');
+export interface HubServerOptions {
+  /** Serve LFS files from a second server, so that the redirect crosses to another origin. */
+  cdnOnOtherOrigin?: boolean;
+  /** The commit of a repository, for manifests that pin one; others get a commit derived from their name. */
+  commits?: Record<string, string>;
 }
 
-export async function startHubServer(root: string, opts: { cdnOnOtherOrigin?: boolean } = {}): Promise<HubServer> {
+export async function startHubServer(root: string, opts: HubServerOptions = {}): Promise<HubServer> {
+  const commitOf = (repo: string) => opts.commits?.[repo] ?? createHash('sha1').update(`commit of ${repo}`).digest('hex');
   const repos = loadRepos(root);
   const requests: RecordedRequest[] = [];
   const faults: HubServerFaults = {};

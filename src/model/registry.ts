@@ -1,0 +1,321 @@
+/**
+ * Where models live and how a name becomes a converted model folder.
+ *
+ *   $PICKSCORE_HOME/models/<key>/     converted models (text.onnx, image.onnx, pickscore-model.json, tokenizer files)
+ *   <package>/models/*.json           the known models: which Hub repositories hold their weights and processor
+ *
+ * resolveModel accepts a converted folder, a Hugging Face checkpoint folder, a known model name, or
+ * `org/repo[@revision]`. Hub files stay in the Hub cache (see hub.ts). Conversion goes into a temporary folder that is renamed into place, and a lock
+ * file makes a second process wait for the first instead of downloading and converting the same model again.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
+import type { AttentionImpl, Precision } from './clip-graph.js';
+import { convertCheckpoint } from './convert.js';
+import { HubNotFoundError, hubDownload, type HubProgress } from './hub.js';
+import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
+
+export interface KnownModel {
+  name: string;
+  description: string;
+  default?: boolean;
+  weights: { repo: string; revision: string; files: string[] };
+  processor: { repo: string; revision: string; files: string[] };
+}
+
+export interface ResolveOptions {
+  precision: Precision;
+  attention?: AttentionImpl;
+  /** false: use only what is already converted; never download or convert. */
+  pull?: boolean;
+  onProgress?: (e: HubProgress) => void;
+}
+
+/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
+export const CHECKSUM_FILE = 'checksums.sha256';
+
+/** A repository that lacks model.safetensors is fetched as pytorch_model.bin, as transformers does. */
+const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors': 'pytorch_model.bin' };
+/** Processor files a Hub repository given as `org/repo` may hold; whichever exist are fetched. */
+const PROCESSOR_FILES = ['preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
+const HUB_REPO_PATTERN = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?:@([\w./-]+))?$/;
+const LOCK_POLL_MS = 250;
+
+export function pickscoreHome(): string {
+  if (process.env.PICKSCORE_HOME) return path.resolve(process.env.PICKSCORE_HOME);
+  const cache = process.env.XDG_CACHE_HOME ? path.resolve(process.env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache');
+  return path.join(cache, 'pickscore');
+}
+
+export function modelsHome(): string {
+  return path.join(pickscoreHome(), 'models');
+}
+
+/**
+ * The package's models/ folder. From dist/model/registry.js it is ../../models; walking up also finds it
+ * from the test build (build/src/model/registry.js).
+ */
+async function knownModelsDir(): Promise<string> {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, 'models');
+    try {
+      if ((await readdir(candidate)).some((f) => f.endsWith('.json'))) return candidate;
+    } catch {
+      // not here: keep walking up
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new ModelError(`The known-model manifests (models/*.json) were not found above ${fileURLToPath(import.meta.url)}; the package is incomplete`);
+    dir = parent;
+  }
+}
+
+function parseKnownModel(json: unknown, file: string): KnownModel {
+  const fail = (expected: string, field: string, value: unknown): never => {
+    throw new ModelError(`${file}: ${expectedMessage(expected, field, value)}`);
+  };
+  const obj = (v: unknown, field: string) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : fail('an object', field, v));
+  const str = (v: unknown, field: string) => (typeof v === 'string' && v !== '' ? v : fail('a non-empty string', field, v));
+  const source = (v: unknown, field: string) => {
+    const s = obj(v, field);
+    const files = Array.isArray(s.files) && s.files.length > 0 ? s.files.map((f, i) => str(f, `${field}.files[${i}]`)) : fail('a non-empty array of file names', `${field}.files`, s.files);
+    return { repo: str(s.repo, `${field}.repo`), revision: str(s.revision, `${field}.revision`), files };
+  };
+  const m = obj(json, 'the model manifest');
+  if (m.default !== undefined && typeof m.default !== 'boolean') fail('a boolean', 'default', m.default);
+  return {
+    name: str(m.name, 'name'),
+    description: str(m.description, 'description'),
+    ...(m.default === true ? { default: true } : {}),
+    weights: source(m.weights, 'weights'),
+    processor: source(m.processor, 'processor'),
+  };
+}
+
+export async function knownModels(): Promise<KnownModel[]> {
+  const dir = await knownModelsDir();
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+  const models: KnownModel[] = [];
+  for (const name of files) {
+    const file = path.join(dir, name);
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8'));
+    } catch (err) {
+      throw new ModelError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+    models.push(parseKnownModel(json, file));
+  }
+  return models;
+}
+
+export async function defaultModel(): Promise<KnownModel> {
+  const model = (await knownModels()).find((m) => m.default);
+  if (!model) throw new ModelError('No known model is marked as the default in models/*.json');
+  return model;
+}
+
+/** What a model name or folder refers to, before anything is downloaded or converted. */
+export type ModelSource =
+  | { kind: 'converted'; dir: string }
+  | { kind: 'checkpoint'; dir: string }
+  | { kind: 'known'; model: KnownModel }
+  | { kind: 'hub'; repo: string; revision: string };
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function looksLikePath(s: string): boolean {
+  return s.startsWith('.') || s.startsWith('/') || s.startsWith('~') || s.includes(path.sep) && !HUB_REPO_PATTERN.test(s) || /^[A-Za-z]:[\\/]/.test(s);
+}
+
+export async function identifyModel(nameOrDir: string | undefined): Promise<ModelSource> {
+  if (nameOrDir === undefined || nameOrDir === '') return { kind: 'known', model: await defaultModel() };
+  if (await isDirectory(nameOrDir)) {
+    const dir = path.resolve(nameOrDir);
+    if (await exists(path.join(dir, MANIFEST_FILE))) return { kind: 'converted', dir };
+    if (await exists(path.join(dir, 'config.json'))) return { kind: 'checkpoint', dir };
+    throw new ModelError(`${dir} is neither a converted pickscore model (no ${MANIFEST_FILE}) nor a Hugging Face checkpoint (no config.json)`);
+  }
+  const known = (await knownModels()).find((m) => m.name === nameOrDir);
+  if (known) return { kind: 'known', model: known };
+  if (looksLikePath(nameOrDir)) throw new InputError(`The model folder ${path.resolve(nameOrDir)} does not exist`);
+  const hub = HUB_REPO_PATTERN.exec(nameOrDir);
+  if (hub) return { kind: 'hub', repo: hub[1], revision: hub[2] ?? 'main' };
+  const names = (await knownModels()).map((m) => m.name).join(', ');
+  throw new UsageError(expectedMessage(`a known model (${names}), a model folder, or a Hub repository "org/name[@revision]"`, 'the model', nameOrDir));
+}
+
+function slug(s: string): string {
+  return s.replace(/[^\w.-]+/g, '--');
+}
+
+/** The folder under $PICKSCORE_HOME/models that a source converts into, one per precision and attention. */
+export async function cacheKey(source: Exclude<ModelSource, { kind: 'converted' }>, precision: Precision, attention: AttentionImpl): Promise<string> {
+  const variant = `${precision}${attention === 'plain' ? '' : `-${attention}`}`;
+  if (source.kind === 'known') return `${source.model.name}--${variant}`;
+  if (source.kind === 'hub') return `${slug(source.repo)}--${slug(source.revision)}--${variant}`;
+  // A local checkpoint: keyed by its path and its files' sizes and times, so an edited checkpoint converts anew.
+  const hash = createHash('sha256').update(source.dir);
+  for (const name of (await readdir(source.dir)).sort()) {
+    const s = await stat(path.join(source.dir, name));
+    hash.update(`\0${name}\0${s.size}\0${s.mtimeMs}`);
+  }
+  return `local--${slug(path.basename(source.dir))}--${hash.digest('hex').slice(0, 12)}--${variant}`;
+}
+
+async function downloadWithFallback(repo: string, revision: string, files: string[], optionalFiles: string[], onProgress?: (e: HubProgress) => void): Promise<string> {
+  try {
+    return await hubDownload({ repo, revision, files, optionalFiles, onProgress });
+  } catch (err) {
+    if (!(err instanceof HubNotFoundError) || !WEIGHT_FALLBACKS[err.file] || !files.includes(err.file)) throw err;
+    const missing = err.file;
+    const replaced = files.map((f) => (f === missing ? WEIGHT_FALLBACKS[missing] : f));
+    return hubDownload({ repo, revision, files: replaced, optionalFiles, onProgress });
+  }
+}
+
+/**
+ * Fetches the weights snapshot and the processor snapshot (another repository for PickScore; the same
+ * snapshot for a plain `org/repo`). Both stay in the Hub cache, where the manifest's source.dir points.
+ */
+async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'hub' }>, onProgress?: (e: HubProgress) => void): Promise<{ weightsDir: string; processorDir: string; repo: string; commit: string }> {
+  if (source.kind === 'hub') {
+    const dir = await downloadWithFallback(source.repo, source.revision, ['config.json', 'model.safetensors'], PROCESSOR_FILES, onProgress);
+    return { weightsDir: dir, processorDir: dir, repo: source.repo, commit: path.basename(dir) };
+  }
+  const { weights, processor } = source.model;
+  const weightsDir = await downloadWithFallback(weights.repo, weights.revision, weights.files, [], onProgress);
+  const processorDir = await hubDownload({ repo: processor.repo, revision: processor.revision, files: processor.files, onProgress });
+  return { weightsDir, processorDir, repo: weights.repo, commit: path.basename(weightsDir) };
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Records every file of a converted folder in CHECKSUM_FILE, so `model verify` can find a damaged one later. */
+export async function writeChecksums(dir: string): Promise<void> {
+  const names = (await readdir(dir)).filter((n) => n !== CHECKSUM_FILE).sort();
+  const lines: string[] = [];
+  for (const name of names) if ((await stat(path.join(dir, name))).isFile()) lines.push(`${await sha256File(path.join(dir, name))}  ${name}`);
+  await writeFile(path.join(dir, CHECKSUM_FILE), `${lines.join('\n')}\n`);
+}
+
+/**
+ * Converts into `<outDir>.tmp-<pid>-<random>` and renames it to outDir, so a crash never leaves a
+ * half-written folder where a model should be. When another process renamed first, its folder is kept.
+ */
+export async function convertInto(srcDir: string, outDir: string, opts: { precision: Precision; attention: AttentionImpl; tokenizerDir?: string; name?: string;
+  source?: { repo?: string; revision?: string }; onProgress?: (done: number, total: number) => void }): Promise<ModelManifest> {
+  const temp = `${outDir}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  await mkdir(path.dirname(outDir), { recursive: true });
+  try {
+    await convertCheckpoint(srcDir, { outDir: temp, ...opts });
+    await writeChecksums(temp);
+    try {
+      await rename(temp, outDir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      if (!(await exists(path.join(outDir, MANIFEST_FILE)))) {
+        throw new ModelError(`${outDir} exists but holds no ${MANIFEST_FILE}; remove it or choose another --out folder`, { cause: err });
+      }
+    }
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
+  return readModelManifest(outDir);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `work` holding `<target>.lock`, unless another live process holds it: then waits, and returns
+ * early as soon as `done()` says the other process finished the job. A lock left by a dead process is taken over.
+ */
+async function withLock<T>(target: string, done: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
+  const lockFile = `${target}.lock`;
+  await mkdir(path.dirname(lockFile), { recursive: true });
+  for (;;) {
+    const finished = await done();
+    if (finished !== undefined) return finished;
+    try {
+      const handle = await open(lockFile, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      try {
+        return (await done()) ?? (await work());
+      } finally {
+        await rm(lockFile, { force: true });
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+    if (holder > 0 && !pidAlive(holder)) await rm(lockFile, { force: true });
+    else await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
+async function readIfConverted(dir: string): Promise<{ dir: string; manifest: ModelManifest } | undefined> {
+  if (!(await exists(path.join(dir, MANIFEST_FILE)))) return undefined;
+  return { dir, manifest: await readModelManifest(dir) };
+}
+
+function displayName(source: Exclude<ModelSource, { kind: 'converted' }>): string {
+  return source.kind === 'known' ? source.model.name : source.kind === 'hub' ? `${source.repo}@${source.revision}` : source.dir;
+}
+
+export async function resolveModel(nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
+  const source = await identifyModel(nameOrDir);
+  if (source.kind === 'converted') return { dir: source.dir, manifest: await readModelManifest(source.dir) };
+  const attention = opts.attention ?? 'plain';
+  const target = path.join(modelsHome(), await cacheKey(source, opts.precision, attention));
+  const cached = await readIfConverted(target);
+  if (cached) return cached;
+  if (opts.pull === false) {
+    const pull = ['pickscore model pull', nameOrDir, `--precision ${opts.precision}`].filter(Boolean).join(' ');
+    throw new ModelError(`Model ${displayName(source)} (${opts.precision}) is not converted yet (${target}); run \`${pull}\``);
+  }
+  return withLock(target, () => readIfConverted(target), async () => {
+    const name = source.kind === 'known' ? source.model.name : source.kind === 'hub' ? source.repo : path.basename(source.dir);
+    const onConvert = (done: number, total: number) => opts.onProgress?.({ file: `convert ${name} (${opts.precision})`, done, total });
+    if (source.kind === 'checkpoint') {
+      const manifest = await convertInto(source.dir, target, { precision: opts.precision, attention, name, onProgress: onConvert });
+      return { dir: target, manifest };
+    }
+    const fetched = await downloadSources(source, opts.onProgress);
+    const manifest = await convertInto(fetched.weightsDir, target, { precision: opts.precision, attention, tokenizerDir: fetched.processorDir, name,
+      source: { repo: fetched.repo, revision: fetched.commit }, onProgress: onConvert });
+    return { dir: target, manifest };
+  });
+}
