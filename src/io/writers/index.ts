@@ -1,0 +1,156 @@
+/**
+ * Rank output writers. `openRankWriter(format, target, meta)` returns `{ write, finish, abort }`.
+ *
+ * Records arrive complete and in their final order. Ranks and probabilities need every score of a
+ * prompt, so the caller (the `rank` command) collects the numeric records first (about 100 bytes
+ * each, no pixels), ranks them per prompt, and then writes them. csv, jsonl, json and md are written
+ * row by row as they arrive, so the writer holds no rows; the terminal table and the HTML gallery
+ * need all rows (column widths, grouping) and hold them until `finish`.
+ *
+ * A file target appears only through an atomic rename at `finish`; `abort` (or a failure such as a
+ * full disk) leaves any previous file untouched. A stream target (stdout) is written as rows arrive
+ * and never ended here.
+ */
+import path from 'node:path';
+import { InternalError, UsageError, expectedMessage } from '../../errors.js';
+import { renderGallery, type ThumbnailFn } from '../html-gallery.js';
+import { renderTable } from '../table.js';
+import { csvFormat } from './csv.js';
+import type { StreamingFormat } from './format.js';
+import { jsonFormat, jsonlFormat } from './json.js';
+import { markdownFormat } from './markdown.js';
+import type { RankRecord } from './record.js';
+import { openSink, type OutputSink, type WriterTarget } from './sink.js';
+
+export type { RankRecord } from './record.js';
+export type { WriterTarget } from './sink.js';
+export { JSON_SCHEMA_VERSION } from './json.js';
+
+export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = {
+  '.csv': 'csv',
+  '.json': 'json',
+  '.jsonl': 'jsonl',
+  '.md': 'md',
+  '.html': 'html',
+  '.htm': 'html',
+};
+
+/**
+ * `--format` wins; else the extension of `--out`; else a table on a terminal and JSONL into a pipe
+ * (one object per line is what a program reading stdout parses most easily).
+ */
+export function resolveOutputFormat(opts: { format?: string; out?: string; isTTY: boolean }): OutputFormat {
+  if (opts.format !== undefined) {
+    if ((OUTPUT_FORMATS as readonly string[]).includes(opts.format)) return opts.format as OutputFormat;
+    throw new UsageError(expectedMessage(`one of ${OUTPUT_FORMATS.join(', ')}`, '--format', opts.format));
+  }
+  if (opts.out !== undefined) {
+    const format = FORMAT_BY_EXTENSION[path.extname(opts.out).toLowerCase()];
+    if (format) return format;
+    throw new UsageError(`${expectedMessage(`an extension of ${Object.keys(FORMAT_BY_EXTENSION).join(' ')}`, '--out', opts.out)}; or name the format with --format`);
+  }
+  return opts.isTTY ? 'table' : 'jsonl';
+}
+
+export interface WriterMeta {
+  /** Written into the JSON document and the gallery footer; see Provenance in src/pipeline. */
+  provenance?: object | null;
+  /** Adds a `contentHash` column to csv (json and jsonl carry it whenever a record has one). */
+  contentHash?: boolean;
+  /** Gallery page title. */
+  title?: string;
+  /** Gallery thumbnails; default: the image codec's JPEG thumbnail of the file at the record's path. */
+  thumbnail?: ThumbnailFn;
+}
+
+export interface RankWriter {
+  write(rec: RankRecord): Promise<void>;
+  /** Ends the output; `incomplete` marks an interrupted run (json field, md/html/table note). */
+  finish(opts: { incomplete: boolean }): Promise<void>;
+  /** Drops the output: a file target keeps its previous content. Safe after a failed write. */
+  abort(): Promise<void>;
+}
+
+export async function openRankWriter(format: OutputFormat, target: WriterTarget, meta: WriterMeta = {}): Promise<RankWriter> {
+  const sink = await openSink(target);
+  const streaming = streamingFormat(format, meta);
+  return streaming ? streamingWriter(streaming, sink) : bufferedWriter(format as 'html' | 'table', sink, meta);
+}
+
+function streamingFormat(format: OutputFormat, meta: WriterMeta): StreamingFormat | undefined {
+  switch (format) {
+    case 'csv':
+      return csvFormat(meta.contentHash ?? false);
+    case 'json':
+      return jsonFormat(meta.provenance ?? null);
+    case 'jsonl':
+      return jsonlFormat;
+    case 'md':
+      return markdownFormat;
+    default:
+      return undefined;
+  }
+}
+
+function streamingWriter(format: StreamingFormat, sink: OutputSink): RankWriter {
+  let started = false;
+  const start = async (): Promise<void> => {
+    if (!started) await sink.write(format.header());
+    started = true;
+  };
+  return guarded(sink, {
+    async write(rec) {
+      await start();
+      await sink.write(format.row(rec));
+    },
+    async finish({ incomplete }) {
+      await start();
+      await sink.write(format.footer(incomplete));
+      await sink.commit();
+    },
+  });
+}
+
+function bufferedWriter(format: 'html' | 'table', sink: OutputSink, meta: WriterMeta): RankWriter {
+  const records: RankRecord[] = [];
+  return guarded(sink, {
+    async write(rec) {
+      records.push(rec);
+    },
+    async finish({ incomplete }) {
+      if (format === 'table') await sink.write(renderTable(records, { incomplete }));
+      else await renderGallery(records, { title: meta.title, provenance: meta.provenance, incomplete, thumbnail: meta.thumbnail }, (html) => sink.write(html));
+      await sink.commit();
+    },
+  });
+}
+
+/** Any failure while writing aborts the sink, so no temporary file outlives the error. */
+function guarded(sink: OutputSink, writer: Omit<RankWriter, 'abort'>): RankWriter {
+  let closed = false;
+  const run = async (step: () => Promise<void>): Promise<void> => {
+    if (closed) throw new InternalError('The rank writer was already finished or aborted');
+    try {
+      await step();
+    } catch (err) {
+      closed = true;
+      await sink.abort();
+      throw err;
+    }
+  };
+  return {
+    write: (rec) => run(() => writer.write(rec)),
+    finish: (opts) =>
+      run(async () => {
+        await writer.finish(opts);
+        closed = true;
+      }),
+    async abort() {
+      closed = true;
+      await sink.abort();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/** The row every output format writes: one image scored against one prompt. Numbers only, no pixels. */
+export interface RankRecord {
+  /** The image path as the user gave it. */
+  path: string;
+  prompt: string;
+  /** `logit_scale * cos(text, image)`; null when the image could not be scored. */
+  score: number | null;
+  /** Softmax of the score over this prompt's images; null for error rows. */
+  prob: number | null;
+  /** 1-based rank within this prompt, ties broken by path; null for error rows. */
+  rank: number | null;
+  width: number | null;
+  height: number | null;
+  /** Null, or why this image could not be scored. */
+  error: string | null;
+  /** SHA-256 hex of the file bytes, when known. */
+  contentHash?: string | null;
+}
+
+/** Field order shared by CSV columns and JSON objects. */
+export const RECORD_FIELDS = ['path', 'prompt', 'score', 'prob', 'rank', 'width', 'height', 'error'] as const;
+
+/** A plain object in field order; `contentHash` only when the record carries one. */
+export function recordToObject(rec: RankRecord): Record<string, string | number | null> {
+  const obj: Record<string, string | number | null> = {};
+  for (const field of RECORD_FIELDS) obj[field] = finiteOrNull(rec[field]);
+  if (rec.contentHash !== undefined) obj.contentHash = rec.contentHash;
+  return obj;
+}
+
+/** NaN and infinities are not JSON; they are written as null, as a missing number. */
+function finiteOrNull<T>(value: T): T | null {
+  return typeof value === 'number' && !Number.isFinite(value) ? null : value;
+}
+
+/** Score and probability as people read them; full precision stays in csv/json/jsonl. */
+export function formatScore(value: number | null): string {
+  return value === null || !Number.isFinite(value) ? '-' : value.toFixed(4);
+}
+
+export function formatProb(value: number | null): string {
+  return value === null || !Number.isFinite(value) ? '-' : value.toFixed(4);
+}
+
+export function formatSize(rec: RankRecord): string {
+  return rec.width === null || rec.height === null ? '-' : `${rec.width}x${rec.height}`;
+}

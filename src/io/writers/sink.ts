@@ -1,0 +1,55 @@
+/**
+ * Where a writer's bytes go: an output file that appears atomically on commit, or a stream the
+ * caller owns (stdout). A stream is never ended here; its owner decides, so stdout stays usable.
+ */
+import type { Writable } from 'node:stream';
+import { AtomicFileWriter, type AtomicFs } from '../atomic.js';
+import { InputError } from '../../errors.js';
+
+export interface OutputSink {
+  write(text: string): Promise<void>;
+  /** Everything written is in place: the file renamed over the target, or the stream flushed. */
+  commit(): Promise<void>;
+  /** Gives up: the temporary file is removed and any previous target is untouched. */
+  abort(): Promise<void>;
+}
+
+export type WriterTarget = { path: string; fs?: AtomicFs } | { stream: Writable };
+
+export async function openSink(target: WriterTarget): Promise<OutputSink> {
+  if ('stream' in target) return new StreamSink(target.stream);
+  const file = await AtomicFileWriter.open(target.path, { fs: target.fs });
+  return { write: (text) => file.write(text), commit: () => file.commit(), abort: () => file.abort() };
+}
+
+/** Stream writes are gathered up to this size, so each row does not cost a round trip. */
+const STREAM_FLUSH_CHARS = 64 * 1024;
+
+class StreamSink implements OutputSink {
+  private pending = '';
+
+  constructor(private readonly stream: Writable) {}
+
+  async write(text: string): Promise<void> {
+    this.pending += text;
+    if (this.pending.length >= STREAM_FLUSH_CHARS) await this.flush();
+  }
+
+  commit(): Promise<void> {
+    return this.flush();
+  }
+
+  async abort(): Promise<void> {
+    this.pending = '';
+  }
+
+  /** Resolves once the stream has taken the chunk (its callback), so backpressure is respected. */
+  private flush(): Promise<void> {
+    const chunk = this.pending;
+    this.pending = '';
+    if (chunk === '') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.stream.write(chunk, (err) => (err ? reject(new InputError(`Cannot write the output stream: ${err.message}`, { cause: err })) : resolve()));
+    });
+  }
+}
