@@ -1,0 +1,288 @@
+/**
+ * Converts a Hugging Face CLIPModel checkpoint folder into a pickscore model folder: text.onnx,
+ * image.onnx, the tokenizer (and preprocessor) files, and `pickscore-model.json`.
+ *
+ * Everything is written into a temporary sibling folder, the manifest last, and the folder is renamed
+ * into place only when complete; on any failure it is removed. A folder that holds a manifest is
+ * therefore always whole, and a later run can trust it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
+import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
+import { PICKSCORE_VERSION } from '../pipeline/version.js';
+import { openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
+import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
+import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
+import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from './manifest.js';
+import { ONNX_OPSET } from './onnx-builder.js';
+import { decodeFloatTensor } from './onnx-tensors.js';
+
+export { readModelManifest, type ModelManifest } from './manifest.js';
+
+export interface ConvertOptions {
+  outDir: string;
+  precision: Precision;
+  attention?: AttentionImpl;
+  /** Where the tokenizer and preprocessor files are, when the checkpoint folder lacks them (PickScore's do). */
+  tokenizerDir?: string;
+  name?: string;
+  source?: { repo?: string; revision?: string };
+  /** Bytes hashed and tensor bytes converted so far, of a total known up front. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
+export const PREPROCESSOR_FILE = 'preprocessor_config.json';
+
+export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): Promise<ModelManifest> {
+  checkOptions(opts);
+  const source = path.resolve(srcDir);
+  const outDir = path.resolve(opts.outDir);
+  await checkReplaceable(outDir);
+  const config = await readClipConfig(source);
+  const checkpoint = await openCheckpoint(source);
+  try {
+    validateClipCheckpoint(config, checkpoint, path.join(source, 'config.json'));
+    const support = await findSupportFiles([opts.tokenizerDir, source]);
+    const preprocess = await readPreprocess(support.preprocessor, config);
+    const sourceFiles = [path.join(source, 'config.json'), ...checkpoint.files];
+    const progress = progressCounter(opts.onProgress, (await totalBytes(sourceFiles)) + towerBytes(config, checkpoint));
+    const hashed = await hashFiles(sourceFiles, source, progress.add);
+    const logitScale = await readLogitScale(checkpoint);
+    const manifest = buildManifest({ opts, source, config, hashed, logitScale, preprocess, tokenizerFiles: support.tokenizer.map((f) => path.basename(f)) });
+    await writeModelFolder(outDir, async (tmpDir) => {
+      const counted = withReadProgress(checkpoint, progress.add);
+      for (const tower of ['text', 'image'] as const) {
+        const outPath = path.join(tmpDir, `${tower}.onnx`);
+        await writingFile(outPath, () => writeClipTowerOnnx({ tower, config, checkpoint: counted, precision: opts.precision, attention: manifest.attention, outPath }));
+      }
+      for (const file of [...support.tokenizer, ...(support.preprocessor ? [support.preprocessor] : [])]) {
+        const target = path.join(tmpDir, path.basename(file));
+        await writingFile(target, () => copyFile(file, target));
+      }
+      const manifestPath = path.join(tmpDir, MANIFEST_FILE);
+      await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`));
+    });
+    progress.finish();
+    return manifest;
+  } finally {
+    await checkpoint.close();
+  }
+}
+
+function checkOptions(opts: ConvertOptions): void {
+  if (typeof opts.outDir !== 'string' || opts.outDir.length === 0) throw new UsageError(expectedMessage('a folder path', 'the output folder', opts.outDir));
+  if (!PRECISIONS.includes(opts.precision)) throw new UsageError(expectedMessage(PRECISIONS.join(' | '), 'precision', opts.precision));
+  if (opts.attention !== undefined && !ATTENTION_IMPLS.includes(opts.attention)) {
+    throw new UsageError(expectedMessage(ATTENTION_IMPLS.join(' | '), 'attention', opts.attention));
+  }
+}
+
+/** An existing output folder is replaced only when it is empty or a pickscore model folder itself. */
+async function checkReplaceable(outDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(outDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new UsageError(`Cannot use ${outDir} as the output folder: ${(err as Error).message}`, { cause: err });
+  }
+  if (names.length > 0 && !names.includes(MANIFEST_FILE)) {
+    throw new UsageError(`Refusing to replace ${outDir}: it is not empty and holds no ${MANIFEST_FILE}, so it is not a pickscore model folder`);
+  }
+}
+
+interface SupportFiles {
+  tokenizer: string[];
+  preprocessor: string | undefined;
+}
+
+/** Each file is taken from the first folder that has it; a tokenizer needs tokenizer.json or vocab.json + merges.txt. */
+async function findSupportFiles(dirs: (string | undefined)[]): Promise<SupportFiles> {
+  const searched = dirs.filter((d): d is string => d !== undefined).map((d) => path.resolve(d));
+  const find = async (name: string): Promise<string | undefined> => {
+    for (const dir of searched) if (await isFile(path.join(dir, name))) return path.join(dir, name);
+    return undefined;
+  };
+  const tokenizer: string[] = [];
+  for (const name of TOKENIZER_FILES) {
+    const found = await find(name);
+    if (found) tokenizer.push(found);
+  }
+  const names = new Set(tokenizer.map((f) => path.basename(f)));
+  if (!names.has('tokenizer.json') && !(names.has('vocab.json') && names.has('merges.txt'))) {
+    throw new ModelError(
+      `No tokenizer found in ${searched.join(' or ')}: expected tokenizer.json, or vocab.json and merges.txt (for PickScore, pass the processor folder of laion/CLIP-ViT-H-14-laion2B-s32B-b79K as the tokenizer folder)`,
+    );
+  }
+  return { tokenizer, preprocessor: await find(PREPROCESSOR_FILE) };
+}
+
+/** Without a preprocessor_config.json, CLIP's processor settings at the config's image size. */
+async function readPreprocess(file: string | undefined, config: ClipConfig): Promise<PreprocessConfig> {
+  const size = config.vision.imageSize;
+  if (!file) return { ...CLIP_PREPROCESS, mean: [...CLIP_PREPROCESS.mean], std: [...CLIP_PREPROCESS.std], shortestEdge: size, cropHeight: size, cropWidth: size };
+  let preprocess: PreprocessConfig;
+  try {
+    preprocess = preprocessConfigFromJson(JSON.parse(await readFile(file, 'utf8')));
+  } catch (err) {
+    throw new ModelError(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (preprocess.cropHeight !== size || preprocess.cropWidth !== size) {
+    throw new ModelError(
+      `${file}: crop_size ${preprocess.cropWidth}x${preprocess.cropHeight} disagrees with vision_config.image_size ${size} of the model`,
+    );
+  }
+  return preprocess;
+}
+
+async function totalBytes(files: string[]): Promise<number> {
+  let sum = 0;
+  for (const file of files) sum += (await stat(file)).size;
+  return sum;
+}
+
+/** The tensor bytes the two towers read, for progress. */
+function towerBytes(config: ClipConfig, checkpoint: Checkpoint): number {
+  return expectedClipTensors(config).reduce((sum, t) => sum + (checkpoint.tensors.get(t.name)?.byteLength ?? 0), 0);
+}
+
+function progressCounter(onProgress: ConvertOptions['onProgress'], total: number) {
+  let done = 0;
+  return {
+    add: (bytes: number): void => {
+      done = Math.min(total, done + bytes);
+      onProgress?.(done, total);
+    },
+    finish: (): void => onProgress?.(total, total),
+  };
+}
+
+/** A view of the checkpoint whose reads report their size. */
+function withReadProgress(checkpoint: Checkpoint, onRead: (bytes: number) => void): Checkpoint {
+  const tensors = new Map<string, TensorEntry>();
+  for (const [name, entry] of checkpoint.tensors) {
+    tensors.set(name, {
+      ...entry,
+      read: async () => {
+        const bytes = await entry.read();
+        onRead(bytes.length);
+        return bytes;
+      },
+    });
+  }
+  return { ...checkpoint, tensors };
+}
+
+/** SHA-256 of each file, streamed; names are relative to the checkpoint folder. */
+async function hashFiles(files: string[], root: string, onBytes: (n: number) => void): Promise<ModelManifest['source']['files']> {
+  const hashed: ModelManifest['source']['files'] = [];
+  for (const file of files) {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+      onBytes(chunk.length);
+    }
+    hashed.push({ name: path.relative(root, file), size, sha256: hash.digest('hex') });
+  }
+  return hashed;
+}
+
+/** The trained temperature is the `logit_scale` tensor; config.json's logit_scale_init_value is only its start. */
+async function readLogitScale(checkpoint: Checkpoint): Promise<number> {
+  const entry = checkpoint.tensors.get('logit_scale');
+  if (!entry) throw new ModelError(`Tensor logit_scale is missing from ${checkpoint.files.join(', ')}`);
+  const [value] = decodeFloatTensor(await entry.read(), entry.dtype, entry.name);
+  const scale = Math.exp(value);
+  if (!Number.isFinite(scale) || !(scale > 0)) throw new ModelError(`Tensor logit_scale in ${entry.file} holds ${value}, whose exp() is not a usable scale`);
+  return scale;
+}
+
+function buildManifest(parts: {
+  opts: ConvertOptions; source: string; config: ClipConfig; hashed: ModelManifest['source']['files'];
+  logitScale: number; preprocess: PreprocessConfig; tokenizerFiles: string[];
+}): ModelManifest {
+  const { opts, source, config, hashed } = parts;
+  const attention = opts.attention ?? 'plain';
+  return {
+    schema: 1,
+    name: opts.name ?? opts.source?.repo ?? path.basename(source),
+    fingerprint: fingerprint(hashed, opts.precision, attention),
+    source: { ...opts.source, dir: source, files: hashed },
+    logitScale: parts.logitScale,
+    precision: opts.precision,
+    attention,
+    text: { file: 'text.onnx', contextLength: config.text.maxPositionEmbeddings, embedDim: config.projectionDim },
+    image: { file: 'image.onnx', imageSize: config.vision.imageSize, embedDim: config.projectionDim },
+    preprocess: parts.preprocess,
+    tokenizerFiles: parts.tokenizerFiles,
+    pickscoreVersion: PICKSCORE_VERSION,
+    onnxOpset: ONNX_OPSET,
+  };
+}
+
+/** Identifies the converted weights: the same sources at the same precision and attention give the same value. */
+export function fingerprint(files: ModelManifest['source']['files'], precision: Precision, attention: AttentionImpl): string {
+  const sources = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((f) => `${f.name}:${f.sha256}`);
+  return createHash('sha256').update(JSON.stringify({ sources, precision, attention })).digest('hex');
+}
+
+/**
+ * Runs `fill` on a fresh temporary sibling of `outDir`, then renames it into place, replacing an
+ * earlier model folder. On failure the temporary folder is removed and `outDir` is left as it was.
+ */
+async function writeModelFolder(outDir: string, fill: (tmpDir: string) => Promise<void>): Promise<void> {
+  const tmpDir = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writingFile(tmpDir, () => mkdir(path.dirname(outDir), { recursive: true }));
+  await writingFile(tmpDir, () => mkdir(tmpDir));
+  try {
+    await fill(tmpDir);
+    await replaceFolder(tmpDir, outDir);
+  } catch (err) {
+    await rm(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function replaceFolder(from: string, to: string): Promise<void> {
+  const previous = `${to}.previous-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let moved = false;
+  try {
+    await rename(to, previous);
+    moved = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ModelError(`Cannot replace ${to}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    await writingFile(to, () => rename(from, to));
+  } catch (err) {
+    if (moved) await rename(previous, to);
+    throw err;
+  }
+  if (moved) await rm(previous, { recursive: true, force: true });
+}
+
+/** System errors while writing `file` (a full disk above all) become a ModelError that names it. */
+export async function writingFile<T>(file: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (err instanceof PickScoreError || typeof (err as NodeJS.ErrnoException).code !== 'string') throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk is full' : (err as Error).message;
+    throw new ModelError(`Cannot write ${file}: ${reason} (${code}); nothing was left half-written`, { cause: err });
+  }
+}
+
+async function isFile(filePath: string): Promise<boolean> {
+  try {
+    return (await stat(filePath)).isFile();
+  } catch {
+    return false;
+  }
+}
