@@ -1,0 +1,92 @@
+/** ImagePool: worker threads prepare images, report bad ones as ok:false, and shut down cleanly. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { ImagePool, type ImagePoolOptions } from '../src/image/pool.js';
+import { CLIP_PREPROCESS, normalizeInto, resizeAndCrop } from '../src/image/preprocess.js';
+import { decodeImage, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { UsageError } from '../src/errors.js';
+import { pngBombHeader } from './helpers/image-files.js';
+
+const options: ImagePoolOptions = { threads: 2, preprocess: CLIP_PREPROCESS, exif: 'apply', resize: 'exact', maxPixels: DEFAULT_MAX_PIXELS };
+
+test('prepares files and bytes in worker threads, exactly as the in-process path does', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-pool-'));
+  const pool = new ImagePool(options);
+  try {
+    const raw = Buffer.alloc(300 * 170 * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919) % 251;
+    const png = await sharp(raw, { raw: { width: 300, height: 170, channels: 3 } }).png().toBuffer();
+    const file = path.join(dir, 'a.png');
+    writeFileSync(file, png);
+    const [fromFile, fromBytes] = await Promise.all([pool.prepare({ path: file }), pool.prepare({ bytes: png, label: 'a.png' })]);
+    const expected = new Float32Array(3 * 224 * 224);
+    normalizeInto(resizeAndCrop(await decodeImage(png, options), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
+    for (const prepared of [fromFile, fromBytes]) {
+      assert.ok(prepared.ok, prepared.ok ? '' : prepared.error);
+      assert.deepEqual([prepared.width, prepared.height], [300, 170]);
+      assert.equal(prepared.contentHash, createHash('sha256').update(png).digest('hex'));
+      assert.deepEqual(prepared.pixels, expected);
+    }
+    assert.equal(png.length, readFileSync(file).length, 'the caller\'s bytes are not detached');
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad and unreadable images resolve with a reason, and the pool keeps working', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-pool-'));
+  const pool = new ImagePool({ ...options, threads: 1 });
+  try {
+    const folderNamedLikeImage = path.join(dir, 'folder.png');
+    mkdirSync(folderNamedLikeImage);
+    writeFileSync(path.join(dir, 'empty.jpg'), new Uint8Array(0));
+    writeFileSync(path.join(dir, 'bomb.png'), pngBombHeader(30000, 30000));
+    const good = await sharp({ create: { width: 20, height: 30, channels: 3, background: '#336699' } }).png().toBuffer();
+    const results = await Promise.all([
+      pool.prepare({ path: path.join(dir, 'missing.png') }),
+      pool.prepare({ path: folderNamedLikeImage }),
+      pool.prepare({ path: path.join(dir, 'empty.jpg') }),
+      pool.prepare({ path: path.join(dir, 'bomb.png') }),
+      pool.prepare({ bytes: Buffer.from('not an image at all'), label: 'junk.webp' }),
+      pool.prepare({ bytes: good, label: 'good.png' }),
+    ]);
+    const errors = results.map((r) => (r.ok ? 'ok' : r.error));
+    assert.equal(errors[0], 'file not found');
+    assert.equal(errors[1], 'cannot read file: it is a directory');
+    assert.equal(errors[2], 'empty file (0 bytes)');
+    assert.match(errors[3], /^image too large: 30000x30000/);
+    assert.match(errors[4], /^unsupported or unrecognised image format/);
+    assert.equal(errors[5], 'ok');
+    assert.equal(results[0].contentHash, undefined, 'no hash without bytes');
+    assert.equal(results[2].contentHash, createHash('sha256').update('').digest('hex'));
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fast mode prepares the same shape', async () => {
+  const pool = new ImagePool({ ...options, resize: 'fast', threads: 1 });
+  try {
+    const jpeg = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+    const prepared = await pool.prepare({ bytes: jpeg, label: 'grey.jpg' });
+    assert.ok(prepared.ok);
+    assert.deepEqual([prepared.width, prepared.height, prepared.pixels.length], [640, 480, 3 * 224 * 224]);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('options are validated, and a closed pool answers without work', async () => {
+  assert.throws(() => new ImagePool({ ...options, threads: 0 }), UsageError);
+  assert.throws(() => new ImagePool({ ...options, resize: 'fast', preprocess: { ...CLIP_PREPROCESS, cropWidth: 200 } }), /--resize fast needs a square crop/);
+  const pool = new ImagePool(options);
+  await pool.close();
+  assert.deepEqual(await pool.prepare({ path: 'x.png' }), { ok: false, error: 'image pool is closed' });
+});
