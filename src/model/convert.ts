@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
@@ -61,7 +61,11 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
       }
       for (const file of [...support.tokenizer, ...(support.preprocessor ? [support.preprocessor] : [])]) {
         const target = path.join(tmpDir, path.basename(file));
-        await writingFile(target, () => copyFile(file, target));
+        // Copies keep the source's mode; the Hub cache's files are read-only, the model folder's need not be.
+        await writingFile(target, async () => {
+          await copyFile(file, target);
+          await chmod(target, 0o644);
+        });
       }
       const manifestPath = path.join(tmpDir, MANIFEST_FILE);
       await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`));
