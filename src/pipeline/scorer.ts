@@ -1,0 +1,403 @@
+/**
+ * The scoring engine shared by `rank`, `eval` and the library API.
+ *
+ * Images stream through the worker pool inside a bounded read-ahead window while the encoder runs the
+ * previous batch; pixels are copied into one of two preallocated batch buffers, so memory stays flat
+ * for any number of images. Embeddings already in the SQLite cache skip the encoder, and records carry
+ * numbers only.
+ */
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { resolveModel, pickscoreHome } from '../model/registry.js';
+import { openEncoders, type EncoderSessions } from '../model/session.js';
+import type { ModelManifest } from '../model/convert.js';
+import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
+import { ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
+import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
+import type { RgbImage } from '../image/codec.js';
+import { EmbeddingCache } from '../io/embedding-cache.js';
+import { l2normalize } from '../score/similarity.js';
+import { InternalError, UsageError, expectedMessage } from '../errors.js';
+import { resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { ReadAheadWindow, groupConsecutive } from './window.js';
+import { PICKSCORE_VERSION } from './version.js';
+
+export type { ScorerOptions, Precision } from './options.js';
+
+/** Decoded pixels handed over by a library caller: interleaved RGB, prepared on the calling thread. */
+export interface RawImageSource { rgb: RgbImage; label: string }
+/** What the engine accepts as an image: a file, its bytes, or raw RGB pixels. */
+export type ImageInput = ImageSource | RawImageSource;
+
+export interface ScoreRequest { prompt: string; image: ImageInput; key: string }
+export interface ScoredItem {
+  key: string; prompt: string; score: number | null; width: number | null; height: number | null;
+  contentHash: string | null; error: string | null;
+}
+export interface Provenance {
+  model: string; fingerprint: string; sourceFiles: { name: string; sha256: string }[]; precision: Precision;
+  executionProvider: string; device: string; onnxruntimeVersion: string; pickscoreVersion: string;
+  exif: 'apply' | 'ignore'; resize: 'exact' | 'fast';
+}
+
+/** Counters the benchmark and the rerun tests read: what was encoded, what the cache saved, where time went. */
+export interface ScorerStats {
+  imagesPrepared: number;
+  imagesEncoded: number;
+  imageEncoderCalls: number;
+  imageCacheHits: number;
+  textsEncoded: number;
+  textCacheHits: number;
+  encoderBusyMs: number;
+  /** Wall time of the image streams in which the image encoder was not running: time spent waiting for decoded images. */
+  waitingForImagesMs: number;
+}
+
+/** One image to embed, with whatever the caller needs back beside its embedding. */
+export interface ImageJob<T> { source: ImageInput; payload: T }
+export interface EmbeddedImage<T> {
+  payload: T; embedding: Float32Array | null; width: number | null; height: number | null;
+  contentHash: string | null; error: string | null;
+}
+
+export interface StreamOptions { signal?: AbortSignal; onProgress?: (done: number) => void }
+
+interface Started<T> { job: ImageJob<T>; prepared: Promise<PreparedImage> }
+interface BatchEntry<T> { job: ImageJob<T>; prepared: PreparedImage; slot: number | null; embedding: Float32Array | null }
+
+const TEXT_BATCH = 64;
+/** Prompt embeddings kept in memory; the SQLite cache holds the rest, so per-image prompts stay bounded. */
+const TEXT_MEMO_LIMIT = 4096;
+/** A batch of cache hits is closed at this many batches' worth of entries so records keep flowing. */
+const MAX_ENTRIES_PER_BATCH_FACTOR = 8;
+
+export function defaultCacheDir(): string {
+  return path.join(pickscoreHome(), 'embeddings');
+}
+
+function sourceIdentity(source: ImageInput): unknown {
+  if ('path' in source) return source.path;
+  if ('bytes' in source) return source.bytes;
+  return source.rgb;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Scorer {
+  readonly logitScale: number;
+  private readonly pixelsPerImage: number;
+  private readonly embedDim: number;
+  private readonly buffers: [Float32Array, Float32Array];
+  private readonly textMemo = new Map<string, Float32Array>();
+  private readonly warnedPrompts = new Set<string>();
+  private readonly counters: ScorerStats = {
+    imagesPrepared: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
+    textsEncoded: 0, textCacheHits: 0, encoderBusyMs: 0, waitingForImagesMs: 0,
+  };
+  private closed = false;
+
+  private constructor(
+    private readonly opts: ResolvedScorerOptions,
+    private readonly manifest: ModelManifest,
+    private readonly sessions: EncoderSessions,
+    private readonly tokenizer: ClipTokenizer,
+    private readonly pool: ImagePool,
+    private readonly cache: EmbeddingCache | null,
+  ) {
+    this.logitScale = manifest.logitScale;
+    this.embedDim = manifest.image.embedDim;
+    const { cropHeight, cropWidth } = manifest.preprocess;
+    this.pixelsPerImage = 3 * cropHeight * cropWidth;
+    const batchFloats = opts.batchSize * this.pixelsPerImage;
+    this.buffers = [new Float32Array(batchFloats), new Float32Array(batchFloats)];
+  }
+
+  static async open(options: ScorerOptions = {}): Promise<Scorer> {
+    const opts = resolveScorerOptions(options);
+    const { dir, manifest, sessions } = await openModel(opts);
+    const opened: { close(): unknown }[] = [sessions];
+    try {
+      const tokenizer = await ClipTokenizer.fromDir(dir);
+      const pool = new ImagePool({
+        threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
+      });
+      opened.push(pool);
+      const cache = opts.cacheDir === false
+        ? null
+        : EmbeddingCache.open(opts.cacheDir ?? defaultCacheDir(), { onWarning: (message) => opts.log(`warning: ${message}`) });
+      return new Scorer(opts, manifest, sessions, tokenizer, pool, cache);
+    } catch (err) {
+      await Promise.allSettled(opened.map(async (resource) => resource.close()));
+      throw err;
+    }
+  }
+
+  provenance(): Provenance {
+    const s = this.sessions;
+    return {
+      model: this.manifest.name,
+      fingerprint: this.manifest.fingerprint,
+      sourceFiles: this.manifest.source.files.map(({ name, sha256 }) => ({ name, sha256 })),
+      precision: this.manifest.precision,
+      executionProvider: s.executionProvider,
+      device: s.device === 'cuda' ? `cuda:${s.deviceId}` : 'cpu',
+      onnxruntimeVersion: s.onnxruntimeVersion,
+      pickscoreVersion: PICKSCORE_VERSION,
+      exif: this.opts.exif,
+      resize: this.opts.resize,
+    };
+  }
+
+  stats(): ScorerStats {
+    return { ...this.counters };
+  }
+
+  get dimension(): number {
+    return this.embedDim;
+  }
+
+  /** L2-normalised text embeddings, [prompts.length, dim]; each prompt is encoded once across calls and runs. */
+  async embedTexts(prompts: string[]): Promise<Float32Array> {
+    this.assertOpen();
+    const missing: string[] = [];
+    for (const prompt of new Set(prompts)) {
+      if (typeof prompt !== 'string') throw new UsageError(expectedMessage('a string', 'prompt', prompt));
+      this.warnIfTruncated(prompt);
+      if (this.textMemo.has(prompt)) continue;
+      const cached = this.cache?.getText(this.manifest.fingerprint, prompt);
+      if (cached) {
+        this.counters.textCacheHits++;
+        this.remember(prompt, cached);
+      } else {
+        missing.push(prompt);
+      }
+    }
+    for (let i = 0; i < missing.length; i += TEXT_BATCH) await this.encodeTextChunk(missing.slice(i, i + TEXT_BATCH));
+    const out = new Float32Array(prompts.length * this.embedDim);
+    prompts.forEach((prompt, i) => out.set(this.recall(prompt), i * this.embedDim));
+    return out;
+  }
+
+  /**
+   * Scores every request (one prompt against one image), in input order. Consecutive requests for the
+   * same image share one decode and one encoder slot. Per-image failures become items with an error.
+   */
+  async *scoreStream(
+    requests: AsyncIterable<ScoreRequest> | Iterable<ScoreRequest>,
+    opts: StreamOptions = {},
+  ): AsyncGenerator<ScoredItem> {
+    const groups = groupConsecutive(requests, (request) => sourceIdentity(request.image));
+    const jobs = mapAsync(groups, (group): ImageJob<ScoreRequest[]> => ({ source: group.items[0].image, payload: group.items }));
+    let done = 0;
+    for await (const embedded of this.embedImageStream(jobs, { signal: opts.signal })) {
+      for (const request of embedded.payload) {
+        yield await this.scoreOne(request, embedded);
+        done++;
+      }
+      opts.onProgress?.(done);
+    }
+  }
+
+  /**
+   * L2-normalised image embeddings, in input order, through the bounded pipeline: the pool prepares the
+   * next batch while the encoder runs this one. An aborted signal stops after the batch being encoded.
+   */
+  async *embedImageStream<T>(
+    jobs: AsyncIterable<ImageJob<T>> | Iterable<ImageJob<T>>,
+    opts: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<EmbeddedImage<T>> {
+    this.assertOpen();
+    const source = toAsyncIterator(jobs);
+    const window = new ReadAheadWindow<ImageJob<T>, Started<T>>(
+      source, (job) => ({ job, prepared: this.prepare(job.source) }), 2 * this.opts.batchSize,
+    );
+    const started = performance.now();
+    const busyBefore = this.counters.encoderBusyMs;
+    let inFlight: Promise<EmbeddedImage<T>[]> | null = null;
+    let bufferIndex = 0;
+    try {
+      for (;;) {
+        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, this.buffers[bufferIndex]);
+        if (inFlight) yield* await inFlight;
+        inFlight = null;
+        if (!batch || batch.length === 0 || opts.signal?.aborted) break;
+        inFlight = this.encodeBatch(batch, this.buffers[bufferIndex]);
+        bufferIndex = 1 - bufferIndex;
+      }
+    } finally {
+      if (inFlight) await inFlight.catch(() => undefined);
+      await window.stop();
+      const busy = this.counters.encoderBusyMs - busyBefore;
+      this.counters.waitingForImagesMs += Math.max(0, performance.now() - started - busy);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const results = await Promise.allSettled([this.pool.close(), this.sessions.close(), Promise.resolve().then(() => this.cache?.close())]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UsageError('This scorer is closed; open a new one with Scorer.open()');
+  }
+
+  private get imageMode(): string {
+    return `exif=${this.opts.exif};resize=${this.opts.resize}`;
+  }
+
+  private prepare(source: ImageInput): Promise<PreparedImage> {
+    const prepared = 'rgb' in source ? Promise.resolve().then(() => this.prepareRaw(source)) : this.pool.prepare(source);
+    return prepared.catch((err: unknown) => ({ ok: false as const, error: errorMessage(err) }));
+  }
+
+  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run. */
+  private prepareRaw({ rgb, label }: RawImageSource): PreparedImage {
+    const { width, height, data } = rgb;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
+      return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
+    }
+    const pixels = new Float32Array(this.pixelsPerImage);
+    normalizeInto(resizeAndCrop(rgb, this.manifest.preprocess), this.manifest.preprocess, pixels, 0);
+    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
+    return { ok: true, pixels, width, height, contentHash };
+  }
+
+  /**
+   * Takes prepared images in order until the batch holds batchSize images to encode. Cache hits and
+   * failures ride along without taking an encoder slot, and identical content is encoded once.
+   */
+  private async assembleBatch<T>(window: ReadAheadWindow<ImageJob<T>, Started<T>>, buffer: Float32Array): Promise<BatchEntry<T>[]> {
+    const entries: BatchEntry<T>[] = [];
+    const slotByHash = new Map<string, number>();
+    const maxEntries = MAX_ENTRIES_PER_BATCH_FACTOR * this.opts.batchSize;
+    while (slotByHash.size < this.opts.batchSize && entries.length < maxEntries) {
+      const started = await window.next();
+      if (!started) break;
+      const prepared = await started.prepared;
+      this.counters.imagesPrepared++;
+      const entry: BatchEntry<T> = { job: started.job, prepared, slot: null, embedding: null };
+      entries.push(entry);
+      if (!prepared.ok) continue;
+      const cached = this.cache?.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode);
+      if (cached) {
+        this.counters.imageCacheHits++;
+        entry.embedding = cached;
+        continue;
+      }
+      let slot = slotByHash.get(prepared.contentHash);
+      if (slot === undefined) {
+        slot = slotByHash.size;
+        slotByHash.set(prepared.contentHash, slot);
+        buffer.set(prepared.pixels, slot * this.pixelsPerImage);
+      }
+      entry.slot = slot;
+    }
+    return entries;
+  }
+
+  private async encodeBatch<T>(entries: BatchEntry<T>[], buffer: Float32Array): Promise<EmbeddedImage<T>[]> {
+    const count = new Set(entries.map((e) => e.slot).filter((s) => s !== null)).size;
+    if (count > 0) {
+      const t0 = performance.now();
+      const raw = await this.sessions.encodeImages(buffer.subarray(0, count * this.pixelsPerImage), count);
+      this.counters.encoderBusyMs += performance.now() - t0;
+      this.counters.imageEncoderCalls++;
+      this.counters.imagesEncoded += count;
+      if (raw.length !== count * this.embedDim) {
+        throw new InternalError(expectedMessage(`${count * this.embedDim} floats`, 'the image encoder output', raw.length));
+      }
+      l2normalize(raw, this.embedDim);
+      const fresh = new Map<string, Float32Array>();
+      for (const entry of entries) {
+        if (entry.slot === null || !entry.prepared.ok) continue;
+        const embedding = raw.slice(entry.slot * this.embedDim, (entry.slot + 1) * this.embedDim);
+        entry.embedding = embedding;
+        fresh.set(entry.prepared.contentHash, embedding);
+      }
+      this.cache?.putImages(this.manifest.fingerprint, this.imageMode, [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding })));
+    }
+    return entries.map(({ job, prepared, embedding }) => prepared.ok
+      ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
+      : { payload: job.payload, embedding: null, width: null, height: null, contentHash: prepared.contentHash ?? null, error: prepared.error });
+  }
+
+  private async scoreOne(request: ScoreRequest, image: EmbeddedImage<unknown>): Promise<ScoredItem> {
+    const base = { key: request.key, prompt: request.prompt, width: image.width, height: image.height, contentHash: image.contentHash };
+    if (!image.embedding) return { ...base, score: null, error: image.error ?? 'image was not embedded' };
+    const text = this.textMemo.get(request.prompt) ?? (await this.embedTexts([request.prompt]));
+    return { ...base, score: this.logitScale * dot(text, image.embedding), error: null };
+  }
+
+  private async encodeTextChunk(prompts: string[]): Promise<void> {
+    const { inputIds } = this.tokenizer.encodeBatch(prompts);
+    const t0 = performance.now();
+    const raw = await this.sessions.encodeText(inputIds, prompts.length);
+    this.counters.encoderBusyMs += performance.now() - t0;
+    this.counters.textsEncoded += prompts.length;
+    l2normalize(raw, this.embedDim);
+    const entries = prompts.map((prompt, i) => ({ prompt, embedding: raw.slice(i * this.embedDim, (i + 1) * this.embedDim) }));
+    for (const { prompt, embedding } of entries) this.remember(prompt, embedding);
+    this.cache?.putTexts(this.manifest.fingerprint, entries);
+  }
+
+  private warnIfTruncated(prompt: string): void {
+    if (this.warnedPrompts.has(prompt)) return;
+    const { truncated, tokenCount } = this.tokenizer.encode(prompt);
+    if (!truncated) return;
+    this.warnedPrompts.add(prompt);
+    const shown = prompt.length > 50 ? `${prompt.slice(0, 47)}...` : prompt;
+    this.opts.log(`warning: prompt ${JSON.stringify(shown)} has ${tokenCount} tokens; the model reads the first ${this.tokenizer.contextLength}, so the rest is ignored`);
+  }
+
+  private remember(prompt: string, embedding: Float32Array): void {
+    this.textMemo.delete(prompt);
+    this.textMemo.set(prompt, embedding);
+    if (this.textMemo.size > TEXT_MEMO_LIMIT) this.textMemo.delete(this.textMemo.keys().next().value as string);
+  }
+
+  private recall(prompt: string): Float32Array {
+    const embedding = this.textMemo.get(prompt);
+    if (!embedding) throw new InternalError(`text embedding for ${JSON.stringify(prompt)} is missing after encoding`);
+    return embedding;
+  }
+}
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+/** Opens the encoders; precision 'auto' means fp16 on CUDA and fp32 on CPU, which needs the device first. */
+async function openModel(opts: ResolvedScorerOptions): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+  const firstPrecision: Precision = opts.precision !== 'auto' ? opts.precision : opts.device.startsWith('cuda') ? 'fp16' : 'fp32';
+  const first = await resolveModel(opts.model, { precision: firstPrecision });
+  const sessions = await openEncoders(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
+  if (sessions.fallbackReason) opts.log(`device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`);
+  // A converted folder has one precision whatever was asked; only a checkpoint or a named model can be reconverted.
+  const fixedPrecision = first.manifest.precision !== firstPrecision;
+  if (opts.precision !== 'auto' || sessions.device !== 'cuda' || firstPrecision === 'fp16' || fixedPrecision) return { ...first, sessions };
+  // 'auto' found CUDA with the fp32 encoders it opened to find out: reopen fp16 ones on that GPU.
+  await sessions.close();
+  const fp16 = await resolveModel(opts.model, { precision: 'fp16' });
+  const cudaSessions = await openEncoders(fp16.dir, fp16.manifest, { device: `cuda:${sessions.deviceId}`, threads: opts.threads });
+  return { ...fp16, sessions: cudaSessions };
+}
+
+async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
+  for await (const item of items) yield fn(item);
+}
+
+function toAsyncIterator<T>(items: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> {
+  if (Symbol.asyncIterator in items) return items[Symbol.asyncIterator]();
+  const iterator = items[Symbol.iterator]();
+  return {
+    next: async () => iterator.next(),
+    return: async () => iterator.return?.() ?? { done: true, value: undefined },
+  };
+}

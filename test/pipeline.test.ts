@@ -1,0 +1,155 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Scorer, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
+import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
+import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { tinyModel } from './helpers/tiny-model.js';
+import { encodePng, gradientRgb } from './helpers/pipe-images.js';
+
+interface Reference {
+  prompts: { prompt: string }[];
+  images: { image: string; orientation: 'raw' | 'exif' }[];
+  scores: { values: number[][] };
+}
+
+const SCORE_TOLERANCE = 0.01;
+
+async function loadReference(): Promise<Reference> {
+  return JSON.parse(await readFile(path.join(referenceDir, 'reference.json'), 'utf8')) as Reference;
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-pipe-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('groupConsecutive keeps order and groups only neighbours with the same key', async () => {
+  const groups = await collect(groupConsecutive(['a1', 'a2', 'b1', 'a3'], (s) => s[0]));
+  assert.deepEqual(groups, [{ key: 'a', items: ['a1', 'a2'] }, { key: 'b', items: ['b1'] }, { key: 'a', items: ['a3'] }]);
+});
+
+test('ReadAheadWindow starts at most `capacity` items ahead of the consumer', async () => {
+  let started = 0;
+  let consumed = 0;
+  let maxAhead = 0;
+  async function* source(): AsyncGenerator<number> {
+    for (let i = 0; i < 50; i++) yield i;
+  }
+  const window = new ReadAheadWindow(source(), (n: number) => {
+    started++;
+    maxAhead = Math.max(maxAhead, started - consumed);
+    return n * 2;
+  }, 4);
+  const seen: number[] = [];
+  for (let item = await window.next(); item !== undefined; item = await window.next()) {
+    consumed++;
+    seen.push(item);
+  }
+  assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i * 2));
+  assert.ok(maxAhead <= 5, `at most capacity + the one being handed over, got ${maxAhead}`);
+});
+
+test('Scorer matches the reference scores, keeps input order, and encodes each image and prompt once', { skip: skipWithoutReference }, async () => {
+  const reference = await loadReference();
+  const model = await tinyModel();
+  const promptIndexes = [0, 3, 22]; // a short prompt, a long one, and one truncated at 77 tokens
+  const raw = reference.images.map((image, column) => ({ ...image, column })).filter((image) => image.orientation === 'raw');
+  const requests: ScoreRequest[] = raw.flatMap((image) =>
+    promptIndexes.map((p) => ({ prompt: reference.prompts[p].prompt, image: { path: path.join(referenceDir, 'images', image.image) }, key: image.image })));
+  await withTempDir(async (cacheDir) => {
+    const warnings: string[] = [];
+    const scorer = await Scorer.open({ model, device: 'cpu', exif: 'ignore', batchSize: 3, threads: 2, cacheDir, log: (l) => warnings.push(l) });
+    try {
+      const items = await collect(scorer.scoreStream(requests));
+      assert.deepEqual(items.map((i) => [i.key, i.prompt]), requests.map((r) => [r.key, r.prompt]));
+      items.forEach((item, n) => {
+        const image = raw[Math.floor(n / promptIndexes.length)];
+        const expected = reference.scores.values[promptIndexes[n % promptIndexes.length]][image.column];
+        assert.equal(item.error, null);
+        assert.ok(Math.abs((item.score as number) - expected) <= SCORE_TOLERANCE, `${item.key} / ${item.prompt.slice(0, 30)}: ${item.score} vs ${expected}`);
+      });
+      const stats = scorer.stats();
+      assert.equal(stats.imagesEncoded, raw.length);
+      assert.equal(stats.imageEncoderCalls, Math.ceil(raw.length / 3));
+      assert.equal(stats.textsEncoded, promptIndexes.length);
+      assert.equal(warnings.filter((w) => /134 tokens/.test(w)).length, 1, `one truncation warning: ${warnings.join('\n')}`);
+      assert.equal(scorer.provenance().exif, 'ignore');
+    } finally {
+      await scorer.close();
+    }
+
+    const again = await Scorer.open({ model, device: 'cpu', exif: 'ignore', batchSize: 3, threads: 2, cacheDir });
+    try {
+      await collect(again.scoreStream(requests));
+      const stats = again.stats();
+      assert.equal(stats.imagesEncoded, 0, 'a rerun takes every image embedding from the cache');
+      assert.equal(stats.imageCacheHits, raw.length);
+      assert.equal(stats.textsEncoded, 0);
+      assert.equal(stats.textCacheHits, promptIndexes.length);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+test('Scorer turns a bad image into an error item and scores the rest; paths, bytes and raw RGB agree', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  const rgb = gradientRgb(40, 30, 7);
+  const png = encodePng(rgb, 40, 30);
+  await withTempDir(async (dir) => {
+    const file = path.join(dir, 'gradient.png');
+    await (await import('node:fs/promises')).writeFile(file, png);
+    const scorer = await Scorer.open({ model, device: 'cpu', batchSize: 2, threads: 1, cacheDir: false });
+    try {
+      const prompt = 'a gradient';
+      const items: ScoredItem[] = await collect(scorer.scoreStream([
+        { prompt, image: { path: file }, key: 'path' },
+        { prompt, image: { bytes: new Uint8Array([1, 2, 3, 4]), label: 'garbage.png' }, key: 'garbage' },
+        { prompt, image: { bytes: png, label: 'bytes.png' }, key: 'bytes' },
+        { prompt, image: { rgb: { data: rgb, width: 40, height: 30 }, label: 'raw' }, key: 'raw' },
+      ]));
+      assert.deepEqual(items.map((i) => i.key), ['path', 'garbage', 'bytes', 'raw']);
+      assert.equal(items[1].score, null);
+      assert.match(items[1].error ?? '', /\S/);
+      const [fromPath, , fromBytes, fromRaw] = items.map((i) => i.score as number);
+      assert.equal(fromBytes, fromPath);
+      assert.ok(Math.abs(fromRaw - fromPath) < 1e-6, `raw ${fromRaw} vs path ${fromPath}`);
+      assert.deepEqual([items[0].width, items[0].height], [40, 30]);
+    } finally {
+      await scorer.close();
+    }
+  });
+});
+
+test('an aborted stream stops after the batch being encoded', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  const images = ['astronaut.jpg', 'chelsea.webp', 'coffee.png', 'palette.gif', 'tiny-5x3.png', 'camera-gray.png'];
+  const scorer = await Scorer.open({ model, device: 'cpu', batchSize: 2, threads: 2, cacheDir: false });
+  try {
+    const controller = new AbortController();
+    const requests = images.map((image) => ({ prompt: 'x', image: { path: path.join(referenceDir, 'images', image) }, key: image }));
+    const items = await collect(scorer.scoreStream(requests, { signal: controller.signal, onProgress: () => controller.abort() }));
+    assert.deepEqual(items.map((i) => i.key), images.slice(0, 2));
+    assert.equal(scorer.stats().imageEncoderCalls, 1);
+  } finally {
+    await scorer.close();
+  }
+});
+
+test('Scorer.open rejects bad options before touching the model', async () => {
+  await assert.rejects(Scorer.open({ batchSize: 0 }), { name: 'UsageError', message: /positive integer for batchSize but received number 0/ });
+  await assert.rejects(Scorer.open({ device: 'tpu' as never }), { name: 'UsageError', message: /device/ });
+});
