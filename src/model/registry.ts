@@ -56,6 +56,11 @@ export function modelsHome(): string {
   return path.join(pickscoreHome(), 'models');
 }
 
+/** The default embedding cache folder (`--cache-dir` overrides it). */
+export function embeddingsHome(): string {
+  return path.join(pickscoreHome(), 'embeddings');
+}
+
 /**
  * The package's models/ folder. From dist/model/registry.js it is ../../models; walking up also finds it
  * from the test build (build/src/model/registry.js).
@@ -295,11 +300,37 @@ function displayName(source: Exclude<ModelSource, { kind: 'converted' }>): strin
   return source.kind === 'known' ? source.model.name : source.kind === 'hub' ? `${source.repo}@${source.revision}` : source.dir;
 }
 
-export async function resolveModel(nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
+/**
+ * Where a model is or would be converted, without downloading or converting anything: a converted
+ * folder is its own place; anything else has a folder under $PICKSCORE_HOME/models.
+ */
+export async function locateModel(nameOrDir: string | undefined, opts: { precision: Precision; attention?: AttentionImpl }): Promise<{ source: ModelSource; dir: string }> {
   const source = await identifyModel(nameOrDir);
-  if (source.kind === 'converted') return { dir: source.dir, manifest: await readModelManifest(source.dir) };
+  if (source.kind === 'converted') return { source, dir: source.dir };
+  return { source, dir: path.join(modelsHome(), await cacheKey(source, opts.precision, opts.attention ?? 'plain')) };
+}
+
+/** Every converted model under $PICKSCORE_HOME/models, in folder order; unreadable folders are left out. */
+export async function convertedModels(): Promise<{ dir: string; manifest: ModelManifest }[]> {
+  let names: string[];
+  try {
+    names = (await readdir(modelsHome())).sort();
+  } catch {
+    return [];
+  }
+  const found: { dir: string; manifest: ModelManifest }[] = [];
+  for (const name of names) {
+    const dir = path.join(modelsHome(), name);
+    const converted = await readIfConverted(dir).catch(() => undefined);
+    if (converted) found.push(converted);
+  }
+  return found;
+}
+
+export async function resolveModel(nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
+  const { source, dir: target } = await locateModel(nameOrDir, opts);
+  if (source.kind === 'converted') return { dir: target, manifest: await readModelManifest(target) };
   const attention = opts.attention ?? 'plain';
-  const target = path.join(modelsHome(), await cacheKey(source, opts.precision, attention));
   const cached = await readIfConverted(target);
   if (cached) return cached;
   if (opts.pull === false) {
