@@ -1,0 +1,156 @@
+/**
+ * `rank`: score every image against its prompts and rank the images per prompt. Options in, data out:
+ * printing, progress bars and exit codes belong to src/cli.
+ */
+import { discoverImages, type DiscoveredImage } from '../io/discover.js';
+import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
+import { softmax } from '../score/similarity.js';
+import { rankDescending } from '../score/rank.js';
+import type { RankRecord } from '../io/writers/record.js';
+import { selectShard, type Shard } from '../shard.js';
+import { UsageError, expectedMessage } from '../errors.js';
+import { Scorer, type Provenance, type ScoreRequest, type ScoredItem, type ScorerOptions, type ScorerStats } from '../pipeline/scorer.js';
+
+export interface RankOptions extends ScorerOptions {
+  /** Files, folders and globs, as the user typed them. */
+  inputs: string[];
+  /** Prompts scored against every image (`--prompt`, repeatable). */
+  prompts?: string[];
+  promptsFile?: string;
+  /** Per-image prompts instead of global ones. */
+  promptFrom?: PerImagePromptSource;
+  /** Keep the best K images per prompt. */
+  top?: number;
+  shard?: Shard;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+  /** An open scorer to use (the library API shares one); otherwise rank opens one and closes it. */
+  scorer?: Scorer;
+}
+
+export type { RankRecord } from '../io/writers/record.js';
+
+export interface RankCounts { images: number; prompts: number; rows: number; scored: number; errors: number; notReached: number }
+
+export interface RankResult {
+  records: RankRecord[];
+  provenance: Provenance;
+  /** True when the run was interrupted: records hold what was done. */
+  incomplete: boolean;
+  counts: RankCounts;
+  stats: ScorerStats;
+  /** The shard this run covered, when it was one of several. */
+  shard?: Shard;
+}
+
+type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; source: PerImagePromptSource };
+
+export async function runRank(options: RankOptions): Promise<RankResult> {
+  const top = validateRankOptions(options);
+  const plan = await planPrompts(options);
+  const discovered = await discoverImages(options.inputs, { onSkip: (p, reason) => options.log?.(`warning: skipping ${p}: ${reason}`) });
+  const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
+  const scorer = options.scorer ?? (await Scorer.open(options));
+  try {
+    const promptErrors: RankRecord[] = [];
+    const total = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
+    if (plan.kind === 'global') await scorer.embedTexts(plan.prompts);
+    const items: ScoredItem[] = [];
+    const stream = scorer.scoreStream(requestsFor(images, plan, promptErrors), {
+      signal: options.signal,
+      onProgress: (done) => options.onProgress?.(done + promptErrors.length, total),
+    });
+    for await (const item of stream) items.push(item);
+    const incomplete = options.signal?.aborted === true;
+    const records = rankRecords(items, top).concat(promptErrors);
+    const errors = records.filter((r) => r.error !== null).length;
+    return {
+      records,
+      provenance: scorer.provenance(),
+      incomplete,
+      counts: {
+        images: images.length,
+        prompts: plan.kind === 'global' ? plan.prompts.length : new Set(items.map((i) => i.prompt)).size,
+        rows: records.length,
+        scored: records.length - errors,
+        errors,
+        notReached: total - items.length - promptErrors.length,
+      },
+      stats: scorer.stats(),
+      shard: options.shard,
+    };
+  } finally {
+    if (!options.scorer) await scorer.close();
+  }
+}
+
+function validateRankOptions(options: RankOptions): number | undefined {
+  if (!Array.isArray(options.inputs) || options.inputs.length === 0) {
+    throw new UsageError(expectedMessage('at least one image path, folder or glob', 'inputs', options.inputs));
+  }
+  const hasGlobal = (options.prompts?.length ?? 0) > 0 || options.promptsFile !== undefined;
+  if (hasGlobal && options.promptFrom) {
+    throw new UsageError('--prompt-from reads one prompt per image; it cannot be combined with --prompt or --prompts-file');
+  }
+  if (!hasGlobal && !options.promptFrom) {
+    throw new UsageError('Expected --prompt, --prompts-file or --prompt-from for the prompts to rank against but received none');
+  }
+  if (options.promptFrom && options.promptFrom !== 'sidecar' && options.promptFrom !== 'png') {
+    throw new UsageError(expectedMessage('sidecar or png', '--prompt-from', options.promptFrom));
+  }
+  if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
+    throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
+  }
+  return options.top;
+}
+
+async function planPrompts(options: RankOptions): Promise<PromptPlan> {
+  if (options.promptFrom) return { kind: 'per-image', source: options.promptFrom };
+  const fromFile = options.promptsFile !== undefined ? await readPromptsFile(options.promptsFile) : [];
+  return { kind: 'global', prompts: combinePrompts(options.prompts ?? [], fromFile) };
+}
+
+/**
+ * Requests image by image, each image's prompts together, so the pipeline decodes and encodes every
+ * image once. A per-image prompt that cannot be read becomes an error record instead of a request.
+ */
+async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptErrors: RankRecord[]): AsyncGenerator<ScoreRequest> {
+  for (const image of images) {
+    const source = { path: image.absolute };
+    if (plan.kind === 'global') {
+      for (const prompt of plan.prompts) yield { prompt, image: source, key: image.path };
+      continue;
+    }
+    const found = await promptForImage(plan.source, image);
+    if (found.ok) yield { prompt: found.prompt, image: source, key: image.path };
+    else promptErrors.push({ path: image.path, prompt: '', score: null, prob: null, rank: null, width: null, height: null, error: found.error, contentHash: null });
+  }
+}
+
+/**
+ * Groups items by prompt (first-seen order), ranks each group by score with ties broken by path, and
+ * turns scores into the model card's probabilities. Rows that failed follow their prompt's ranked
+ * rows, by path; `top` keeps the best K scored rows of each prompt and every failed one.
+ */
+export function rankRecords(items: ScoredItem[], top?: number): RankRecord[] {
+  const byPrompt = new Map<string, ScoredItem[]>();
+  for (const item of items) {
+    const group = byPrompt.get(item.prompt);
+    if (group) group.push(item);
+    else byPrompt.set(item.prompt, [item]);
+  }
+  const records: RankRecord[] = [];
+  for (const [prompt, group] of byPrompt) {
+    const scored = group.filter((item): item is ScoredItem & { score: number } => item.score !== null);
+    const probs = softmax(scored.map((item) => item.score));
+    const ranked = rankDescending(scored.map((item, i) => ({ key: item.key, score: item.score, prob: probs[i], item })));
+    for (const { rank, prob, item } of ranked.slice(0, top ?? ranked.length)) {
+      records.push({ path: item.key, prompt, score: item.score, prob, rank, width: item.width, height: item.height, error: null, contentHash: item.contentHash });
+    }
+    const failed = group.filter((item) => item.score === null).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const item of failed) {
+      records.push({ path: item.key, prompt, score: null, prob: null, rank: null, width: item.width, height: item.height, error: item.error, contentHash: item.contentHash });
+    }
+  }
+  return records;
+}

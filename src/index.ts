@@ -1,0 +1,131 @@
+/**
+ * pickscore's library API. The CLI runs on the same engine (src/pipeline/scorer.ts), so a score from
+ * `PickScore#score` equals the one `pickscore rank` prints for the same image, model and options.
+ *
+ *   import { PickScore } from 'pickscore';
+ *   const scorer = await PickScore.load({ device: 'auto' });
+ *   const scores = await scorer.score('a watercolor fox', ['a.png', 'b.png']);
+ *   const probs = await scorer.probs('a watercolor fox', ['a.png', 'b.png']);   // the model card's calc_probs
+ *   for await (const row of scorer.rank(['./outputs'], { prompts: ['a watercolor fox'] })) console.log(row);
+ *   await scorer.close();
+ */
+import path from 'node:path';
+import { Scorer, type ImageInput, type Provenance, type ScorerOptions, type ScorerStats } from './pipeline/scorer.js';
+import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
+import { softmax } from './score/similarity.js';
+import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
+
+export { PickScoreError, UsageError, InputError, ModelError, InternalError, expectedMessage, type ErrorKind } from './errors.js';
+export { Scorer } from './pipeline/scorer.js';
+export type {
+  ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageInput, RawImageSource, Precision,
+} from './pipeline/scorer.js';
+export { runRank, type RankOptions, type RankResult, type RankRecord, type RankCounts } from './commands/rank.js';
+export type { DeviceRequest } from './model/session.js';
+export type { RgbImage } from './image/codec.js';
+
+/** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
+export type ImageLike = string | Uint8Array | { data: Uint8Array; width: number; height: number };
+
+export type PickScoreOptions = ScorerOptions;
+
+export interface RankQuery {
+  /** Prompts scored against every image. */
+  prompts?: string[];
+  promptsFile?: string;
+  /** Each image's own prompt instead: a sidecar .txt or the PNG's generator metadata. */
+  promptFrom?: 'sidecar' | 'png';
+  top?: number;
+  signal?: AbortSignal;
+}
+
+export class PickScore {
+  private constructor(private readonly scorer: Scorer) {}
+
+  /** Resolves the model (converting it on first use), opens the encoders, tokenizer and worker pool. */
+  static async load(options: PickScoreOptions = {}): Promise<PickScore> {
+    return new PickScore(await Scorer.open(options));
+  }
+
+  get logitScale(): number {
+    return this.scorer.logitScale;
+  }
+
+  provenance(): Provenance {
+    return this.scorer.provenance();
+  }
+
+  stats(): ScorerStats {
+    return this.scorer.stats();
+  }
+
+  /** PickScore of each image for the prompt (`logit_scale * cos`), in input order. A bad image throws an InputError naming it. */
+  async score(prompt: string, images: ImageLike[]): Promise<number[]> {
+    const inputs = toInputs(images);
+    const scores: number[] = [];
+    const requests = inputs.map((image, i) => ({ prompt, image, key: String(i) }));
+    for await (const item of this.scorer.scoreStream(requests)) {
+      if (item.score === null) throw new InputError(`Cannot score ${labelOf(inputs[Number(item.key)])}: ${item.error}`);
+      scores.push(item.score);
+    }
+    return scores;
+  }
+
+  /** The model card's calc_probs: softmax of the scores over these images. */
+  async probs(prompt: string, images: ImageLike[]): Promise<number[]> {
+    return softmax(await this.score(prompt, images));
+  }
+
+  /** L2-normalised text embeddings, one Float32Array per prompt. */
+  async embedTexts(prompts: string[]): Promise<Float32Array[]> {
+    if (!Array.isArray(prompts)) throw new UsageError(expectedMessage('an array of strings', 'prompts', prompts));
+    return splitRows(await this.scorer.embedTexts(prompts), this.scorer.dimension);
+  }
+
+  /** L2-normalised image embeddings, one Float32Array per image, in input order. A bad image throws an InputError naming it. */
+  async embedImages(images: ImageLike[]): Promise<Float32Array[]> {
+    const inputs = toInputs(images);
+    const out: Float32Array[] = [];
+    for await (const embedded of this.scorer.embedImageStream(inputs.map((source) => ({ source, payload: source })))) {
+      if (!embedded.embedding) throw new InputError(`Cannot embed ${labelOf(embedded.payload)}: ${embedded.error}`);
+      out.push(embedded.embedding);
+    }
+    return out;
+  }
+
+  /**
+   * Ranks the images found in files, folders or globs against the prompts, as `pickscore rank` does:
+   * rows per prompt in rank order, failed images as rows with an `error`.
+   */
+  async *rank(inputs: string[], query: RankQuery): AsyncGenerator<RankRecord> {
+    const options: RankOptions = { inputs, ...query, scorer: this.scorer };
+    const result = await runRank(options);
+    yield* result.records;
+  }
+
+  async close(): Promise<void> {
+    await this.scorer.close();
+  }
+}
+
+function toInputs(images: ImageLike[]): ImageInput[] {
+  if (!Array.isArray(images)) throw new UsageError(expectedMessage('an array of images (paths, Buffers or {data, width, height})', 'images', images));
+  return images.map((image, i) => toInput(image, i));
+}
+
+function toInput(image: ImageLike, index: number): ImageInput {
+  if (typeof image === 'string') return { path: path.resolve(image) };
+  if (image instanceof Uint8Array) return { bytes: image, label: `images[${index}]` };
+  if (typeof image === 'object' && image !== null && 'data' in image && 'width' in image && 'height' in image) {
+    return { rgb: image, label: `images[${index}]` };
+  }
+  throw new UsageError(`Expected a path, a Buffer or {data, width, height} for images[${index}] but received ${describeValue(image)}`);
+}
+
+function labelOf(input: ImageInput): string {
+  return 'path' in input ? input.path : input.label;
+}
+
+function splitRows(matrix: Float32Array, dim: number): Float32Array[] {
+  return Array.from({ length: matrix.length / dim }, (_, i) => matrix.slice(i * dim, (i + 1) * dim));
+}
