@@ -1,0 +1,177 @@
+/**
+ * `pickscore eval`: flags in, runEval, report out. Parsing and printing only; the work is in
+ * src/commands/eval.ts and the report in src/eval/.
+ */
+import { appendFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runEval, type EvalOptions, type EvalResult } from '../commands/eval.js';
+import { renderMarkdown } from '../eval/render-markdown.js';
+import { renderHtml } from '../eval/render-html.js';
+import { fileThumbnails } from '../eval/thumbnails.js';
+import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/scores-file.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { UsageError, expectedMessage } from '../errors.js';
+import { ExitCode, type ExitCodeValue } from './exit-codes.js';
+import { createConsole, parsePositiveInteger, withInterruptSignal, writeOutput, type Console } from './output.js';
+
+export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
+export type EvalFormat = (typeof EVAL_FORMATS)[number];
+
+interface EvalFlags {
+  model?: string;
+  device: string;
+  precision: string;
+  batchSize?: number;
+  threads?: number;
+  exif: 'apply' | 'ignore';
+  resize: 'exact' | 'fast';
+  maxPixels?: number;
+  format?: EvalFormat;
+  out?: string;
+  scores?: string;
+  baseline?: string;
+  candidate?: string;
+  maxDrop?: number;
+  tieThreshold?: number;
+  validation?: string;
+  skipInvalid: boolean;
+  seed: number;
+  cacheDir?: string;
+  cache: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+const EXAMPLES = `
+Examples:
+  $ pickscore eval prompts.jsonl --format md                                  per-model means with 95% CIs
+  $ pickscore eval run.jsonl --baseline ckpt-100k --candidate ckpt-120k --max-drop 0.05
+  $ pickscore eval pickapic-test.jsonl --validation pickapic-val.jsonl --format json --out report.json
+
+"Worse" for the gate: the upper end of the paired 95% bootstrap CI of the mean per-prompt difference
+(candidate - baseline) is below -max-drop. Exit 1 then, 0 otherwise; one line on stderr says why.`;
+
+export function registerEvalCommand(program: Command): void {
+  program
+    .command('eval')
+    .description('score manifest rows: per-model statistics, paired comparisons, preference accuracy, and a CI gate')
+    .argument('<manifests...>', 'JSON Lines manifests: pointwise {"prompt","image","model"} or pairwise {"prompt","image_0","image_1","label_0"}')
+    .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
+    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
+    .option('--threads <n>', 'image decoding threads (default: CPU cores)', parsePositiveInteger)
+    .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
+    .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
+    .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)
+    .addOption(new Option('-f, --format <format>', 'report format (default: from --out, else md on a terminal, json in a pipe)').choices([...EVAL_FORMATS]))
+    .option('-o, --out <file>', 'write the report to this file (atomically) instead of stdout')
+    .option('--scores <file>', 'also write per-item scores: .csv, else JSON Lines')
+    .option('--baseline <model>', 'the model the others are compared with; with --candidate, the gate')
+    .option('--candidate <model>', 'the model the gate judges against --baseline')
+    .option('--max-drop <x>', 'gate margin in score units (default 0)', parseNonNegativeNumber)
+    .option('--tie-threshold <t>', 'pairwise: a predicted tie when |prob_1 - prob_0| <= t (default 0)', parseNumber)
+    .option('--validation <manifest>', 'pairwise manifest on which to choose the tie threshold (0, 0.1, ..., 1)')
+    .option('--skip-invalid', 'skip bad manifest lines (reported and counted) instead of stopping', false)
+    .option('--seed <n>', 'bootstrap seed, so reruns give the same intervals', parseSeed, 0)
+    .option('--cache-dir <dir>', 'embedding cache folder (default: $PICKSCORE_HOME/embeddings)')
+    .option('--no-cache', 'neither read nor write the embedding cache')
+    .option('-q, --quiet', 'no progress or informational lines; warnings, errors and the gate line still print', false)
+    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
+    .addHelpText('after', EXAMPLES)
+    .action(async (manifests: string[], flags: EvalFlags) => {
+      const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
+      const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
+      const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
+      await writeEvalOutputs(result, format, flags);
+      if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
+      if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
+      if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
+      process.exitCode = evalExitCode(result);
+    });
+}
+
+/** Interrupted beats row errors, which beat the gate: a run that could not score everything says so first. */
+export function evalExitCode(result: Pick<EvalResult, 'incomplete' | 'gate'> & { counts: { errors: number } }): ExitCodeValue {
+  if (result.incomplete) return ExitCode.interrupted;
+  if (result.counts.errors > 0) return ExitCode.rowErrors;
+  if (result.gate?.worse) return ExitCode.gateFailed;
+  return ExitCode.ok;
+}
+
+/** --format wins; else the --out extension; else Markdown for a person at a terminal, JSON for a pipe. */
+export function chooseEvalFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): EvalFormat {
+  if (format !== undefined) {
+    if ((EVAL_FORMATS as readonly string[]).includes(format)) return format as EvalFormat;
+    throw new UsageError(expectedMessage(EVAL_FORMATS.join(', '), '--format', format));
+  }
+  if (out !== undefined) {
+    const ext = path.extname(out).toLowerCase();
+    const byExtension: Record<string, EvalFormat> = { '.json': 'json', '.md': 'md', '.markdown': 'md', '.html': 'html', '.htm': 'html' };
+    if (byExtension[ext]) return byExtension[ext];
+    throw new UsageError(`Cannot tell the report format from --out ${out}: use .json, .md or .html, or pass --format`);
+  }
+  return stdoutIsTTY ? 'md' : 'json';
+}
+
+function evalOptions(manifests: string[], flags: EvalFlags, console: Console, signal: AbortSignal): EvalOptions {
+  const progress = console.progress('eval');
+  return {
+    manifests,
+    model: flags.model,
+    device: flags.device as EvalOptions['device'],
+    precision: flags.precision as EvalOptions['precision'],
+    batchSize: flags.batchSize,
+    threads: flags.threads,
+    exif: flags.exif,
+    resize: flags.resize,
+    maxPixels: flags.maxPixels,
+    cacheDir: flags.cache ? flags.cacheDir : false,
+    validation: flags.validation,
+    skipInvalid: flags.skipInvalid,
+    seed: flags.seed,
+    tieThreshold: flags.tieThreshold,
+    baseline: flags.baseline,
+    candidate: flags.candidate,
+    maxDrop: flags.maxDrop,
+    signal,
+    log: (line) => console.log(line),
+    onProgress: (done, total) => {
+      progress.update(done, total);
+      if (done >= total) progress.stop();
+    },
+  };
+}
+
+async function writeEvalOutputs(result: EvalResult, format: EvalFormat, flags: EvalFlags): Promise<void> {
+  const report = result.report;
+  const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
+    : format === 'md' ? renderMarkdown(report)
+      : await renderHtml(report, fileThumbnails(flags.exif));
+  await writeOutput({ out: flags.out }, (write) => write(text));
+  if (flags.scores !== undefined) {
+    const scores = scoresFormatFor(flags.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);
+    await writeFileAtomic(flags.scores, scores);
+  }
+  const summary = process.env.GITHUB_STEP_SUMMARY;
+  if (summary) await appendFile(summary, `${renderMarkdown(report)}\n`);
+}
+
+function parseNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`Expected a number but received ${JSON.stringify(value)}`);
+  return n;
+}
+
+function parseNonNegativeNumber(value: string): number {
+  const n = parseNumber(value);
+  if (n < 0) throw new InvalidArgumentError(`Expected a number >= 0 but received ${JSON.stringify(value)}`);
+  return n;
+}
+
+function parseSeed(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > 0xffffffff) throw new InvalidArgumentError(`Expected an integer from 0 to 4294967295 but received ${JSON.stringify(value)}`);
+  return n;
+}

@@ -1,0 +1,212 @@
+/**
+ * `eval`: score the rows of one or more manifests and aggregate them into a report, with an optional
+ * baseline/candidate gate. Options in, data out: printing and exit codes belong to src/cli.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readManifests, type ManifestRow, type PairwiseRow, type PointwiseRow } from '../io/manifest.js';
+import { buildReport, type EvalReport, type GateDecision, type PairScore, type PointScore } from '../eval/report.js';
+import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
+import { InputError, UsageError, expectedMessage } from '../errors.js';
+import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
+
+export interface EvalOptions extends ScorerOptions {
+  manifests: string[];
+  /** A pairwise manifest on which the tie threshold is chosen, as the paper does. */
+  validation?: string;
+  skipInvalid?: boolean;
+  seed?: number;
+  resamples?: number;
+  tieThreshold?: number;
+  baseline?: string;
+  candidate?: string;
+  maxDrop?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+  /** An open scorer (the library API shares one); otherwise eval opens one and closes it. */
+  scorer?: EvalScorer;
+}
+
+/** What eval needs of the engine. */
+export type EvalScorer = Pick<Scorer, 'scoreStream' | 'provenance'>;
+
+export interface EvalCounts {
+  rows: number;
+  skippedLines: number;
+  /** Distinct image contents and distinct (image content, prompt) pairs: what was actually scored. */
+  uniqueImages: number;
+  scoreRequests: number;
+  errors: number;
+  notReached: number;
+}
+
+export interface EvalResult {
+  report: EvalReport;
+  gate: GateDecision | null;
+  /** Per-row scores, for `--scores`. */
+  items: ItemRecord[];
+  incomplete: boolean;
+  counts: EvalCounts;
+}
+
+export async function runEval(options: EvalOptions): Promise<EvalResult> {
+  validateEvalOptions(options);
+  const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
+  const validationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : [];
+  const allRows = [...main.rows, ...validationRows];
+  const plan = await planRequests(allRows);
+  const owned = options.scorer ? null : await Scorer.open(options);
+  const scorer: EvalScorer = options.scorer ?? owned!;
+  try {
+    const results = new Map<string, ScoredItem>();
+    const stream = scorer.scoreStream(plan.requests, {
+      signal: options.signal,
+      onProgress: (done) => options.onProgress?.(done, plan.requests.length),
+    });
+    for await (const item of stream) results.set(item.key, item);
+    const lookup = (path: string, prompt: string): ScoredItem | undefined => results.get(plan.keyOf(path, prompt));
+    const scored = scoreRows(main.rows, lookup);
+    const validation = scoreRows(validationRows, lookup);
+    const incomplete = options.signal?.aborted === true;
+    const report = buildReport({
+      points: scored.points,
+      pairs: scored.pairs,
+      provenance: scorer.provenance(),
+      incomplete,
+      manifests: options.manifests,
+      skippedLines: main.skipped,
+      notReached: scored.notReached,
+      options: {
+        seed: options.seed, resamples: options.resamples, tieThreshold: options.tieThreshold,
+        validation: options.validation ? { manifest: options.validation, pairs: validation.pairs } : undefined,
+        baseline: options.baseline, candidate: options.candidate, maxDrop: options.maxDrop,
+      },
+    });
+    return {
+      report,
+      gate: report.gate,
+      items: scored.items,
+      incomplete,
+      counts: {
+        rows: main.rows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length,
+        errors: report.counts.errors, notReached: scored.notReached,
+      },
+    };
+  } finally {
+    await owned?.close();
+  }
+}
+
+/** Flag checks that need no data, made before any file is read or model loaded. */
+function validateEvalOptions(o: EvalOptions): void {
+  if (o.tieThreshold !== undefined && !(o.tieThreshold >= 0 && o.tieThreshold <= 1)) {
+    throw new UsageError(expectedMessage('a number from 0 to 1', '--tie-threshold', o.tieThreshold));
+  }
+  if (o.tieThreshold !== undefined && o.validation !== undefined) throw new UsageError('Give --tie-threshold or --validation, not both');
+  if (o.maxDrop !== undefined && !(Number.isFinite(o.maxDrop) && o.maxDrop >= 0)) throw new UsageError(expectedMessage('a number >= 0', '--max-drop', o.maxDrop));
+  if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff)) {
+    throw new UsageError(expectedMessage('an integer from 0 to 4294967295', '--seed', o.seed));
+  }
+  if (o.candidate !== undefined && o.baseline === undefined) throw new UsageError('--candidate needs --baseline');
+  if (o.maxDrop !== undefined && (o.baseline === undefined || o.candidate === undefined)) throw new UsageError('--max-drop needs --baseline and --candidate');
+}
+
+async function readValidation(file: string, skipInvalid: boolean | undefined): Promise<PairwiseRow[]> {
+  const { rows } = await readManifests([file], { skipInvalid });
+  const pairs = rows.filter((r): r is PairwiseRow => r.kind === 'pairwise');
+  if (pairs.length === 0) throw new InputError(`The validation manifest ${file} has no pairwise lines ({"prompt", "image_0", "image_1", "label_0"})`);
+  return pairs;
+}
+
+interface RequestPlan {
+  requests: ScoreRequest[];
+  uniqueImages: number;
+  /** The request key that scores this image path against this prompt. */
+  keyOf(path: string, prompt: string): string;
+}
+
+/**
+ * One request per distinct (image content, prompt): identical files are scored once. Requests for one
+ * content are consecutive, so the engine decodes each image once for all its prompts.
+ */
+async function planRequests(rows: readonly ManifestRow[]): Promise<RequestPlan> {
+  const promptsByPath = new Map<string, Set<string>>();
+  for (const row of rows) {
+    const paths = row.kind === 'pointwise' ? [row.image.path] : [row.image0.path, row.image1.path];
+    for (const path of paths) {
+      const prompts = promptsByPath.get(path) ?? new Set<string>();
+      prompts.add(row.prompt);
+      promptsByPath.set(path, prompts);
+    }
+  }
+  const identityOf = await contentIdentities([...promptsByPath.keys()]);
+  const representative = new Map<string, string>();      // identity -> the first path with that content
+  const promptsByIdentity = new Map<string, Set<string>>();
+  for (const [path, prompts] of promptsByPath) {
+    const identity = identityOf.get(path)!;
+    if (!representative.has(identity)) representative.set(identity, path);
+    const merged = promptsByIdentity.get(identity) ?? new Set<string>();
+    for (const prompt of prompts) merged.add(prompt);
+    promptsByIdentity.set(identity, merged);
+  }
+  const keyFor = (identity: string, prompt: string): string => `${identity}\u0000${prompt}`;
+  const requests: ScoreRequest[] = [];
+  for (const [identity, prompts] of promptsByIdentity) {
+    const path = representative.get(identity)!;
+    for (const prompt of prompts) requests.push({ prompt, image: { path }, key: keyFor(identity, prompt) });
+  }
+  return { requests, uniqueImages: promptsByIdentity.size, keyOf: (path, prompt) => keyFor(identityOf.get(path)!, prompt) };
+}
+
+/** SHA-256 of each file's bytes; a file that cannot be read keeps its own path as identity, and the engine reports why. */
+async function contentIdentities(paths: string[]): Promise<Map<string, string>> {
+  const identities = new Map<string, string>();
+  const CONCURRENCY = 8;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < paths.length) {
+      const path = paths[next++];
+      identities.set(path, await sha256File(path).then((hash) => `sha256:${hash}`, () => `path:${path}`));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, paths.length) }, worker));
+  return identities;
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path).on('data', (chunk) => hash.update(chunk)).on('error', reject).on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+interface ScoredRows { points: PointScore[]; pairs: PairScore[]; items: ItemRecord[]; notReached: number }
+
+/** Joins rows with their scores; a row whose request was not reached (interrupted) is left out and counted. */
+function scoreRows(rows: readonly ManifestRow[], lookup: (path: string, prompt: string) => ScoredItem | undefined): ScoredRows {
+  const out: ScoredRows = { points: [], pairs: [], items: [], notReached: 0 };
+  for (const row of rows) {
+    if (row.kind === 'pointwise') scorePointwise(row, lookup, out);
+    else scorePairwise(row, lookup, out);
+  }
+  return out;
+}
+
+function scorePointwise(row: PointwiseRow, lookup: (path: string, prompt: string) => ScoredItem | undefined, out: ScoredRows): void {
+  const item = lookup(row.image.path, row.prompt);
+  if (!item) { out.notReached++; return; }
+  out.points.push({ model: row.model, prompt: row.prompt, image: row.image.given, path: row.image.path, score: item.score, error: item.error });
+  out.items.push(pointwiseRecord(row, item.score, item.error));
+}
+
+function scorePairwise(row: PairwiseRow, lookup: (path: string, prompt: string) => ScoredItem | undefined, out: ScoredRows): void {
+  const first = lookup(row.image0.path, row.prompt);
+  const second = lookup(row.image1.path, row.prompt);
+  if (!first || !second) { out.notReached++; return; }
+  const error = [first.error && `image_0: ${first.error}`, second.error && `image_1: ${second.error}`].filter(Boolean).join('; ') || null;
+  out.pairs.push({
+    prompt: row.prompt, image0: row.image0.given, image1: row.image1.given, path0: row.image0.path, path1: row.image1.path,
+    label0: row.label0, score0: first.score, score1: second.score, error,
+  });
+  out.items.push(pairwiseRecord(row, first.score, second.score, error));
+}

@@ -1,0 +1,53 @@
+/**
+ * Per-item scores of an eval run (`--scores FILE`): one record per manifest row, as JSON Lines or CSV.
+ * Extra manifest fields pass through; the schema's own fields win a name clash.
+ */
+import { stringify } from 'csv-stringify/sync';
+import type { ManifestRow } from '../io/manifest.js';
+import { softmax } from '../score/similarity.js';
+
+export type ItemRecord = Record<string, unknown>;
+
+export function pointwiseRecord(row: ManifestRow & { kind: 'pointwise' }, score: number | null, error: string | null): ItemRecord {
+  return {
+    ...row.extra, manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, model: row.model,
+    prompt: row.prompt, image: row.image.given, score, error,
+  };
+}
+
+export function pairwiseRecord(row: ManifestRow & { kind: 'pairwise' }, score0: number | null, score1: number | null, error: string | null): ItemRecord {
+  const [prob0, prob1] = score0 !== null && score1 !== null ? softmax([score0, score1]) : [null, null];
+  return {
+    ...row.extra, manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, prompt: row.prompt,
+    image_0: row.image0.given, image_1: row.image1.given, label_0: row.label0,
+    score_0: score0, score_1: score1, prob_0: prob0, prob_1: prob1, error,
+  };
+}
+
+export function scoresFormatFor(file: string): 'csv' | 'jsonl' {
+  return file.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl';
+}
+
+export function renderScoresJsonl(records: readonly ItemRecord[]): string {
+  return records.map((r) => `${JSON.stringify(r)}\n`).join('');
+}
+
+/**
+ * CSV with the union of the records' fields as columns, in order of first appearance. Null is an empty
+ * field; an object or array from the manifest is written as its JSON.
+ */
+export function renderScoresCsv(records: readonly ItemRecord[]): string {
+  const columns: string[] = [];
+  const seen = new Set<string>();
+  for (const record of records) {
+    for (const key of Object.keys(record)) if (!seen.has(key)) { seen.add(key); columns.push(key); }
+  }
+  const cells = records.map((r) => columns.map((c) => csvCell(r[c])));
+  return stringify([columns, ...cells], { record_delimiter: '\n' });
+}
+
+function csvCell(value: unknown): string | number | boolean {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
+  return JSON.stringify(value);
+}
