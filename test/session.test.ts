@@ -1,0 +1,100 @@
+/**
+ * openEncoders: device parsing, the CUDA provider's fallback under 'auto' (this machine has no CUDA
+ * provider, so the CPU path and its reason are what run here), and input checks.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { InternalError, ModelError, UsageError } from '../src/errors.js';
+import { onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/model/session.js';
+import { skipWithoutReference } from './helpers/paths.js';
+import { buildReferenceEncoders, loadReference, loadReferencePixels, tempDir, PIXELS_PER_IMAGE, type BuiltEncoders } from './helpers/graph-models.js';
+
+describe('device requests', () => {
+  it('parses auto, cpu, cuda and cuda:N', () => {
+    assert.deepEqual(parseDeviceRequest('auto'), { kind: 'auto', deviceId: 0 });
+    assert.deepEqual(parseDeviceRequest('cpu'), { kind: 'cpu', deviceId: 0 });
+    assert.deepEqual(parseDeviceRequest('cuda'), { kind: 'cuda', deviceId: 0 });
+    assert.deepEqual(parseDeviceRequest('cuda:3'), { kind: 'cuda', deviceId: 3 });
+  });
+
+  for (const bad of ['gpu', 'cuda:', 'cuda:x', 'CUDA', 3]) {
+    it(`rejects ${JSON.stringify(bad)} with the accepted values`, () => {
+      assert.throws(() => parseDeviceRequest(bad), (err: unknown) => err instanceof UsageError
+        && /^Expected one of auto, cpu, cuda, cuda:N for the device but received/.test(err.message));
+    });
+  }
+});
+
+describe('openEncoders', { skip: skipWithoutReference }, () => {
+  let scratch: { dir: string; remove(): Promise<void> };
+  let built: BuiltEncoders;
+  before(async () => {
+    scratch = await tempDir('session');
+    built = await buildReferenceEncoders('tiny-clip safetensors', 'fp32', 'plain', path.join(scratch.dir, 'model'));
+  });
+  after(async () => scratch?.remove());
+
+  it(`reports onnxruntime ${onnxruntimeVersion} and the CPU provider`, async () => {
+    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu' });
+    try {
+      assert.equal(sessions.onnxruntimeVersion, '1.29.0');
+      assert.equal(sessions.executionProvider, 'CPUExecutionProvider');
+      assert.equal(sessions.device, 'cpu');
+      assert.equal(sessions.fallbackReason, undefined);
+    } finally {
+      await sessions.close();
+    }
+  });
+
+  it("'auto' uses CUDA when it loads, else falls back to CPU naming what is missing; 'cuda' then fails with that reason", async () => {
+    const sessions = await openEncoders(built.dir, built.manifest, { device: 'auto' });
+    try {
+      if (sessions.device === 'cuda') {
+        assert.equal(sessions.fallbackReason, undefined);
+        assert.equal(sessions.executionProvider, 'CUDAExecutionProvider');
+        return;
+      }
+      assert.equal(sessions.executionProvider, 'CPUExecutionProvider');
+      assert.match(sessions.fallbackReason ?? '', /^CUDA unavailable, using CPU: onnxruntime-node 1\.29\.0.*(libonnxruntime_providers_\w+\.so|lib\w+\.so[.\d]*|CUDA)/);
+      const reason = sessions.fallbackReason!.replace('CUDA unavailable, using CPU: ', '');
+      await assert.rejects(openEncoders(built.dir, built.manifest, { device: 'cuda:0' }),
+        (err: unknown) => err instanceof UsageError && err.message === `Device cuda:0 was requested, but ${reason}`);
+    } finally {
+      await sessions.close();
+    }
+  });
+
+  it('encodes from subarray views as from copies (the pipeline passes views of a reused buffer)', async () => {
+    const ref = await loadReference();
+    const pixels = (await loadReferencePixels(ref)).subarray(0, 3 * PIXELS_PER_IMAGE);
+    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+    try {
+      const view = await sessions.encodeImages(pixels.subarray(PIXELS_PER_IMAGE), 2);
+      const copy = await sessions.encodeImages(pixels.slice(PIXELS_PER_IMAGE), 2);
+      assert.deepEqual([...view], [...copy]);
+      assert.deepEqual([...view.subarray(0, 16)].map((v) => v.toFixed(4)), ref.images[1].image_embeds.map((v) => v.toFixed(4)));
+    } finally {
+      await sessions.close();
+    }
+  });
+
+  it('checks batch sizes against the data', async () => {
+    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu' });
+    try {
+      await assert.rejects(sessions.encodeText(new BigInt64Array(77 * 2), 3), (err: unknown) => err instanceof InternalError && /Expected 3 x 77 input ids, received 154/.test(err.message));
+      await assert.rejects(sessions.encodeImages(new Float32Array(10), 1), InternalError);
+    } finally {
+      await sessions.close();
+    }
+  });
+
+  it('rejects bad thread counts and missing model files', async () => {
+    await assert.rejects(openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 0 }),
+      (err: unknown) => err instanceof UsageError && /Expected a positive integer for threads but received number 0/.test(err.message));
+    const other = await buildReferenceEncoders('tiny-clip safetensors', 'fp32', 'plain', path.join(scratch.dir, 'incomplete'));
+    await rm(path.join(other.dir, 'image.onnx'));
+    await assert.rejects(openEncoders(other.dir, other.manifest, { device: 'cpu' }), (err: unknown) => err instanceof ModelError && /has no image\.onnx/.test(err.message));
+  });
+});
