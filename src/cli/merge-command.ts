@@ -1,0 +1,162 @@
+/**
+ * `pickscore merge`, and `--device cuda:all` (one worker process per GPU on disjoint shards, then a
+ * merge). Parsing, processes and printing only; the merging itself is src/commands/merge.ts.
+ */
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Command, Option } from 'commander';
+import { runMerge, type MergedRank } from '../commands/merge.js';
+import { InputError, InternalError, ModelError, UsageError, expectedMessage } from '../errors.js';
+import { writeRankResult } from './rank-command.js';
+import { ExitCode, exitCodeForRun } from './exit-codes.js';
+import { chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
+
+interface MergeFlags {
+  format?: string;
+  out?: string;
+  top?: number;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+const EXAMPLES = `
+Examples:
+  $ pickscore rank ./imgs --prompt "a fox" --shard 0/2 --format json --out part-0.json   # on machine A
+  $ pickscore rank ./imgs --prompt "a fox" --shard 1/2 --format json --out part-1.json   # on machine B
+  $ pickscore merge part-*.json --out ranked.csv    # the same bytes as one unsharded run
+
+Shard parts must be written with --format json (full-precision scores, provenance and shard).
+Run shards without --top and pass --top to merge: the best K of a prompt need every shard's scores.`;
+
+export function registerMergeCommand(program: Command): void {
+  program
+    .command('merge')
+    .description('combine the outputs of sharded runs (--shard K/N) into the output of one unsharded run')
+    .argument('<parts...>', 'the JSON outputs of every shard of one run')
+    .addOption(new Option('-f, --format <format>', 'output format (default: from --out, else table on a terminal, jsonl in a pipe)').choices([...OUTPUT_FORMATS]))
+    .option('-o, --out <file>', 'write to this file (atomically) instead of stdout')
+    .option('--top <k>', 'keep the best K images per prompt', parsePositiveInteger)
+    .option('-q, --quiet', 'no informational lines; warnings and errors still print', false)
+    .option('-v, --verbose', 'informational lines on stderr even when it is not a terminal', false)
+    .addHelpText('after', EXAMPLES)
+    .action(async (parts: string[], flags: MergeFlags) => {
+      const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
+      const merged = await runMerge({ parts, top: flags.top });
+      process.exitCode = await writeMerged(merged, flags, console);
+    });
+}
+
+/** Writes a merged result as the unsharded command would have, and returns that command's exit code. */
+async function writeMerged(merged: MergedRank, flags: { format?: string; out?: string; top?: number }, console: Console): Promise<number> {
+  const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+  const errors = merged.records.filter((record) => record.error !== null).length;
+  await writeRankResult(merged, format, { out: flags.out });
+  console.log(`merged ${merged.shardCount} shards: ${merged.records.length} rows, ${errors} with errors`);
+  if (merged.incomplete) console.log('warning: at least one shard was interrupted; the merged output is marked incomplete');
+  return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
+}
+
+/** The devices `--device cuda:all` spreads over. PICKSCORE_DEVICES (comma-separated) overrides detection. */
+export async function listAllDevices(env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const override = env.PICKSCORE_DEVICES?.trim();
+  if (override) {
+    const devices = override.split(',').map((d) => d.trim());
+    for (const device of devices) {
+      if (!/^(cpu|cuda:\d+)$/.test(device)) throw new UsageError(expectedMessage('a comma-separated list of cpu or cuda:N', 'environment variable PICKSCORE_DEVICES', override));
+    }
+    return devices;
+  }
+  // CUDA numbers the visible devices from 0, whichever physical GPUs they are.
+  const visible = env.CUDA_VISIBLE_DEVICES?.trim();
+  if (visible !== undefined && visible !== '') return visible.split(',').map((_, i) => `cuda:${i}`);
+  const count = await countNvidiaGpus();
+  if (count === 0) throw new UsageError('--device cuda:all found no GPU: nvidia-smi -L lists none');
+  return Array.from({ length: count }, (_, i) => `cuda:${i}`);
+}
+
+async function countNvidiaGpus(): Promise<number> {
+  try {
+    const { stdout } = await promisify(execFile)('nvidia-smi', ['-L'], { timeout: 30_000 });
+    return stdout.split('\n').filter((line) => /^GPU \d+:/.test(line)).length;
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'nvidia-smi is not installed or not on PATH' : `nvidia-smi -L failed (${(err as Error).message.trim()})`;
+    throw new UsageError(`--device cuda:all counts GPUs with nvidia-smi, but ${reason}; pass --device cuda:N, or list the devices in PICKSCORE_DEVICES`);
+  }
+}
+
+/** Flags that `cuda:all` sets itself for each worker, so the user's values are not passed on. */
+const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--quiet', '--verbose', '--stats']);
+
+/**
+ * `--device cuda:all`: runs this command once per device as child processes of the same CLI, each on
+ * shard i/N with `--device <device i>`, into temporary JSON parts, then merges them and writes what
+ * the user asked for. Returns the exit code. The command's own action calls this and returns.
+ */
+export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const flags = command.opts<{ shard?: string; shardCount?: string; format?: string; out?: string; top?: number; quiet?: boolean; verbose?: boolean }>();
+  if (flags.shard !== undefined || flags.shardCount !== undefined) {
+    throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  }
+  const console = createConsole({ quiet: flags.quiet === true, verbose: flags.verbose === true });
+  const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+  const devices = await listAllDevices(env);
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cuda-all-'));
+  try {
+    console.log(`${command.name()}: ${devices.length} workers on ${devices.join(', ')}`);
+    const parts = devices.map((_, i) => path.join(workDir, `part-${i}.json`));
+    const base = [command.name(), ...command.args, ...passedFlags(command)];
+    await Promise.all(devices.map((device, i) =>
+      runWorker([...base, '--device', device, '--shard', `${i}/${devices.length}`, '--format', 'json', '--out', parts[i], '--quiet'], `${device} (shard ${i}/${devices.length})`),
+    ));
+    const merged = await runMerge({ parts, top: flags.top });
+    return await writeMerged(merged, { format, out: flags.out }, console);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** The flags the user typed (not defaults), as arguments a child process parses to the same values. */
+function passedFlags(command: Command): string[] {
+  const args: string[] = [];
+  for (const option of command.options) {
+    const name = option.attributeName();
+    if (option.long === undefined || WORKER_OWNED_FLAGS.has(option.long) || command.getOptionValueSource(name) !== 'cli') continue;
+    const value: unknown = command.getOptionValue(name);
+    if (typeof value === 'boolean') {
+      if (value !== option.negate) args.push(option.long);
+    } else {
+      for (const item of Array.isArray(value) ? value : [value]) args.push(option.long, String(item));
+    }
+  }
+  return args;
+}
+
+const WORKER_ERRORS: Record<number, new (message: string) => Error> = {
+  [ExitCode.usage]: UsageError,
+  [ExitCode.input]: InputError,
+  [ExitCode.model]: ModelError,
+};
+
+/** One worker: the same CLI entry point in a child process. Its stderr passes through, each line labelled. */
+function runWorker(args: string[], label: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [process.argv[1], ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let pending = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (pending + chunk).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) process.stderr.write(`[${label}] ${line}\n`);
+    });
+    child.on('error', (err) => reject(new InternalError(`Cannot start the worker for ${label}: ${err.message}`, { cause: err })));
+    child.on('close', (code, signal) => {
+      if (pending) process.stderr.write(`[${label}] ${pending}\n`);
+      // Row errors and interruptions still leave a complete or marked-incomplete part to merge.
+      if (code === ExitCode.ok || code === ExitCode.rowErrors || code === ExitCode.interrupted) return resolve();
+      const ErrorKind = (code !== null && WORKER_ERRORS[code]) || InternalError;
+      reject(new ErrorKind(`The worker for ${label} failed (${signal ?? `exit code ${code}`}); its messages are above`));
+    });
+  });
+}
