@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -9,6 +9,7 @@ import { openRankWriter, resolveOutputFormat, type OutputFormat, type RankRecord
 import { markdownCell } from '../src/io/writers/markdown.js';
 import { renderTable, terminalSafe } from '../src/io/table.js';
 import { nodeAtomicFs, type AtomicFs } from '../src/io/atomic.js';
+import { discoverImages } from '../src/io/discover.js';
 import { InputError, UsageError } from '../src/errors.js';
 
 /** Paths and prompts that break naive writers: separators, quotes, line breaks, markup, escapes. */
@@ -207,4 +208,31 @@ test('a stream that fails (a closed pipe) rejects with an InputError', async () 
   const writer = await openRankWriter('csv', { stream }, {});
   await writer.write(RECORDS[0]);
   await assert.rejects(writer.finish({ incomplete: false }), (e: unknown) => e instanceof InputError && /EPIPE/.test(e.message));
+});
+
+test('odd file names found on disk round-trip through CSV and JSON, and the parsed paths open the files', async () => {
+  const dir = await tempDir();
+  const names = ['comma, name.png', 'quote "name".png', "apostrophe's.png", 'new\nline.png', 'carriage\rreturn.png', 'tab\tname.png', 'ünïcödé 猫.png', 'pipe|name.png'];
+  await mkdir(path.join(dir, 'imgs'));
+  for (const name of names) await writeFile(path.join(dir, 'imgs', name), name);
+  await writeFile(Buffer.concat([Buffer.from(path.join(dir, 'imgs', 'latin1-')), Buffer.from([0xe9]), Buffer.from('.png')]), 'latin1');
+  const found = await discoverImages(['imgs'], { cwd: dir });
+  assert.equal(found.length, names.length + 1);
+  const records = found.map((f, i): RankRecord => ({ path: f.path, prompt: 'p', score: 20 - i, prob: null, rank: i + 1, width: 1, height: 1, error: null }));
+
+  const csvFile = path.join(dir, 'out.csv');
+  await writeAll('csv', csvFile, records);
+  const csvPaths = (JSON.parse(
+    execFileSync('/usr/bin/python3', ['-c', 'import csv, json, sys; print(json.dumps([r[0] for r in csv.reader(open(sys.argv[1], newline="", encoding="utf-8"))][1:]))', csvFile], { encoding: 'utf8' }),
+  ) as string[]);
+  const jsonPaths = (JSON.parse(await writeAll('json', path.join(dir, 'out.json'), records)) as { rows: { path: string }[] }).rows.map((r) => r.path);
+  for (const parsed of [csvPaths, jsonPaths]) {
+    assert.deepEqual(parsed, found.map((f) => f.path));
+    for (const [i, p] of parsed.entries()) {
+      // The non-UTF-8 name reads back as its escaped text; the file itself opens through rawAbsolute.
+      const bytes = found[i].rawAbsolute ? await readFile(found[i].rawAbsolute!) : await readFile(path.join(dir, p));
+      assert.ok(bytes.length > 0, p);
+    }
+  }
+  assert.ok(csvPaths.includes('imgs/latin1-\\xE9.png'));
 });
