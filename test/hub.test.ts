@@ -17,7 +17,10 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 describe('hubDownload against a loopback Hub', () => {
   let server: HubServer;
   let hfHome: string;
-  before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub')); });
+  before(async () => {
+    for (const key of ['HF_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE']) delete process.env[key]; // this suite sets its own
+    server = await startHubServer(path.join(fixturesDir, 'hub'));
+  });
   after(async () => { await server.close(); });
   beforeEach(async () => {
     hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
@@ -103,6 +106,13 @@ describe('hubDownload against a loopback Hub', () => {
     await download({ token: 'hf_secret' });
     const hubRequests = server.requests.filter((r) => r.server === 'hub');
     assert.ok(hubRequests.length > 0 && hubRequests.every((r) => r.headers.authorization === 'Bearer hf_secret'));
+  });
+
+  test('without HF_TOKEN, the token saved by huggingface-cli login in HF_HOME is used', async () => {
+    server.faults.requireToken = 'hf_saved';
+    await writeFile(path.join(hfHome, 'token'), 'hf_saved\n');
+    await download({ files: ['config.json'] });
+    assert.ok(server.requests.every((r) => r.headers.authorization === 'Bearer hf_saved'));
   });
 
   test('a pre-populated Hub cache is used with no request at all', async () => {

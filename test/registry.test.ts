@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { InputError, ModelError, UsageError } from '../src/errors.js';
 import { hubRepoDir } from '../src/model/hub.js';
@@ -131,5 +134,17 @@ describe('resolveModel against a loopback Hub', { skip: skipWithoutReference }, 
     const configHeads = server.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith('/config.json'));
     assert.equal(configHeads.length, 1);
     assert.ok(a.manifest.tokenizerFiles.includes('tokenizer.json'));
+  });
+
+  test('two processes pulling the same model at once download and convert it once', async () => {
+    server.requests.length = 0;
+    const resolver = fileURLToPath(new URL('./helpers/registry-resolver.js', import.meta.url));
+    const env = { ...process.env, PICKSCORE_HOME: path.join(home, 'pickscore-2'), HF_HOME: path.join(home, 'hf-2') };
+    const outputs = await Promise.all([0, 1].map(() => promisify(execFile)(process.execPath, [resolver, 'acme/tiny-clip'], { env })));
+    const [a, b] = outputs.map((o) => JSON.parse(o.stdout) as { dir: string; fingerprint: string });
+    assert.deepEqual(a, b);
+    assert.equal(a.dir, path.join(home, 'pickscore-2', 'models', 'acme--tiny-clip--main--fp32'));
+    assert.equal(server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/')).length, 1, 'the weights were fetched once');
+    assert.equal(server.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith('/config.json')).length, 1, 'the second process waited, then found the model converted');
   });
 });

@@ -15,7 +15,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
@@ -55,12 +55,61 @@ const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const MAX_ATTEMPTS = 3;
 const MAX_REDIRECTS = 5;
 
+const LOCK_POLL_MS = 250;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `work` holding `lockFile` (created exclusively, holding our pid), unless another live process
+ * holds it: then waits, and returns as soon as `done()` says that process finished the job. A lock
+ * left by a dead process is taken over. Used for blobs here and for model conversion in registry.ts.
+ */
+export async function withLockFile<T>(lockFile: string, done: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
+  await mkdir(path.dirname(lockFile), { recursive: true });
+  for (;;) {
+    const finished = await done();
+    if (finished !== undefined) return finished;
+    try {
+      const handle = await open(lockFile, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      try {
+        return (await done()) ?? (await work());
+      } finally {
+        await rm(lockFile, { force: true });
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+    if (holder > 0 && !pidAlive(holder)) await rm(lockFile, { force: true });
+    else await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
+function hfHomeDir(hfHome?: string): string {
+  return hfHome ?? process.env.HF_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+}
+
 /** The Hub cache folder, as huggingface_hub computes it. */
 export function hubCacheDir(hfHome?: string): string {
-  if (hfHome) return path.join(hfHome, 'hub');
-  if (process.env.HF_HUB_CACHE) return process.env.HF_HUB_CACHE;
-  const home = process.env.HF_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
-  return path.join(home, 'hub');
+  if (!hfHome && process.env.HF_HUB_CACHE) return process.env.HF_HUB_CACHE;
+  return path.join(hfHomeDir(hfHome), 'hub');
+}
+
+/** $HF_TOKEN, else the token `huggingface-cli login` saved ($HF_TOKEN_PATH, default $HF_HOME/token). */
+async function hubToken(hfHome?: string): Promise<string | undefined> {
+  if (process.env.HF_TOKEN) return process.env.HF_TOKEN;
+  const file = (!hfHome && process.env.HF_TOKEN_PATH) || path.join(hfHomeDir(hfHome), 'token');
+  const saved = (await readFile(file, 'utf8').catch(() => '')).trim();
+  return saved || undefined;
 }
 
 /** `models--{org}--{name}` inside the Hub cache. */
@@ -97,7 +146,7 @@ export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
     repo: opts.repo,
     revision: opts.revision ?? 'main',
     endpoint: (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ''),
-    token: opts.token ?? (process.env.HF_TOKEN || undefined),
+    token: opts.token ?? (await hubToken(opts.hfHome)),
     repoDir: hubRepoDir(opts.repo, opts.hfHome),
     onProgress: opts.onProgress,
   };
@@ -147,7 +196,11 @@ async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | 
   const revision = knownCommit ?? ctx.revision;
   const meta = await fetchMetadata(ctx, file, revision);
   const blobPath = path.join(ctx.repoDir, 'blobs', meta.etag);
-  if (!(await exists(blobPath))) await downloadBlob(ctx, file, meta, blobPath);
+  // Two processes may want the same blob (two models share the LAION processor files): one downloads, the other waits.
+  await withLockFile(`${blobPath}.lock`, async () => ((await exists(blobPath)) ? true : undefined), async () => {
+    await downloadBlob(ctx, file, meta, blobPath);
+    return true;
+  });
   await linkSnapshot(ctx, meta.commit, file, meta.etag);
   if (!COMMIT_PATTERN.test(ctx.revision) || ctx.revision !== meta.commit) {
     await mkdir(path.dirname(path.join(ctx.repoDir, 'refs', ctx.revision)), { recursive: true });

@@ -10,14 +10,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import type { AttentionImpl, Precision } from './clip-graph.js';
 import { convertCheckpoint } from './convert.js';
-import { HubNotFoundError, hubDownload, type HubProgress } from './hub.js';
+import { HubNotFoundError, hubDownload, withLockFile, type HubProgress } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
 
 export interface KnownModel {
@@ -44,7 +44,6 @@ const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors'
 /** Processor files a Hub repository given as `org/repo` may hold; whichever exist are fetched. */
 const PROCESSOR_FILES = ['preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
 const HUB_REPO_PATTERN = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?:@([\w./-]+))?$/;
-const LOCK_POLL_MS = 250;
 
 export function pickscoreHome(): string {
   if (process.env.PICKSCORE_HOME) return path.resolve(process.env.PICKSCORE_HOME);
@@ -254,43 +253,6 @@ export async function convertInto(srcDir: string, outDir: string, opts: { precis
   return readModelManifest(outDir);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Runs `work` holding `<target>.lock`, unless another live process holds it: then waits, and returns
- * early as soon as `done()` says the other process finished the job. A lock left by a dead process is taken over.
- */
-async function withLock<T>(target: string, done: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
-  const lockFile = `${target}.lock`;
-  await mkdir(path.dirname(lockFile), { recursive: true });
-  for (;;) {
-    const finished = await done();
-    if (finished !== undefined) return finished;
-    try {
-      const handle = await open(lockFile, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      try {
-        return (await done()) ?? (await work());
-      } finally {
-        await rm(lockFile, { force: true });
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
-    if (holder > 0 && !pidAlive(holder)) await rm(lockFile, { force: true });
-    else await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
-  }
-}
-
 async function readIfConverted(dir: string): Promise<{ dir: string; manifest: ModelManifest } | undefined> {
   if (!(await exists(path.join(dir, MANIFEST_FILE)))) return undefined;
   return { dir, manifest: await readModelManifest(dir) };
@@ -337,7 +299,7 @@ export async function resolveModel(nameOrDir: string | undefined, opts: ResolveO
     const pull = ['pickscore model pull', nameOrDir, `--precision ${opts.precision}`].filter(Boolean).join(' ');
     throw new ModelError(`Model ${displayName(source)} (${opts.precision}) is not converted yet (${target}); run \`${pull}\``);
   }
-  return withLock(target, () => readIfConverted(target), async () => {
+  return withLockFile(`${target}.lock`, () => readIfConverted(target), async () => {
     const name = source.kind === 'known' ? source.model.name : source.kind === 'hub' ? source.repo : path.basename(source.dir);
     const onConvert = (done: number, total: number) => opts.onProgress?.({ file: `convert ${name} (${opts.precision})`, done, total });
     if (source.kind === 'checkpoint') {
