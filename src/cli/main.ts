@@ -1,0 +1,30 @@
+/**
+ * Entry point of the `pickscore` bin. Runs the program and turns any error into a message on stderr
+ * and an exit code. It sets process.exitCode and never calls process.exit(), so nothing written to
+ * a piped stdout is lost.
+ */
+import { CommanderError } from 'commander';
+import { PickScoreError } from '../errors.js';
+import { buildProgram } from './program.js';
+import { ExitCode, exitCodeForError } from './exit-codes.js';
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
+}
+
+/** Commander has already printed its own message (naming the flag); pickscore errors are printed here. */
+function reportError(err: unknown): number {
+  const code = exitCodeForError(err);
+  if (err instanceof CommanderError) return code;
+  if (err instanceof PickScoreError && code !== ExitCode.internal) {
+    process.stderr.write(`error: ${err.message}\n`);
+  } else {
+    const detail = err instanceof Error ? err.stack ?? err.message : String(err);
+    process.stderr.write(`error: internal error, please report it: ${detail}\n`);
+  }
+  return code;
+}

@@ -1,0 +1,148 @@
+/**
+ * Everything the CLI prints: data to stdout or an atomic --out file, logs and progress bars to stderr.
+ * Progress and informational lines appear only when stderr is a TTY; warnings and errors always do,
+ * so a pipeline's stderr holds nothing but what needs attention.
+ */
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { InvalidArgumentError } from 'commander';
+import { UsageError, expectedMessage } from '../errors.js';
+import { openSink } from '../io/writers/sink.js';
+import type { StreamingFormat } from '../io/writers/format.js';
+import type { RankRecord } from '../io/writers/record.js';
+import { ExitCode } from './exit-codes.js';
+
+export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = {
+  '.csv': 'csv', '.json': 'json', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.md': 'md', '.markdown': 'md',
+  '.html': 'html', '.htm': 'html', '.txt': 'table',
+};
+
+/** --format wins; else the --out extension; else a table for a person at a terminal, JSONL for a pipe. */
+export function chooseFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): OutputFormat {
+  if (format !== undefined) {
+    if ((OUTPUT_FORMATS as readonly string[]).includes(format)) return format as OutputFormat;
+    throw new UsageError(expectedMessage(OUTPUT_FORMATS.join(', '), '--format', format));
+  }
+  if (out !== undefined) {
+    const byExtension = FORMAT_BY_EXTENSION[path.extname(out).toLowerCase()];
+    if (byExtension) return byExtension;
+    throw new UsageError(`Cannot tell the output format from --out ${out}: use an extension (${Object.keys(FORMAT_BY_EXTENSION).join(' ')}) or pass --format`);
+  }
+  return stdoutIsTTY ? 'table' : 'jsonl';
+}
+
+export interface Console {
+  /** Warnings and errors: always written. Other lines: only on a TTY, and never with --quiet. */
+  log(line: string): void;
+  progress(label: string): Progress;
+}
+
+export interface Progress {
+  update(done: number, total: number): void;
+  stop(): void;
+}
+
+const NO_PROGRESS: Progress = { update: () => undefined, stop: () => undefined };
+
+/**
+ * The stderr side of a command. On a TTY: a progress bar and informational lines. With --verbose and
+ * no TTY: progress as plain lines (`rank: 8/40`), which scripts and tests can follow. --quiet silences
+ * both; warnings and errors always print.
+ */
+export function createConsole(opts: { quiet: boolean; verbose?: boolean; stderr?: NodeJS.WriteStream }): Console {
+  const stderr = opts.stderr ?? process.stderr;
+  const tty = stderr.isTTY === true;
+  const chatty = (tty || opts.verbose === true) && !opts.quiet;
+  let bar: cliProgress.SingleBar | null = null;
+  return {
+    log(line: string) {
+      if (!chatty && !/^(warning|error)\b/i.test(line)) return;
+      if (bar) bar.stop();
+      stderr.write(`${line}\n`);
+      bar = null;
+    },
+    progress(label: string): Progress {
+      if (!chatty) return NO_PROGRESS;
+      if (!tty) return { update: (done, total) => stderr.write(`${label}: ${done}/${total}\n`), stop: () => undefined };
+      const own = new cliProgress.SingleBar(
+        { stream: stderr, format: `${label} [{bar}] {value}/{total} {eta_formatted}`, hideCursor: true, clearOnComplete: true },
+        cliProgress.Presets.shades_classic,
+      );
+      let started = false;
+      bar = own;
+      return {
+        update(done, total) {
+          if (bar !== own) return;
+          if (!started) own.start(total, done);
+          else own.update(done);
+          started = true;
+        },
+        stop() {
+          if (started) own.stop();
+          if (bar === own) bar = null;
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Writes an output to --out (atomically: a temporary file renamed on success) or to stdout. `produce`
+ * hands over text a piece at a time; this resolves once every byte has been handed over, so the
+ * process can end without losing any. On failure a partial --out file never replaces the target.
+ */
+export async function writeOutput(target: { out?: string }, produce: (write: (text: string) => Promise<void>) => Promise<void>): Promise<void> {
+  const sink = await openSink(target.out !== undefined ? { path: target.out } : { stream: process.stdout });
+  try {
+    await produce((text) => sink.write(text));
+    await sink.commit();
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}
+
+/** One finished document (a report rendered whole). */
+export function writeDocument(text: string, target: { out?: string }): Promise<void> {
+  return writeOutput(target, (write) => write(text));
+}
+
+/** Records in a streaming format (csv, json, jsonl, md). */
+export function writeRecords(records: readonly RankRecord[], format: StreamingFormat, target: { out?: string }, incomplete: boolean): Promise<void> {
+  return writeOutput(target, async (write) => {
+    await write(format.header());
+    for (const record of records) await write(format.row(record));
+    await write(format.footer(incomplete));
+  });
+}
+
+/** Commander argument parser for counts: the flag is named in commander's message. */
+export function parsePositiveInteger(value: string): number {
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`Expected a positive integer but received ${JSON.stringify(value)}.`);
+  return n;
+}
+
+/**
+ * Runs a command with an AbortSignal wired to SIGINT and SIGTERM: the first signal asks the run to stop
+ * after its current batch, so what is done can still be written; a second one ends the process at once.
+ */
+export async function withInterruptSignal<T>(console: Console, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
+    console.log(`warning: ${signal} received; finishing the current batch, then writing what is done (again to quit now)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await run(controller.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

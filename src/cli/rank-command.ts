@@ -1,0 +1,152 @@
+/**
+ * `pickscore rank`: flags in, runRank, records out. Parsing and printing only; the work is in
+ * src/commands/rank.ts.
+ */
+import { Command, Option } from 'commander';
+import { runRank, type RankOptions, type RankResult } from '../commands/rank.js';
+import { formatShard, shardFromEnv } from '../shard.js';
+import { csvFormat } from '../io/writers/csv.js';
+import { jsonFormat, jsonlFormat } from '../io/writers/json.js';
+import { markdownFormat } from '../io/writers/markdown.js';
+import { exitCodeForRun } from './exit-codes.js';
+import { runOnAllDevices } from './merge-command.js';
+import { renderTable } from '../io/table.js';
+import { renderGallery } from '../io/html-gallery.js';
+import {
+  chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, writeDocument, writeOutput, writeRecords, OUTPUT_FORMATS, type Console, type OutputFormat,
+} from './output.js';
+
+interface RankFlags {
+  prompt: string[];
+  promptsFile?: string;
+  promptFrom?: 'sidecar' | 'png';
+  model?: string;
+  device: string;
+  precision: string;
+  batchSize?: number;
+  threads?: number;
+  exif: 'apply' | 'ignore';
+  resize: 'exact' | 'fast';
+  maxPixels?: number;
+  top?: number;
+  format?: string;
+  out?: string;
+  cacheDir?: string;
+  cache: boolean;
+  shard?: string;
+  shardCount?: string;
+  quiet: boolean;
+  verbose: boolean;
+  stats: boolean;
+}
+
+const EXAMPLES = `
+Examples:
+  $ pickscore rank ./outputs --prompt "a watercolor fox in the snow"
+  $ pickscore rank "runs/**/*.png" --prompt-from png --top 1 --out best.csv
+  $ pickscore rank ./imgs --prompts-file prompts.txt --format html --out report.html
+  $ pickscore rank ./imgs --prompt "a red bicycle" --exif ignore --format jsonl   # as the model card's code`;
+
+export function registerRankCommand(program: Command): void {
+  program
+    .command('rank')
+    .description('score images against prompts with PickScore and rank them per prompt')
+    .argument('<paths...>', 'image files, folders (walked recursively) or glob patterns')
+    .option('-p, --prompt <text>', 'prompt to score every image against (repeatable)', collect, [])
+    .option('--prompts-file <file>', 'one prompt per line, or JSONL with a "prompt" field')
+    .addOption(new Option('--prompt-from <source>', "each image's own prompt: a sidecar .txt, or the PNG's generator metadata").choices(['sidecar', 'png']))
+    .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
+    .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
+    .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
+    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
+    .option('--threads <n>', 'image decoding threads (default: CPU cores)', parsePositiveInteger)
+    .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
+    .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
+    .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)
+    .option('--top <k>', 'keep the best K images per prompt', parsePositiveInteger)
+    .addOption(new Option('-f, --format <format>', 'output format (default: from --out, else table on a terminal, jsonl in a pipe)').choices([...OUTPUT_FORMATS]))
+    .option('-o, --out <file>', 'write to this file (atomically) instead of stdout')
+    .option('--cache-dir <dir>', 'embedding cache folder (default: $PICKSCORE_HOME/embeddings)')
+    .option('--no-cache', 'neither read nor write the embedding cache')
+    .option('--shard <K/N>', 'score only shard K of N (0-based), or "auto" from the job engine environment')
+    .option('--shard-count <n>', 'the N for a shard index taken from JOB_COMPLETION_INDEX')
+    .option('-q, --quiet', 'no progress or informational lines; warnings and errors still print', false)
+    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
+    .option('--stats', 'print encoder and cache counters as one JSON line on stderr at the end', false)
+    .addHelpText('after', EXAMPLES)
+    .action(async (paths: string[], flags: RankFlags, command: Command) => {
+      if (flags.device === 'cuda:all') {
+        process.exitCode = await runOnAllDevices(command);
+        return;
+      }
+      const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
+      const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+      const result = await withInterruptSignal(console, (signal) => runRank(rankOptions(paths, flags, console, signal)));
+      await writeRankResult(result, format, { out: flags.out });
+      if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
+      if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
+      else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
+      process.exitCode = exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+    });
+}
+
+function rankOptions(paths: string[], flags: RankFlags, console: Console, signal: AbortSignal): RankOptions {
+  const progress = console.progress('rank');
+  return {
+    inputs: paths,
+    prompts: flags.prompt,
+    promptsFile: flags.promptsFile,
+    promptFrom: flags.promptFrom,
+    model: flags.model,
+    device: flags.device as RankOptions['device'],
+    precision: flags.precision as RankOptions['precision'],
+    batchSize: flags.batchSize,
+    threads: flags.threads,
+    exif: flags.exif,
+    resize: flags.resize,
+    maxPixels: flags.maxPixels,
+    top: flags.top,
+    cacheDir: flags.cache ? flags.cacheDir : false,
+    shard: shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount }),
+    signal,
+    log: (line) => console.log(line),
+    onProgress: (done, total) => {
+      progress.update(done, total);
+      if (done >= total) progress.stop();
+    },
+  };
+}
+
+/**
+ * Writes a rank result (or a merge of shard results) in the chosen format. JSON carries the provenance,
+ * the shard a part covers (which merge checks) and the run's counters.
+ */
+export async function writeRankResult(
+  result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats' | 'shard'>,
+  format: OutputFormat,
+  target: { out?: string },
+): Promise<void> {
+  const records = result.records;
+  switch (format) {
+    case 'table':
+      return writeDocument(renderTable(records, { incomplete: result.incomplete }), target);
+    case 'html':
+      return writeOutput(target, (write) => renderGallery(records, { provenance: result.provenance, incomplete: result.incomplete }, write));
+    case 'csv':
+      return writeRecords(records, csvFormat(false), target, result.incomplete);
+    case 'json':
+      return writeRecords(records, jsonFormat(jsonProvenance(result)), target, result.incomplete);
+    case 'jsonl':
+      return writeRecords(records, jsonlFormat, target, result.incomplete);
+    case 'md':
+      return writeRecords(records, markdownFormat, target, result.incomplete);
+  }
+}
+
+function jsonProvenance(result: Pick<RankResult, 'provenance' | 'stats' | 'shard'>): object {
+  return { ...result.provenance, ...(result.shard ? { shard: formatShard(result.shard) } : {}), stats: result.stats };
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

@@ -1,0 +1,156 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { tinyModel } from './helpers/tiny-model.js';
+import { runCli, spawnCli } from './helpers/pipe-cli.js';
+import { writeGradientPngs } from './helpers/pipe-images.js';
+
+interface Reference {
+  prompts: { prompt: string }[];
+  images: { image: string; orientation: 'raw' | 'exif' }[];
+  scores: { values: number[][] };
+}
+
+interface Row { path: string; prompt: string; score: number | null; prob: number | null; rank: number | null; width: number | null; height: number | null; error: string | null }
+
+const SCORE_TOLERANCE = 0.01;
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function parseJsonl(text: string): Row[] {
+  return text.trim().split('\n').map((line) => JSON.parse(line) as Row);
+}
+
+/** Lines on stderr that are neither warnings nor errors: there must be none when stderr is not a TTY. */
+function chatter(stderr: string): string[] {
+  return stderr.split('\n').filter((line) => line !== '' && !/^(warning|error)\b/.test(line));
+}
+
+async function checkParity(orientation: 'raw' | 'exif'): Promise<void> {
+  const reference = JSON.parse(await readFile(path.join(referenceDir, 'reference.json'), 'utf8')) as Reference;
+  const model = await tinyModel();
+  const prompts = reference.prompts.map((p, row) => ({ prompt: p.prompt, row })).filter((p) => p.prompt !== '');
+  const args = ['rank', path.join(referenceDir, 'images'), ...prompts.flatMap((p) => ['--prompt', p.prompt]),
+    '--model', model, '--device', 'cpu', '--format', 'jsonl', '--no-cache', '--threads', '2'];
+  const result = await runCli(orientation === 'raw' ? [...args, '--exif', 'ignore'] : args);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(chatter(result.stderr), []);
+  const rows = parseJsonl(result.stdout);
+  assert.equal(rows.length, prompts.length * 10);
+  const column = new Map(reference.images.map((image, i) => [`${image.image}/${image.orientation}`, i]));
+  const rowOf = new Map(prompts.map((p) => [p.prompt, p.row]));
+  let worst = 0;
+  for (const row of rows) {
+    assert.equal(row.error, null);
+    const expected = reference.scores.values[rowOf.get(row.prompt) as number][column.get(`${path.basename(row.path)}/${orientation}`) as number];
+    worst = Math.max(worst, Math.abs((row.score as number) - expected));
+    assert.ok(Math.abs((row.score as number) - expected) <= SCORE_TOLERANCE, `${row.path} / ${row.prompt}: ${row.score} vs ${expected}`);
+  }
+  assert.ok(worst <= SCORE_TOLERANCE, `largest deviation ${worst}`);
+}
+
+test('rank --exif ignore reproduces the reference scores of the raw images', { skip: skipWithoutReference }, () => checkParity('raw'));
+
+test('rank applies EXIF orientation by default and reproduces the reference scores of the exif images', { skip: skipWithoutReference }, () => checkParity('exif'));
+
+test('a corrupt image becomes an error row, the run completes, and the exit code is 3', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  await withTempDir(async (dir) => {
+    await writeGradientPngs(dir, 2);
+    await writeFile(path.join(dir, 'broken.png'), Buffer.from('this is not a png'));
+    const result = await runCli(['rank', dir, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--format', 'json', '--no-cache']);
+    assert.equal(result.code, 3, result.stderr);
+    assert.deepEqual(chatter(result.stderr), []);
+    const doc = JSON.parse(result.stdout) as { incomplete: boolean; rows: Row[]; provenance: { model: string; exif: string } };
+    assert.equal(doc.incomplete, false);
+    assert.equal(doc.provenance.exif, 'apply');
+    assert.equal(doc.rows.length, 3);
+    const broken = doc.rows.find((r) => r.path.endsWith('broken.png'));
+    assert.ok(broken?.error, 'the broken image has an error');
+    assert.equal(broken?.score, null);
+    assert.deepEqual(doc.rows.filter((r) => r.error === null).map((r) => r.rank), [1, 2]);
+  });
+});
+
+test('a missing path exits 4 and names the path', async () => {
+  const result = await runCli(['rank', '/nonexistent/pickscore-inputs', '--prompt', 'p', '--no-cache']);
+  assert.equal(result.code, 4);
+  assert.match(result.stderr, /\/nonexistent\/pickscore-inputs/);
+  assert.equal(result.stdout, '');
+});
+
+test('bad flags exit 2 and name the flag', async () => {
+  const unknown = await runCli(['rank', '.', '--prompt', 'p', '--bogus']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /--bogus/);
+  const badNumber = await runCli(['rank', '.', '--prompt', 'p', '--batch-size', 'zero']);
+  assert.equal(badNumber.code, 2);
+  assert.match(badNumber.stderr, /--batch-size/);
+  const badChoice = await runCli(['rank', '.', '--prompt', 'p', '--format', 'xml']);
+  assert.equal(badChoice.code, 2);
+  assert.match(badChoice.stderr, /--format/);
+  const noPrompt = await runCli(['rank', '.']);
+  assert.equal(noPrompt.code, 2);
+  assert.match(noPrompt.stderr, /--prompt/);
+});
+
+test('--help shows the commands and examples; --version prints the version', async () => {
+  const help = await runCli(['--help']);
+  assert.equal(help.code, 0);
+  for (const command of ['rank', 'eval', 'model', 'cache', 'Examples']) assert.match(help.stdout, new RegExp(command));
+  const rankHelp = await runCli(['rank', '--help']);
+  assert.equal(rankHelp.code, 0);
+  assert.match(rankHelp.stdout, /--prompt-from/);
+  const version = await runCli(['--version']);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+});
+
+test('SIGINT mid-run writes a valid output marked incomplete and exits 130; a rerun encodes only the rest', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  const total = 120;
+  await withTempDir(async (dir) => {
+    const images = path.join(dir, 'images');
+    await (await import('node:fs/promises')).mkdir(images);
+    await writeGradientPngs(images, total);
+    const cacheDir = path.join(dir, 'cache');
+    const out = path.join(dir, 'ranked.json');
+    const base = ['rank', images, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--batch-size', '4', '--threads', '1',
+      '--cache-dir', cacheDir, '--out', out];
+
+    const { child, done } = spawnCli([...base, '--verbose']);
+    let interrupted = false;
+    child.stderr?.on('data', (chunk: string) => {
+      if (!interrupted && /^rank: \d+\/\d+$/m.test(chunk)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    const first = await done;
+    assert.equal(first.code, 130, first.stderr);
+    const partial = JSON.parse(await readFile(out, 'utf8')) as { incomplete: boolean; rows: Row[]; provenance: { stats: { imagesEncoded: number } } };
+    assert.equal(partial.incomplete, true);
+    assert.ok(partial.rows.length > 0 && partial.rows.length < total, `${partial.rows.length} rows`);
+    const encodedFirst = partial.provenance.stats.imagesEncoded;
+    assert.equal(encodedFirst, partial.rows.length);
+
+    const second = await runCli([...base, '--stats']);
+    assert.equal(second.code, 0, second.stderr);
+    const stats = JSON.parse(second.stderr.trim().split('\n').at(-1) as string) as { stats: { imagesEncoded: number; imageCacheHits: number } };
+    assert.equal(stats.stats.imageCacheHits, encodedFirst);
+    assert.equal(stats.stats.imagesEncoded, total - encodedFirst);
+    const complete = JSON.parse(await readFile(out, 'utf8')) as { incomplete: boolean; rows: Row[] };
+    assert.equal(complete.incomplete, false);
+    assert.equal(complete.rows.length, total);
+  });
+});
