@@ -108,6 +108,8 @@ function extensionList(ctx: WalkContext): string {
 async function globInput(pattern: string, ctx: WalkContext): Promise<void> {
   let matches: string[];
   try {
+    // onlyFiles would drop symlinks (unfollowed, they are not files), broken ones included; folders
+    // are dropped below instead.
     matches = await fg(pattern, { cwd: ctx.cwd, onlyFiles: false, followSymbolicLinks: false, dot: false, unique: true });
   } catch (err) {
     throw new InputError(`Cannot expand the pattern ${pattern} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
