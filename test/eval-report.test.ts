@@ -1,0 +1,143 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildReport, type PointScore, type PairScore, type ReportInput } from '../src/eval/report.js';
+import { renderMarkdown } from '../src/eval/render-markdown.js';
+import { renderHtml } from '../src/eval/render-html.js';
+import { renderScoresCsv, renderScoresJsonl } from '../src/eval/scores-file.js';
+
+function point(model: string | null, prompt: string, image: string, score: number | null, error: string | null = null): PointScore {
+  return { model, prompt, image, path: `/data/${image}`, score, error };
+}
+
+/** Scores chosen so every figure can be worked by hand. */
+const points: PointScore[] = [
+  point('a', 'p1', 'a1.png', 20), point('a', 'p1', 'a2.png', 22), point('a', 'p2', 'a3.png', 18),
+  point('a', 'p3', 'broken.png', null, 'truncated PNG data'),
+  point('b', 'p1', 'b1.png', 23), point('b', 'p2', 'b2.png', 17.5), point('b', 'p3', 'b3.png', 25),
+];
+
+function input(overrides: Partial<ReportInput> = {}, options: ReportInput['options'] = {}): ReportInput {
+  return { points, pairs: [], provenance: null, incomplete: false, manifests: ['m.jsonl'], skippedLines: 2, notReached: 0, options, ...overrides };
+}
+
+test('per-model figures: n, mean, sample std, median, per-prompt means, errors, best and worst', () => {
+  const report = buildReport(input());
+  assert.equal(report.schemaVersion, 1);
+  assert.deepEqual(report.counts, { pointwise: 7, pairwise: 0, errors: 1, skippedLines: 2, notReached: 0 });
+  const [a, b] = report.models;
+  // a: 20, 22, 18 -> mean 20, deviations 0, 2, -2 -> sample variance 8 / 2 = 4.
+  assert.deepEqual([a.model, a.n, a.errors, a.mean, a.std, a.median], ['a', 3, 1, 20, 2, 20]);
+  assert.deepEqual(a.perPrompt, [{ prompt: 'p1', n: 2, mean: 21 }, { prompt: 'p2', n: 1, mean: 18 }]);
+  assert.deepEqual(a.best.map((e) => e.image), ['a2.png', 'a1.png', 'a3.png']);
+  assert.deepEqual(a.worst, [], 'with three scores every one is already among the best');
+  // b, from Python: statistics.mean([23, 17.5, 25]), statistics.stdev(...)
+  assert.equal(b.n, 3);
+  assert.ok(Math.abs(b.mean! - 21.833333333333332) < 1e-12);
+  assert.ok(Math.abs(b.std! - 3.8837267325770144) < 1e-12);
+  assert.equal(b.median, 23);
+  assert.ok(a.ci95.low! <= 20 && a.ci95.high! >= 20 && a.ci95.low! >= 18 && a.ci95.high! <= 22, 'the CI lies within the data range around the mean');
+  assert.deepEqual(report.errors, [{ prompt: 'p3', image: 'broken.png', error: 'truncated PNG data' }]);
+  // Histograms share the range of all scores, [17.5, 25]; 25 falls in the last of 20 bins.
+  assert.deepEqual([b.histogram.low, b.histogram.high], [17.5, 25]);
+  assert.equal(b.histogram.counts[19], 1);
+  assert.equal(b.histogram.counts[0], 1);
+  assert.equal(a.histogram.counts.reduce((x, y) => x + y, 0), 3);
+});
+
+test('paired comparison over shared prompts: win rate, mean difference, its paired CI and the sign test', () => {
+  const [c] = buildReport(input()).comparisons;
+  // Shared prompts p1, p2 (a has no score for p3). Prompt means a: 21, 18; b: 23, 17.5; differences 2, -0.5.
+  assert.deepEqual([c.baseline, c.candidate, c.prompts, c.wins, c.losses, c.ties, c.winRate, c.meanDiff], ['a', 'b', 2, 1, 1, 0, 0.5, 0.75]);
+  // Two differences: each resample mean is -0.5, 0.75 or 2 with chances 1/4, 1/2, 1/4; the 2.5% and 97.5%
+  // quantiles of 10,000 such means are the extremes.
+  assert.deepEqual(c.ci95, { low: -0.5, high: 2 });
+  // One win, one loss: 2 * P(X <= 1), X ~ Bin(2, 1/2), capped at 1.
+  assert.equal(c.signTestP, 1);
+  assert.deepEqual(c.largestGains.map((s) => [s.prompt, s.diff, s.baseline.image, s.candidate.image]), [['p1', 2, 'a2.png', 'b1.png']]);
+  assert.deepEqual(c.largestDrops.map((s) => [s.prompt, s.diff]), [['p2', -0.5]]);
+});
+
+test('the gate fails only when the upper end of the paired CI is below -max-drop, and says why either way', () => {
+  const pass = buildReport(input({}, { baseline: 'a', candidate: 'b' })).gate!;
+  assert.equal(pass.worse, false);
+  assert.equal(pass.reason, 'PASS: b is not worse than a beyond 0: mean(b - a) = 0.75 over 2 prompts, 95% CI [-0.5, 2], whose upper end is at or above -0');
+
+  // Every prompt drops by 1 to 1.5, so every resample mean lies in [-1.5, -1].
+  const drops = [
+    point('base', 'q1', 'x1', 20), point('base', 'q2', 'x2', 20), point('base', 'q3', 'x3', 20),
+    point('cand', 'q1', 'y1', 19), point('cand', 'q2', 'y2', 18.5), point('cand', 'q3', 'y3', 18.9),
+  ];
+  const fail = buildReport(input({ points: drops }, { baseline: 'base', candidate: 'cand', maxDrop: 0.5 })).gate!;
+  assert.equal(fail.worse, true);
+  assert.ok(fail.ci95.high! <= -1 && fail.ci95.low! >= -1.5);
+  assert.match(fail.reason, /^FAIL: cand is worse than base: mean\(cand - base\) = -1\.2 over 3 prompts, 95% CI \[-1\.\d+, -1(\.\d+)?\], whose upper end is below -0\.5$/);
+  const tolerant = buildReport(input({ points: drops }, { baseline: 'base', candidate: 'cand', maxDrop: 2 })).gate!;
+  assert.equal(tolerant.worse, false, 'a drop within the margin passes');
+
+  assert.throws(() => buildReport(input({}, { baseline: 'a', candidate: 'zzz' })), /Expected a model of the manifest \(a, b\) for --candidate but received "zzz"/);
+  assert.throws(() => buildReport(input({}, { candidate: 'a' })), /--candidate needs --baseline/);
+});
+
+function pair(prompt: string, score0: number, score1: number, label0: 0 | 0.5 | 1): PairScore {
+  return { prompt, image0: `${prompt}-0.png`, image1: `${prompt}-1.png`, path0: `/d/${prompt}-0.png`, path1: `/d/${prompt}-1.png`, label0, score0, score1, error: null };
+}
+
+test('pairwise accuracy: the threshold from the flag, the default, or chosen on the validation pairs', () => {
+  // Score differences 0.1 (prob diff 0.05) and 3 (prob diff 0.905).
+  const pairs = [pair('t', 20.1, 20, 0.5), pair('u', 23, 20, 1), pair('v', 20, 23, 1)];
+  const byDefault = buildReport(input({ points: [], pairs })).pairwise!;
+  assert.deepEqual([byDefault.threshold, byDefault.thresholdSource, byDefault.paper.points, byDefault.n], [0, 'default', 1.5, 3]);
+  assert.deepEqual(byDefault.tiesExcluded, { accuracy: 0.5, correct: 1, n: 2 });
+  const byFlag = buildReport(input({ points: [], pairs }, { tieThreshold: 0.1 })).pairwise!;
+  assert.deepEqual([byFlag.thresholdSource, byFlag.paper.points, byFlag.paper.predictedTies], ['flag', 2, 1]);
+  const validation = { manifest: 'val.jsonl', pairs: [pair('w', 20.2, 20, 0.5), pair('x', 22, 20, 1)] };
+  const chosen = buildReport(input({ points: [], pairs }, { validation })).pairwise!;
+  // Validation prob differences 0.0997 and 0.762: thresholds 0.1 .. 0.7 score 2 of 2; 0.1 is the first.
+  assert.deepEqual([chosen.threshold, chosen.thresholdSource, chosen.validation?.n], [0.1, 'validation', 2]);
+  assert.equal(buildReport(input()).pairwise, null, 'no pairwise rows, no pairwise section');
+});
+
+test('NaN never reaches the JSON: an empty model has null figures', () => {
+  const report = buildReport(input({ points: [point('only-errors', 'p', 'x.png', null, 'unreadable')] }));
+  const m = report.models[0];
+  assert.deepEqual([m.n, m.mean, m.std, m.median, m.ci95], [0, null, null, null, { low: null, high: null }]);
+  assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
+});
+
+test('Markdown: gate first, one row per model and comparison, accuracy with counts, incomplete flagged', () => {
+  const md = renderMarkdown(buildReport(input({ incomplete: true, pairs: [pair('t', 20.1, 20, 0.5)] }, { baseline: 'a', candidate: 'b' })));
+  const lines = md.split('\n');
+  assert.equal(lines[0], '## PickScore eval');
+  assert.match(md, /> \*\*Incomplete:\*\*/);
+  assert.match(md, /\*\*Gate:\*\* ✅ PASS: b is not worse than a/);
+  assert.match(md, /\n\| a \| 3 \| 20\.000 \| 2\.000 \| 20\.000 \| \[1[89]\.\d{3}, 2[01]\.\d{3}\] \| 1 \|\n/);
+  assert.match(md, /\| b vs a \| 2 \| 50\.0% \| 1 \/ 1 \/ 0 \| \+0\.750 \| \[-0\.500, 2\.000\] \| 1\.000 \|/);
+  assert.match(md, /\| paper protocol \(tie threshold 0, default\) \| 50\.0% \| 0\.5 points \/ 1 pairs; 1 tie labels, 0 predicted ties \|/);
+  assert.match(md, /7 pointwise and 1 pairwise rows; 1 with errors; 2 invalid lines skipped\./);
+});
+
+test('HTML: self-contained, one SVG per model, thumbnails from the loader, text escaped', async () => {
+  const report = buildReport(input({ points: [...points, point('<b>', 'p1', 'odd&.png', 21)] }, { baseline: 'a', candidate: 'b' }));
+  const asked: string[] = [];
+  const html = await renderHtml(report, async (p) => { asked.push(p); return p.endsWith('a2.png') ? 'data:image/webp;base64,AAAA' : null; });
+  assert.equal((html.match(/<svg class="distribution"/g) ?? []).length, 3);
+  assert.ok(html.includes('<img src="data:image/webp;base64,AAAA" alt="a2.png">'));
+  assert.ok(html.includes('&lt;b&gt;') && !html.includes('<b>'), 'model names are escaped');
+  assert.ok(!/(src|href)="https?:/.test(html), 'no external resources');
+  assert.ok(html.includes('class="gate pass"'));
+  assert.equal(new Set(asked).size, asked.length, 'each image is thumbnailed once');
+});
+
+test('per-item scores: JSON Lines as given, CSV with the union of fields and extra fields passed through', () => {
+  const records = [
+    { manifest: 'm.jsonl', line: 1, kind: 'pointwise', model: 'a', prompt: 'say "hi", ok', image: 'a.png', score: 20.5, error: null, seed: 3 },
+    { manifest: 'm.jsonl', line: 2, kind: 'pairwise', prompt: 'p', image_0: 'x.png', label_0: 0.5, score_0: null, error: 'unreadable', tags: ['a'] },
+  ];
+  assert.equal(renderScoresJsonl(records).split('\n').length, 3);
+  assert.equal(renderScoresCsv(records), [
+    'manifest,line,kind,model,prompt,image,score,error,seed,image_0,label_0,score_0,tags',
+    'm.jsonl,1,pointwise,a,"say ""hi"", ok",a.png,20.5,,3,,,,',
+    'm.jsonl,2,pairwise,,p,,,unreadable,,x.png,0.5,,"[""a""]"',
+    '',
+  ].join('\n'));
+});
