@@ -128,6 +128,11 @@ describe('hubDownload against a loopback Hub', () => {
     try {
       await assert.rejects(download(), /not in the Hub cache .* HF_HUB_OFFLINE is set/);
       assert.equal(server.requests.length, 0);
+      delete process.env.HF_HUB_OFFLINE;
+      await download({ files: ['config.json'] });
+      process.env.HF_HUB_OFFLINE = '1';
+      const snapshot = await download({ files: ['config.json'], optionalFiles: ['weights.bin'] });
+      assert.ok((await stat(path.join(snapshot, 'config.json'))).isFile(), 'offline, a cached file is served and a missing optional one skipped');
     } finally {
       delete process.env.HF_HUB_OFFLINE;
     }

@@ -42,6 +42,9 @@ export class HubNotFoundError extends ModelError {
   }
 }
 
+/** HF_HUB_OFFLINE is set and the file is not in the cache. */
+export class HubOfflineError extends ModelError {}
+
 /** A dropped or refused connection: the download is retried, resuming from the bytes already on disk. */
 class InterruptedDownload extends ModelError {
   readonly retryable = true;
@@ -156,7 +159,7 @@ export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
     try {
       commit = await ensureFile(ctx, file, commit);
     } catch (err) {
-      if (!(optional && err instanceof HubNotFoundError)) throw err;
+      if (!(optional && (err instanceof HubNotFoundError || err instanceof HubOfflineError))) throw err;
     }
   }
   commit ??= await cachedCommit(ctx);
@@ -189,7 +192,7 @@ async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | 
   const cached = knownCommit ?? (await cachedCommit(ctx));
   if (cached && (await exists(path.join(ctx.repoDir, 'snapshots', cached, file)))) return cached;
   if (isOffline()) {
-    throw new ModelError(`${ctx.repo}/${file} at revision ${ctx.revision} is not in the Hub cache (${ctx.repoDir}) and HF_HUB_OFFLINE is set`);
+    throw new HubOfflineError(`${ctx.repo}/${file} at revision ${ctx.revision} is not in the Hub cache (${ctx.repoDir}) and HF_HUB_OFFLINE is set`);
   }
   // Once the first file has told us the commit, the rest are fetched at that commit, so that one
   // snapshot never mixes two commits when the branch moves during the pull.
