@@ -110,7 +110,8 @@ test('Markdown: gate first, one row per model and comparison, accuracy with coun
   assert.equal(lines[0], '## PickScore eval');
   assert.match(md, /> \*\*Incomplete:\*\*/);
   assert.match(md, /\*\*Gate:\*\* ✅ PASS: b is not worse than a/);
-  assert.match(md, /\n\| a \| 3 \| 20\.000 \| 2\.000 \| 20\.000 \| \[1[89]\.\d{3}, 2[01]\.\d{3}\] \| 1 \|\n/);
+  // With three scores, a resample of all 18s (or all 22s) has chance 1/27 > 2.5%: the CI is the data's range.
+  assert.ok(lines.includes('| a | 3 | 20.000 | 2.000 | 20.000 | [18.000, 22.000] | 1 |'));
   assert.match(md, /\| b vs a \| 2 \| 50\.0% \| 1 \/ 1 \/ 0 \| \+0\.750 \| \[-0\.500, 2\.000\] \| 1\.000 \|/);
   assert.match(md, /\| paper protocol \(tie threshold 0, default\) \| 50\.0% \| 0\.5 points \/ 1 pairs; 1 tie labels, 0 predicted ties \|/);
   assert.match(md, /7 pointwise and 1 pairwise rows; 1 with errors; 2 invalid lines skipped\./);
