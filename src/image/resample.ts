@@ -64,62 +64,102 @@ function axisCoefficients(inSize: number, outSize: number, first: number, count:
   return { starts, counts, taps, tapsPerOutput };
 }
 
+/** Pillow's clip8 on a 22-bit fixed-point sum. */
 function clip8(sum: number): number {
   if (sum >= CLAMP_LIMIT) return 255;
   if (sum <= 0) return 0;
   return sum >> PRECISION_BITS;
 }
 
-/** Horizontal pass over input rows [firstRow, firstRow + rows): one output row per input row. */
+/*
+ * The passes use int32 arithmetic (Math.imul, | 0), as Pillow's C does. It cannot overflow: the positive
+ * taps of a normalised cubic sum to under 1.2, so |sum| < 255 * 1.2 * 2^22 + 2^21 < 2^31.
+ */
+
+/**
+ * Horizontal pass over input rows [firstRow, firstRow + rows): one output row per input row. Two rows
+ * are filtered together so that each tap is loaded once for both.
+ */
 function resampleRows(src: RgbImage, firstRow: number, rows: number, c: AxisCoefficients): Uint8Array {
   const outWidth = c.starts.length;
-  const out = new Uint8Array(outWidth * rows * 3);
+  const outRowLength = outWidth * 3;
+  const out = new Uint8Array(outRowLength * rows);
   const { data } = src;
   const { starts, counts, taps, tapsPerOutput } = c;
-  let o = 0;
-  for (let y = 0; y < rows; y++) {
-    const rowBase = (firstRow + y) * src.width * 3;
-    for (let xx = 0; xx < outWidth; xx++) {
-      const n = counts[xx];
-      const k0 = xx * tapsPerOutput;
+  const rowLength = src.width * 3;
+  let y = 0;
+  for (; y + 1 < rows; y += 2) {
+    const rowBase = (firstRow + y) * rowLength;
+    let o = y * outRowLength;
+    for (let xx = 0; xx < outWidth; xx++, o += 3) {
+      let k = xx * tapsPerOutput;
+      const kEnd = k + counts[xx];
       let p = rowBase + starts[xx] * 3;
-      let s0 = ROUNDING_HALF;
-      let s1 = ROUNDING_HALF;
-      let s2 = ROUNDING_HALF;
-      for (let t = 0; t < n; t++, p += 3) {
-        const k = taps[k0 + t];
-        s0 += data[p] * k;
-        s1 += data[p + 1] * k;
-        s2 += data[p + 2] * k;
+      let a0 = ROUNDING_HALF, a1 = ROUNDING_HALF, a2 = ROUNDING_HALF;
+      let b0 = ROUNDING_HALF, b1 = ROUNDING_HALF, b2 = ROUNDING_HALF;
+      for (; k < kEnd; k++, p += 3) {
+        const w = taps[k];
+        const q = p + rowLength;
+        a0 = (a0 + Math.imul(data[p], w)) | 0;
+        a1 = (a1 + Math.imul(data[p + 1], w)) | 0;
+        a2 = (a2 + Math.imul(data[p + 2], w)) | 0;
+        b0 = (b0 + Math.imul(data[q], w)) | 0;
+        b1 = (b1 + Math.imul(data[q + 1], w)) | 0;
+        b2 = (b2 + Math.imul(data[q + 2], w)) | 0;
       }
-      out[o++] = clip8(s0);
-      out[o++] = clip8(s1);
-      out[o++] = clip8(s2);
+      out[o] = clip8(a0);
+      out[o + 1] = clip8(a1);
+      out[o + 2] = clip8(a2);
+      out[o + outRowLength] = clip8(b0);
+      out[o + outRowLength + 1] = clip8(b1);
+      out[o + outRowLength + 2] = clip8(b2);
+    }
+  }
+  for (; y < rows; y++) {
+    const rowBase = (firstRow + y) * rowLength;
+    let o = y * outRowLength;
+    for (let xx = 0; xx < outWidth; xx++, o += 3) {
+      let k = xx * tapsPerOutput;
+      const kEnd = k + counts[xx];
+      let p = rowBase + starts[xx] * 3;
+      let a0 = ROUNDING_HALF, a1 = ROUNDING_HALF, a2 = ROUNDING_HALF;
+      for (; k < kEnd; k++, p += 3) {
+        const w = taps[k];
+        a0 = (a0 + Math.imul(data[p], w)) | 0;
+        a1 = (a1 + Math.imul(data[p + 1], w)) | 0;
+        a2 = (a2 + Math.imul(data[p + 2], w)) | 0;
+      }
+      out[o] = clip8(a0);
+      out[o + 1] = clip8(a1);
+      out[o + 2] = clip8(a2);
     }
   }
   return out;
 }
 
-/**
- * Vertical pass. `rowOffset` maps the coefficients' input rows to rows of `data`. Sums are accumulated a
- * whole row at a time (cache friendly); integer sums are exact in float64 and do not depend on order.
- */
+/** Vertical pass. `rowOffset` maps the coefficients' input rows to rows of `data`. */
 function resampleColumns(data: Uint8Array, width: number, rowOffset: number, c: AxisCoefficients): Uint8Array {
   const rowLength = width * 3;
   const outRows = c.starts.length;
   const out = new Uint8Array(rowLength * outRows);
-  const sums = new Float64Array(rowLength);
   const { starts, counts, taps, tapsPerOutput } = c;
   for (let yy = 0; yy < outRows; yy++) {
-    sums.fill(ROUNDING_HALF);
     const k0 = yy * tapsPerOutput;
-    for (let t = 0; t < counts[yy]; t++) {
-      const k = taps[k0 + t];
-      const rowBase = (starts[yy] - rowOffset + t) * rowLength;
-      for (let x = 0; x < rowLength; x++) sums[x] += data[rowBase + x] * k;
-    }
+    const kEnd = k0 + counts[yy];
+    const firstBase = (starts[yy] - rowOffset) * rowLength;
     const outBase = yy * rowLength;
-    for (let x = 0; x < rowLength; x++) out[outBase + x] = clip8(sums[x]);
+    for (let x = 0; x < rowLength; x += 3) {
+      let s0 = ROUNDING_HALF, s1 = ROUNDING_HALF, s2 = ROUNDING_HALF;
+      for (let k = k0, p = firstBase + x; k < kEnd; k++, p += rowLength) {
+        const w = taps[k];
+        s0 = (s0 + Math.imul(data[p], w)) | 0;
+        s1 = (s1 + Math.imul(data[p + 1], w)) | 0;
+        s2 = (s2 + Math.imul(data[p + 2], w)) | 0;
+      }
+      out[outBase + x] = clip8(s0);
+      out[outBase + x + 1] = clip8(s1);
+      out[outBase + x + 2] = clip8(s2);
+    }
   }
   return out;
 }
