@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
-import { HubNotFoundError, hubDownload, hubRepoDir } from '../src/model/hub.js';
+import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir } from '../src/model/hub.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { fixturesDir } from './helpers/paths.js';
 
@@ -150,6 +150,27 @@ describe('hubDownload against a loopback Hub', () => {
     const snapshot = await download({ files: ['config.json'] });
     assert.equal(snapshot, path.join(repoDir, 'snapshots', commit));
     assert.equal(server.requests.length, 0);
+  });
+});
+
+describe('hubCacheDir', () => {
+  test('an explicit HF home wins, then HF_HUB_CACHE, then HF_HOME/hub, then XDG_CACHE_HOME/huggingface/hub', () => {
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { HF_HUB_CACHE: '/hubcache', HF_HOME: '/hfhome', XDG_CACHE_HOME: '/xdg' });
+      assert.equal(hubCacheDir('/explicit'), '/explicit/hub');
+      assert.equal(hubCacheDir(), '/hubcache');
+      delete process.env.HF_HUB_CACHE;
+      assert.equal(hubCacheDir(), '/hfhome/hub');
+      delete process.env.HF_HOME;
+      assert.equal(hubCacheDir(), '/xdg/huggingface/hub');
+      assert.equal(hubRepoDir('org/name'), '/xdg/huggingface/hub/models--org--name');
+    } finally {
+      for (const key of ['HF_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
   });
 });
 

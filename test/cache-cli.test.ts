@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, test } from 'node:test';
+import { EmbeddingCache } from '../src/io/embedding-cache.js';
+
+const cli = fileURLToPath(new URL('./helpers/hub-cli.js', import.meta.url));
+
+/** Runs the model/cache CLI in a child process with stderr not a TTY, as in CI. */
+function pickscore(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('pickscore model and cache commands', () => {
+  test('model list --json lists the known models; an unknown model is a usage error naming it', async () => {
+    const env = { PICKSCORE_HOME: await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-')) };
+    const list = await pickscore(['model', 'list', '--json'], env);
+    assert.equal(list.code, 0, list.stderr);
+    const names = (JSON.parse(list.stdout) as { name: string }[]).map((e) => e.name);
+    assert.deepEqual(names, ['clip-vit-h14-laion', 'openai-clip-vit-l14', 'pickscore-v1']);
+    const unknown = await pickscore(['model', 'info', 'no-such-model'], env);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^error: Expected a known model .* but received "no-such-model"$/m);
+    assert.equal(unknown.stdout, '');
+  });
+
+  test('model verify of a model never pulled exits with the model error code', async () => {
+    const env = { PICKSCORE_HOME: await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-')) };
+    const verify = await pickscore(['model', 'verify', 'pickscore-v1'], env);
+    assert.equal(verify.code, 5);
+    assert.match(verify.stderr, /has not been converted yet; run `pickscore model pull pickscore-v1`/);
+  });
+
+  test('cache info and clear on --cache-dir', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-cache-'));
+    const cache = EmbeddingCache.open(dir);
+    cache.putTexts('fp', [{ prompt: 'a', embedding: Float32Array.of(1) }, { prompt: 'b', embedding: Float32Array.of(2) }]);
+    cache.close();
+    const info = await pickscore(['cache', 'info', '--json', '--cache-dir', dir], {});
+    assert.equal(info.code, 0, info.stderr);
+    assert.deepEqual((({ exists, textRows, imageRows }) => ({ exists, textRows, imageRows }))(JSON.parse(info.stdout)), { exists: true, textRows: 2, imageRows: 0 });
+    const clear = await pickscore(['cache', 'clear', '--cache-dir', dir], {});
+    assert.equal(clear.code, 0, clear.stderr);
+    assert.match(clear.stdout, /removed 2 text and 0 image embeddings/);
+    assert.equal(clear.stderr, '', 'nothing on stderr when it is not a terminal');
+  });
+});
