@@ -174,12 +174,24 @@ describe('hubCacheDir', () => {
   });
 });
 
-describe('hubDownload with the LFS file on a CDN origin', () => {
+describe('hubDownload with the LFS file on a CDN origin and plain files behind a same-host redirect', () => {
   let server: HubServer;
-  before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub'), { cdnOnOtherOrigin: true }); });
+  before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub'), { cdnOnOtherOrigin: true, resolveCacheRedirect: true }); });
+
+  test('same-host redirects are followed for metadata and bytes', async () => {
+    const hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    try {
+      const snapshot = await hubDownload({ repo: REPO, files: ['config.json', 'sub/notes.txt'], endpoint: server.endpoint, hfHome });
+      assert.deepEqual(await readFile(path.join(snapshot, 'sub/notes.txt')), await readFile(path.join(fixtureRepo, 'sub/notes.txt')));
+      assert.ok(server.requests.some((r) => r.method === 'HEAD' && r.url.startsWith('/api/resolve-cache/models/acme/tiny-repo/')));
+    } finally {
+      await rm(hfHome, { recursive: true, force: true });
+    }
+  });
   after(async () => { await server.close(); });
 
   test('the token never crosses the redirect to another host', async () => {
+    server.requests.length = 0;
     const hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
     try {
       await hubDownload({ repo: REPO, files: ['weights.bin'], endpoint: server.endpoint, hfHome, token: 'hf_secret' });

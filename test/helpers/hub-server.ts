@@ -68,6 +68,8 @@ function loadRepos(root: string): Map<string, Map<string, RepoFile>> {
 export interface HubServerOptions {
   /** Serve LFS files from a second server, so that the redirect crosses to another origin. */
   cdnOnOtherOrigin?: boolean;
+  /** Redirect plain (non-LFS) files to `/api/resolve-cache/...` on the same host, as huggingface.co does. */
+  resolveCacheRedirect?: boolean;
   /** The commit of a repository, for manifests that pin one; others get a commit derived from their name. */
   commits?: Record<string, string>;
 }
@@ -120,6 +122,9 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     const url = decodeURIComponent(req.url ?? '');
     const lfs = /^\/lfs\/([0-9a-f]{64})$/.exec(url);
     if (lfs) return serveLfs(req, res, lfs[1]);
+    const cached = /^\/api\/resolve-cache\/models\/([^/]+\/[^/]+)\/([0-9a-f]{40})\/(.+)$/.exec(url);
+    const cachedEntry = cached && repos.get(cached[1])?.get(cached[3]);
+    if (cached && cachedEntry) return sendBody(req, res, cached[3], cachedEntry, { 'X-Repo-Commit': cached[2], ETag: `"${cachedEntry.gitSha1}"` });
     const match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url);
     if (!match) return void res.writeHead(404).end();
     const [, repo, revision, file] = match;
@@ -132,6 +137,9 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     const entry = files.get(file);
     if (!entry || faults.missing === file) return void res.writeHead(404, { 'X-Error-Code': 'EntryNotFound' }).end();
     const common = { 'X-Repo-Commit': commitOf(repo) };
+    if (!entry.lfs && opts.resolveCacheRedirect) {
+      return void res.writeHead(307, { ...common, Location: `/api/resolve-cache/models/${repo}/${commitOf(repo)}/${encodeURI(file)}` }).end();
+    }
     if (!entry.lfs) return sendBody(req, res, file, entry, { ...common, ETag: `"${entry.gitSha1}"` });
     res.writeHead(302, {
       ...common,
