@@ -62,6 +62,15 @@ describe('hubDownload against a loopback Hub', () => {
     assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), await readFile(path.join(fixtureRepo, 'weights.bin')));
   });
 
+  test('a download that keeps failing keeps its bytes, and the next run resumes them', async () => {
+    server.faults.dropAfter = { file: 'weights.bin', bytes: 10_000, times: 3 };
+    await assert.rejects(download({ files: ['weights.bin'] }), /weights\.bin was interrupted 3 times .* 30000 of 65536 bytes are kept .* the next run resumes/);
+    server.requests.length = 0;
+    const snapshot = await download({ files: ['weights.bin'] });
+    assert.deepEqual(server.requests.filter((r) => r.method === 'GET').map((r) => r.headers.range), ['bytes=30000-']);
+    assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), weightsBytes);
+  });
+
   test('a partial file left by an earlier run is resumed, not fetched again', async () => {
     const weights = await readFile(path.join(fixtureRepo, 'weights.bin'));
     const blobs = path.join(hubRepoDir(REPO, hfHome), 'blobs');

@@ -13,8 +13,8 @@ import path from 'node:path';
 export interface RecordedRequest { server: 'hub' | 'cdn'; method: string; url: string; headers: http.IncomingHttpHeaders }
 
 export interface HubServerFaults {
-  /** Close the connection after this many body bytes of the named file, once. */
-  dropAfter?: { file: string; bytes: number };
+  /** Close the connection after this many body bytes of the named file, `times` times (default once). */
+  dropAfter?: { file: string; bytes: number; times?: number };
   /** Flip bytes in the body of the named file (every time). */
   corrupt?: string;
   /** Answer 404 for the named file. */
@@ -102,7 +102,8 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     if (req.method === 'HEAD') return void res.end();
     if (faults.dropAfter?.file === file && body.length > faults.dropAfter.bytes) {
       const cut = faults.dropAfter.bytes;
-      faults.dropAfter = undefined;
+      const left = (faults.dropAfter.times ?? 1) - 1;
+      faults.dropAfter = left > 0 ? { ...faults.dropAfter, times: left } : undefined;
       // Half-close after the bytes are flushed, so the client reads them and then sees a premature end.
       res.write(body.subarray(0, cut), () => res.socket?.end());
       return;
