@@ -60,7 +60,7 @@ test('paired comparison over shared prompts: win rate, mean difference, its pair
 test('the gate fails only when the upper end of the paired CI is below -max-drop, and says why either way', () => {
   const pass = buildReport(input({}, { baseline: 'a', candidate: 'b' })).gate!;
   assert.equal(pass.worse, false);
-  assert.equal(pass.reason, 'PASS: b is not worse than a beyond 0: mean(b - a) = 0.75 over 2 prompts, 95% CI [-0.5, 2], whose upper end is at or above -0');
+  assert.equal(pass.reason, 'PASS: b is not worse than a beyond 0: mean(b - a) = 0.75 over 2 prompts, 95% CI [-0.5, 2], whose upper end is at or above 0');
 
   // Every prompt drops by 1 to 1.5, so every resample mean lies in [-1.5, -1].
   const drops = [

@@ -5,14 +5,18 @@
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runEval, type EvalOptions, type EvalResult } from '../commands/eval.js';
+import { runEval, runEvalPart, type EvalOptions, type EvalResult } from '../commands/eval.js';
+import type { EvalReport } from '../eval/report.js';
+import type { ItemRecord } from '../eval/scores-file.js';
+import { formatShard, shardFromEnv, type Shard } from '../shard.js';
+import { runOnAllDevices } from './merge-command.js';
 import { renderMarkdown } from '../eval/render-markdown.js';
 import { renderHtml } from '../eval/render-html.js';
 import { fileThumbnails } from '../eval/thumbnails.js';
 import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/scores-file.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { UsageError, expectedMessage } from '../errors.js';
-import { ExitCode, type ExitCodeValue } from './exit-codes.js';
+import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { createConsole, parsePositiveInteger, withInterruptSignal, writeOutput, type Console } from './output.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
@@ -39,6 +43,8 @@ interface EvalFlags {
   seed: number;
   cacheDir?: string;
   cache: boolean;
+  shard?: string;
+  shardCount?: string;
   quiet: boolean;
   verbose: boolean;
 }
@@ -58,7 +64,7 @@ export function registerEvalCommand(program: Command): void {
     .description('score manifest rows: per-model statistics, paired comparisons, preference accuracy, and a CI gate')
     .argument('<manifests...>', 'JSON Lines manifests: pointwise {"prompt","image","model"} or pairwise {"prompt","image_0","image_1","label_0"}')
     .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
     .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
     .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
     .option('--threads <n>', 'image decoding threads (default: CPU cores)', parsePositiveInteger)
@@ -77,19 +83,45 @@ export function registerEvalCommand(program: Command): void {
     .option('--seed <n>', 'bootstrap seed, so reruns give the same intervals', parseSeed, 0)
     .option('--cache-dir <dir>', 'embedding cache folder (default: $PICKSCORE_HOME/embeddings)')
     .option('--no-cache', 'neither read nor write the embedding cache')
+    .option('--shard <K/N>', 'score only shard K of N (0-based), or "auto" from the job engine environment; writes a part for merge')
+    .option('--shard-count <n>', 'the N for a shard index taken from JOB_COMPLETION_INDEX')
     .option('-q, --quiet', 'no progress or informational lines; warnings, errors and the gate line still print', false)
     .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
     .addHelpText('after', EXAMPLES)
-    .action(async (manifests: string[], flags: EvalFlags) => {
+    .action(async (manifests: string[], flags: EvalFlags, command: Command) => {
+      if (flags.device === 'cuda:all') {
+        process.exitCode = await runOnAllDevices(command);
+        return;
+      }
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
+      const shard = shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount });
+      if (shard) {
+        process.exitCode = await writePart(manifests, flags, shard, console);
+        return;
+      }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
-      await writeEvalOutputs(result, format, flags);
+      await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif });
       if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
       if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
       if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
       process.exitCode = evalExitCode(result);
     });
+}
+
+/**
+ * A shard's output is always a JSON part (the rows and settings merge needs), never a report: the
+ * report, its intervals and the gate need every shard. Its exit code counts its own rows only.
+ */
+async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, console: Console): Promise<ExitCodeValue> {
+  if (flags.format !== undefined && flags.format !== 'json') {
+    throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge; pass --format to merge instead of --format ${flags.format}`);
+  }
+  if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
+  const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));
+  await writeOutput({ out: flags.out }, (write) => write(`${JSON.stringify(result.part)}\n`));
+  if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
+  return exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
 }
 
 /** Interrupted beats row errors, which beat the gate: a run that could not score everything says so first. */
@@ -144,15 +176,20 @@ function evalOptions(manifests: string[], flags: EvalFlags, console: Console, si
   };
 }
 
-async function writeEvalOutputs(result: EvalResult, format: EvalFormat, flags: EvalFlags): Promise<void> {
+/** The report in the chosen format (stdout or --out), per-item scores (--scores), and the job summary when $GITHUB_STEP_SUMMARY is set. */
+export async function writeEvalOutputs(
+  result: { report: EvalReport; items: ItemRecord[] },
+  format: EvalFormat,
+  target: { out?: string; scores?: string; exif: 'apply' | 'ignore' },
+): Promise<void> {
   const report = result.report;
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
     : format === 'md' ? renderMarkdown(report)
-      : await renderHtml(report, fileThumbnails(flags.exif));
-  await writeOutput({ out: flags.out }, (write) => write(text));
-  if (flags.scores !== undefined) {
-    const scores = scoresFormatFor(flags.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);
-    await writeFileAtomic(flags.scores, scores);
+      : await renderHtml(report, fileThumbnails(target.exif));
+  await writeOutput({ out: target.out }, (write) => write(text));
+  if (target.scores !== undefined) {
+    const scores = scoresFormatFor(target.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);
+    await writeFileAtomic(target.scores, scores);
   }
   const summary = process.env.GITHUB_STEP_SUMMARY;
   if (summary) await appendFile(summary, `${renderMarkdown(report)}\n`);

@@ -5,10 +5,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readManifests, type ManifestRow, type PairwiseRow, type PointwiseRow } from '../io/manifest.js';
-import { buildReport, type EvalReport, type GateDecision, type PairScore, type PointScore } from '../eval/report.js';
+import { buildReport, type EvalReport, type GateDecision, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
 import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
+import { selectShard, type Shard } from '../shard.js';
+import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 
 export interface EvalOptions extends ScorerOptions {
   manifests: string[];
@@ -23,6 +25,8 @@ export interface EvalOptions extends ScorerOptions {
   maxDrop?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Score only this shard's rows (runEvalPart). */
+  shard?: Shard;
   /** An open scorer (the library API shares one); otherwise eval opens one and closes it. */
   scorer?: EvalScorer;
 }
@@ -49,12 +53,45 @@ export interface EvalResult {
   counts: EvalCounts;
 }
 
+export interface EvalPartResult {
+  part: EvalPart;
+  items: ItemRecord[];
+  incomplete: boolean;
+  counts: EvalCounts;
+}
+
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
+  if (options.shard) throw new UsageError('A sharded eval writes a part for merge: call runEvalPart');
+  const scored = await scoreManifests(options);
+  const report = buildReport(scored.input);
+  return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors: report.counts.errors } };
+}
+
+/**
+ * One shard of an eval (`--shard K/N`): scores the rows whose shard key falls in the shard, main and
+ * validation alike, and returns the part that `merge` combines into the unsharded report. No report
+ * here: a shard alone may lack a baseline's rows or every validation pair.
+ */
+export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
+  const scored = await scoreManifests(options);
+  const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems);
+  const errors = scored.input.points.filter((p) => p.error !== null).length + scored.input.pairs.filter((p) => p.error !== null).length;
+  return { part, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors } };
+}
+
+interface ScoredManifests {
+  input: ReportInput;
+  items: ItemRecord[];
+  validationItems: ItemRecord[];
+  counts: Omit<EvalCounts, 'errors'>;
+}
+
+async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
   validateEvalOptions(options);
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
-  const validationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : [];
-  const allRows = [...main.rows, ...validationRows];
-  const plan = await planRequests(allRows);
+  const mainRows = selectShard(main.rows, options.shard, evalShardKey);
+  const validationRows = options.validation ? selectShard(await readValidation(options.validation, options.skipInvalid), options.shard, evalShardKey) : [];
+  const plan = await planRequests([...mainRows, ...validationRows]);
   const owned = options.scorer ? null : await Scorer.open(options);
   const scorer: EvalScorer = options.scorer ?? owned!;
   try {
@@ -65,14 +102,13 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     });
     for await (const item of stream) results.set(item.key, item);
     const lookup = (path: string, prompt: string): ScoredItem | undefined => results.get(plan.keyOf(path, prompt));
-    const scored = scoreRows(main.rows, lookup);
+    const scored = scoreRows(mainRows, lookup);
     const validation = scoreRows(validationRows, lookup);
-    const incomplete = options.signal?.aborted === true;
-    const report = buildReport({
+    const input: ReportInput = {
       points: scored.points,
       pairs: scored.pairs,
       provenance: scorer.provenance(),
-      incomplete,
+      incomplete: options.signal?.aborted === true,
       manifests: options.manifests,
       skippedLines: main.skipped,
       notReached: scored.notReached,
@@ -81,16 +117,10 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         validation: options.validation ? { manifest: options.validation, pairs: validation.pairs } : undefined,
         baseline: options.baseline, candidate: options.candidate, maxDrop: options.maxDrop,
       },
-    });
+    };
     return {
-      report,
-      gate: report.gate,
-      items: scored.items,
-      incomplete,
-      counts: {
-        rows: main.rows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length,
-        errors: report.counts.errors, notReached: scored.notReached,
-      },
+      input, items: scored.items, validationItems: validation.items,
+      counts: { rows: mainRows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length, notReached: scored.notReached },
     };
   } finally {
     await owned?.close();

@@ -261,13 +261,14 @@ function gateDecision(comparisons: Comparison[], opts: ReportOptions): GateDecis
   const range = `mean(${candidate} - ${baseline}) = ${fmt(c.meanDiff)} over ${c.prompts} prompts, 95% CI [${fmt(c.ci95.low)}, ${fmt(c.ci95.high)}]`;
   const worse = c.ci95.high < -maxDrop;
   const reason = worse
-    ? `FAIL: ${candidate} is worse than ${baseline}: ${range}, whose upper end is below -${fmt(maxDrop)}`
-    : `PASS: ${candidate} is not worse than ${baseline} beyond ${fmt(maxDrop)}: ${range}, whose upper end is at or above -${fmt(maxDrop)}`;
+    ? `FAIL: ${candidate} is worse than ${baseline}: ${range}, whose upper end is below ${fmt(-maxDrop)}`
+    : `PASS: ${candidate} is not worse than ${baseline} beyond ${fmt(maxDrop)}: ${range}, whose upper end is at or above ${fmt(-maxDrop)}`;
   return { baseline, candidate, maxDrop, worse, meanDiff: c.meanDiff, ci95: c.ci95, reason };
 }
 
+/** Four decimals at most, and never "-0". */
 function fmt(x: number): string {
-  return Number(x.toFixed(4)).toString();
+  return (Number(x.toFixed(4)) + 0).toString();
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {

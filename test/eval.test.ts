@@ -1,0 +1,174 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { runEval } from '../src/commands/eval.js';
+import { renderHtml } from '../src/eval/render-html.js';
+import { fileThumbnails } from '../src/eval/thumbnails.js';
+import { softmax } from '../src/score/similarity.js';
+import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { tinyModel } from './helpers/tiny-model.js';
+import { runCli } from './helpers/pipe-cli.js';
+import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
+
+const evalDir = path.join(fixturesDir, 'eval');
+const SCORE_TOLERANCE = 0.01;   // the end-to-end parity bound of the rank pipeline
+
+interface Reference { prompts: { prompt: string }[]; images: { image: string; orientation: string }[]; scores: { values: number[][] } }
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-eval-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function close(actual: number | null, expected: number, what: string): void {
+  assert.ok(actual !== null && Math.abs(actual - expected) <= SCORE_TOLERANCE, `${what}: ${actual} is not within ${SCORE_TOLERANCE} of ${expected}`);
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+test('eval on reference images reproduces the Python scores, and the report agrees with them', { skip: skipWithoutReference }, async () => {
+  const ref = JSON.parse(await readFile(path.join(referenceDir, 'reference.json'), 'utf8')) as Reference;
+  const column = (image: string): number => ref.images.findIndex((i) => i.image === image && i.orientation === 'raw');
+  const expected = (p: number, image: string): number => ref.scores.values[p][column(image)];
+  const prompts = [0, 4];
+  const models = { x: ['astronaut.jpg', 'chelsea.webp'], y: ['coffee.png', 'tiny-5x3.png'] };
+  await withTempDir(async (dir) => {
+    const imagePath = (name: string): string => path.join(referenceDir, 'images', name);
+    const lines = prompts.flatMap((p) => Object.entries(models).flatMap(([model, images]) =>
+      images.map((image) => ({ prompt: ref.prompts[p].prompt, image: imagePath(image), model }))));
+    const pairs = [
+      { caption: ref.prompts[0].prompt, image_0: imagePath('astronaut.jpg'), image_1: imagePath('coffee.png'), label_0: 1 },
+      { caption: ref.prompts[4].prompt, image_0: imagePath('chelsea.webp'), image_1: imagePath('tiny-5x3.png'), label_0: 0 },
+      { caption: ref.prompts[4].prompt, image_0: imagePath('astronaut.jpg'), image_1: imagePath('coffee.png'), label_0: 0.5 },
+    ];
+    const manifest = path.join(dir, 'm.jsonl');
+    await writeFile(manifest, [...lines, ...pairs].map((l) => JSON.stringify(l)).join('\n'));
+    const result = await runEval({ manifests: [manifest], model: await tinyModel(), device: 'cpu', cacheDir: false, threads: 2, exif: 'ignore' });
+    assert.equal(result.incomplete, false);
+    assert.equal(result.counts.uniqueImages, 4);
+
+    for (const item of result.items.filter((i) => i.kind === 'pointwise')) {
+      const p = prompts.find((q) => ref.prompts[q].prompt === item.prompt)!;
+      close(item.score as number, expected(p, path.basename(item.image as string)), `${item.image} x prompt ${p}`);
+    }
+    for (const [model, images] of Object.entries(models)) {
+      const summary = result.report.models.find((m) => m.model === model)!;
+      const values = prompts.flatMap((p) => images.map((image) => expected(p, image)));
+      assert.equal(summary.n, 4);
+      close(summary.mean, mean(values), `${model} mean`);
+      summary.perPrompt.forEach((pp, k) => close(pp.mean, mean(images.map((image) => expected(prompts[k], image))), `${model} prompt mean`));
+    }
+    const comparison = result.report.comparisons[0];
+    const diffs = prompts.map((p) => mean(models.y.map((i) => expected(p, i))) - mean(models.x.map((i) => expected(p, i))));
+    assert.deepEqual([comparison.baseline, comparison.candidate, comparison.prompts], ['x', 'y', 2]);
+    close(comparison.meanDiff, mean(diffs), 'mean difference');
+    assert.equal(comparison.wins, diffs.filter((d) => d > 0).length);
+
+    // Pairwise accuracy from the reference scores, under the paper's rule with the default threshold 0.
+    const outcome = (s0: number, s1: number, label: number): number => {
+      const [p0, p1] = softmax([s0, s1]);
+      const predicted = p0 === p1 ? 0.5 : p0 > p1 ? 1 : 0;
+      return predicted === label ? 1 : predicted === 0.5 || label === 0.5 ? 0.5 : 0;
+    };
+    const points = pairs.map((pr) => {
+      const p = prompts.find((q) => ref.prompts[q].prompt === pr.caption)!;
+      return outcome(expected(p, path.basename(pr.image_0)), expected(p, path.basename(pr.image_1)), pr.label_0);
+    });
+    assert.equal(result.report.pairwise?.paper.points, points.reduce((a, b) => a + b, 0));
+    assert.equal(result.report.pairwise?.tiesExcluded.n, 2);
+    assert.equal(result.report.provenance?.model, 'tiny-clip');
+  });
+});
+
+test('eval on the fixture manifests: identical files scored once, ties, validation threshold, HTML in Chromium', { skip: skipWithoutReference }, async () => {
+  const result = await runEval({
+    manifests: [path.join(evalDir, 'checkpoints.jsonl'), path.join(evalDir, 'pairs.jsonl')],
+    validation: path.join(evalDir, 'validation.jsonl'),
+    model: await tinyModel(), device: 'cpu', cacheDir: false, threads: 2, baseline: 'ckpt-a', candidate: 'ckpt-b',
+  });
+  // car-a.png and car-a-copy.png have the same bytes: 6 distinct images. Distinct (image, prompt) pairs: 6 in
+  // checkpoints.jsonl, fox-b x ramen from pairs.jsonl, car-b x ramen from validation.jsonl; the rest repeat.
+  assert.equal(result.counts.uniqueImages, 6);
+  assert.equal(result.counts.scoreRequests, 8);
+  const car = result.items.filter((i) => i.kind === 'pointwise' && String(i.image).startsWith('images/car-a'));
+  assert.equal(car.length, 2);
+  assert.equal(car[0].score, car[1].score);
+  assert.equal(car[1].seed, 4, 'extra manifest fields pass through');
+
+  const report = result.report;
+  assert.deepEqual(report.models.map((m) => [m.model, m.n, m.perPrompt.length]), [['ckpt-a', 4, 3], ['ckpt-b', 3, 3]]);
+  assert.equal(report.comparisons.length, 1);
+  assert.equal(report.comparisons[0].prompts, 3);
+  assert.equal(report.gate?.baseline, 'ckpt-a');
+  const pw = report.pairwise!;
+  assert.deepEqual([pw.n, pw.paper.tieLabels, pw.thresholdSource, pw.validation?.n, pw.tiesExcluded.n], [5, 2, 'validation', 3, 3]);
+  assert.ok(pw.paper.predictedTies >= 1, 'the pair of identical images is a predicted tie at any threshold');
+  assert.equal(pw.paper.points, pw.paper.accuracy! * 5);
+
+  if (skipWithoutChromium) return;
+  await withTempDir(async (dir) => {
+    const file = path.join(dir, 'report.html');
+    await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
+    const dom = await dumpDom(file);
+    assert.equal((dom.match(/<svg class="distribution"/g) ?? []).length, 2);
+    assert.ok((dom.match(/<img src="data:image\/webp;base64,/g) ?? []).length >= 6, 'best, worst and side-by-side thumbnails are inlined');
+    assert.match(dom, /id="gate"/);
+    assert.match(dom, /Pairwise preference accuracy/);
+    await screenshot(file, path.join(dir, 'report.png'));
+    const png = await readFile(path.join(dir, 'report.png'));
+    assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    if (process.env.PICKSCORE_KEEP_SCREENSHOTS) await writeFile(process.env.PICKSCORE_KEEP_SCREENSHOTS, png);
+  });
+});
+
+test('CLI gate: exit 1 when the candidate is worse on every prompt, 0 the other way, one line why; summary appended', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  const first = await runEval({ manifests: [path.join(evalDir, 'checkpoints.jsonl')], model, device: 'cpu', cacheDir: false, threads: 2 });
+  // Per prompt, the better and the worse of the two checkpoints' images under this model.
+  const byPrompt = new Map<string, { image: string; score: number }[]>();
+  for (const item of first.items) {
+    if (item.id === 'car-2') continue;
+    const list = byPrompt.get(item.prompt as string) ?? [];
+    list.push({ image: item.image as string, score: item.score as number });
+    byPrompt.set(item.prompt as string, list);
+  }
+  await withTempDir(async (dir) => {
+    const lines = [...byPrompt].flatMap(([prompt, [one, two]]) => {
+      const [better, worse] = one.score >= two.score ? [one, two] : [two, one];
+      assert.notEqual(better.score, worse.score);
+      return [
+        { prompt, image: path.join(evalDir, better.image), model: 'good' },
+        { prompt, image: path.join(evalDir, worse.image), model: 'bad' },
+      ];
+    });
+    const manifest = path.join(dir, 'gate.jsonl');
+    await writeFile(manifest, lines.map((l) => JSON.stringify(l)).join('\n'));
+    const summary = path.join(dir, 'summary.md');
+    const scores = path.join(dir, 'scores.csv');
+    const common = [manifest, '--model', model, '--device', 'cpu', '--no-cache', '--format', 'md'];
+    const worse = await runCli(['eval', ...common, '--baseline', 'good', '--candidate', 'bad', '--scores', scores], { env: { GITHUB_STEP_SUMMARY: summary } });
+    assert.equal(worse.code, 1, worse.stderr);
+    assert.match(worse.stderr, /^gate: FAIL: bad is worse than good: mean\(bad - good\) = -[\d.]+ over 3 prompts/m);
+    assert.match(worse.stdout, /\*\*Gate:\*\* ❌ FAIL/);
+    assert.equal(await readFile(summary, 'utf8'), `${worse.stdout}\n`, 'the Markdown summary is appended to $GITHUB_STEP_SUMMARY');
+    assert.equal((await readFile(scores, 'utf8')).split('\n')[0], 'manifest,line,kind,id,model,prompt,image,score,error');
+
+    const better = await runCli(['eval', ...common, '--baseline', 'bad', '--candidate', 'good']);
+    assert.equal(better.code, 0, better.stderr);
+    assert.match(better.stderr, /^gate: PASS: good is not worse than bad beyond 0/m);
+
+    const usage = await runCli(['eval', ...common, '--baseline', 'bad', '--candidate', 'nobody']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /Expected a model of the manifest \(good, bad\) for --candidate but received "nobody"/);
+
+    const invalid = await runCli(['eval', path.join(evalDir, 'invalid.jsonl'), '--model', model, '--device', 'cpu', '--no-cache']);
+    assert.equal(invalid.code, 4);
+    assert.match(invalid.stderr, /invalid\.jsonl:4: json: Expected a JSON object/);
+  });
+});
