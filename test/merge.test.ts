@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InputError, UsageError } from '../src/errors.js';
-import { mergeRankParts, readRankPart, runMerge } from '../src/commands/merge.js';
+import { mergeRankParts, readPart, runMerge, type MergeOptions, type MergedRank, type RankPart } from '../src/commands/merge.js';
 import { rankRecords } from '../src/commands/rank.js';
 import { jsonFormat } from '../src/io/writers/json.js';
 import { csvFormat } from '../src/io/writers/csv.js';
@@ -42,6 +42,12 @@ function render(records: RankRecord[], format: StreamingFormat, incomplete = fal
   return format.header() + records.map((r) => format.row(r)).join('') + format.footer(incomplete);
 }
 
+async function mergeRank(options: MergeOptions): Promise<MergedRank> {
+  const merged = await runMerge(options);
+  assert.equal(merged.kind, 'rank');
+  return merged as MergedRank;
+}
+
 let dir: string;
 before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-merge-test-'));
@@ -70,7 +76,7 @@ test('merged shards equal the unsharded ranking, record for record and byte for 
   const unsharded = rankRecords(items).concat([promptError]);
   for (const count of [1, 2, 3]) {
     const files = await writeParts(items, count, `equal${count}`);
-    const merged = await runMerge({ parts: [...files].reverse() });
+    const merged = await mergeRank({ parts: [...files].reverse() });
     assert.deepEqual(merged.records, unsharded, `N=${count}`);
     assert.equal(render(merged.records, csvFormat(false)), render(unsharded, csvFormat(false)));
     assert.equal(render(merged.records, jsonFormat({ ...merged.provenance })), render(unsharded, jsonFormat(provenance)));
@@ -81,7 +87,7 @@ test('merged shards equal the unsharded ranking, record for record and byte for 
 
 test('probabilities are a softmax over all shards, not within one', async () => {
   const items = syntheticItems();
-  const merged = await runMerge({ parts: await writeParts(items, 3, 'softmax') });
+  const merged = await mergeRank({ parts: await writeParts(items, 3, 'softmax') });
   for (const prompt of prompts) {
     const probs = merged.records.filter((r) => r.prompt === prompt && r.prob !== null).map((r) => r.prob!);
     assert.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-12);
@@ -91,14 +97,14 @@ test('probabilities are a softmax over all shards, not within one', async () => 
 
 test('--top on merge equals --top on one unsharded run', async () => {
   const items = syntheticItems();
-  const merged = await runMerge({ parts: await writeParts(items, 3, 'top'), top: 4 });
+  const merged = await mergeRank({ parts: await writeParts(items, 3, 'top'), top: 4 });
   assert.deepEqual(merged.records, rankRecords(items, 4).concat([promptError]));
 });
 
 test('an interrupted shard makes the merged output incomplete', async () => {
   const files = await writeParts(syntheticItems(), 2, 'incomplete');
-  const part = await readRankPart(files[1]);
-  const merged = mergeRankParts([await readRankPart(files[0]), { ...part, incomplete: true }]);
+  const part = (await readPart(files[1])) as RankPart;
+  const merged = mergeRankParts([(await readPart(files[0])) as RankPart, { ...part, incomplete: true }]);
   assert.equal(merged.incomplete, true);
 });
 
@@ -127,7 +133,7 @@ test('per-process provenance fields are not compared: devices are listed, shard 
   const files = await writeParts(syntheticItems(), 2, 'devices', (i, prov) => {
     prov.device = `cuda:${i}`;
   });
-  const merged = await runMerge({ parts: files });
+  const merged = await mergeRank({ parts: files });
   assert.equal((merged.provenance as { device: string }).device, 'cuda:0,cuda:1');
   assert.equal('shard' in merged.provenance, false);
   assert.equal('stats' in merged.provenance, false);
@@ -136,7 +142,7 @@ test('per-process provenance fields are not compared: devices are listed, shard 
 test('bad part files are errors that name the file and the field', async () => {
   const jsonl = path.join(dir, 'rows.jsonl');
   await writeFile(jsonl, '{"path":"a.png"}\n{"path":"b.png"}\n');
-  await assert.rejects(runMerge({ parts: [jsonl] }), /rows\.jsonl is not a JSON document: write shard parts with --format json/);
+  await assert.rejects(runMerge({ parts: [jsonl] }), /rows\.jsonl is not a JSON document: write rank shard parts with --format json/);
   const unsharded = path.join(dir, 'unsharded.json');
   await writeFile(unsharded, render([], jsonFormat(provenance)));
   await assert.rejects(runMerge({ parts: [unsharded] }), /Expected provenance\.shard "K\/N" for .*unsharded\.json but received undefined/);

@@ -1,29 +1,37 @@
 /**
  * `merge`: combines the outputs of sharded runs (`--shard K/N`) into what one unsharded run writes.
- * Options in, data out. Shard parts must be JSON documents: they carry full-precision scores, the
+ * Options in, data out. Shard parts are JSON documents: they carry full-precision scores, the
  * provenance that every part must share, and the shard they cover, so merge can check that the parts
  * are one complete, non-overlapping set from one model and one preprocessing mode.
  *
  * Rank: probabilities and ranks are recomputed over each prompt's images across all shards by the
  * same function rank uses (rankRecords), fed in the order an unsharded run feeds it (discovery order,
  * which is sorted by path), so the merged output matches the unsharded one byte for byte.
+ *
+ * Eval: a sharded eval writes an eval part (buildEvalPart), not a report: a shard alone may lack a
+ * baseline's rows or any validation pair. Merge puts the scored rows of all parts back in manifest
+ * order and calls the report function eval itself uses (buildReport), so aggregates, bootstrap
+ * intervals and the gate are those of the unsharded run.
  */
 import { readFile } from 'node:fs/promises';
-import { InputError, UsageError, expectedMessage, describeValue } from '../errors.js';
+import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
+import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
+import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../io/discover.js';
+import type { ManifestRow } from '../io/manifest.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { formatShard, parseShard, type Shard } from '../shard.js';
 import { rankRecords, type RankResult } from './rank.js';
 
 export interface MergeOptions {
-  /** Part files written by sharded runs with `--format json`. */
+  /** Part files written by sharded runs: `rank --format json`, or any sharded `eval`. */
   parts: string[];
   /** Keep the best K images per prompt, as `rank --top` does (shard runs must keep every row). */
   top?: number;
 }
 
-/** A shard part as read from disk. */
+/** A shard part of a rank run as read from disk. */
 export interface RankPart {
   file: string;
   shard: Shard;
@@ -32,25 +40,44 @@ export interface RankPart {
   incomplete: boolean;
 }
 
-export type MergedRank = Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats'> & { shardCount: number };
+export type MergedRank = Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats'> & { kind: 'rank'; shardCount: number };
+
+export interface MergedEval {
+  kind: 'eval';
+  report: EvalReport;
+  /** Per-row scores in manifest order, as `eval --scores` writes them. */
+  items: ItemRecord[];
+  incomplete: boolean;
+  counts: { rows: number; errors: number; notReached: number; skippedLines: number };
+  shardCount: number;
+}
+
+export type MergeResult = MergedRank | MergedEval;
 
 /** Provenance fields that describe one shard's process, not the result: dropped or combined on merge. */
 const PER_PART_FIELDS = new Set(['shard', 'stats', 'device']);
 
-export async function runMerge(options: MergeOptions): Promise<MergedRank> {
+export async function runMerge(options: MergeOptions): Promise<MergeResult> {
   if (!Array.isArray(options.parts) || options.parts.length === 0) {
     throw new UsageError(expectedMessage('at least one part file', 'merge <parts...>', options.parts));
   }
   if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
     throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
   }
-  const parts = await Promise.all(options.parts.map(readRankPart));
-  return mergeRankParts(parts, options.top);
+  const parts = await Promise.all(options.parts.map(readPart));
+  const evalParts = parts.filter((part): part is EvalPartFile => 'points' in part);
+  if (evalParts.length === 0) return mergeRankParts(parts as RankPart[], options.top);
+  if (evalParts.length < parts.length) {
+    const rank = parts.find((part) => !('points' in part))!;
+    throw new InputError(`${rank.file} is a rank output but ${evalParts[0].file} is an eval part: merge the parts of one run`);
+  }
+  if (options.top !== undefined) throw new UsageError('--top applies to rank outputs, but these parts come from eval');
+  return mergeEvalParts(evalParts);
 }
 
 /** Pure: the merged records, provenance and stats of a complete set of rank parts. */
 export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
-  const ordered = checkCompleteSet(parts);
+  const ordered = checkCompleteSet(parts, (part) => part.shard);
   const provenance = commonProvenance(ordered);
   const promptErrors: RankRecord[] = [];
   const items: ScoredItem[] = [];
@@ -74,6 +101,7 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
     provenance: provenance as unknown as Provenance,
     incomplete: ordered.some((part) => part.incomplete),
     stats: sumStats(ordered),
+    kind: 'rank',
     shardCount: ordered.length,
   };
 }
@@ -89,16 +117,17 @@ function inUnshardedOrder(items: ScoredItem[], parts: RankPart[]): ScoredItem[] 
 }
 
 /** Parts sorted by shard index, after checking they are shards 0..N-1 of one N, each exactly once. */
-export function checkCompleteSet<T extends { file: string; shard: Shard }>(parts: T[]): T[] {
-  const count = parts[0].shard.count;
+export function checkCompleteSet<T extends { file: string }>(parts: T[], shardOf: (part: T) => Shard): T[] {
+  const count = shardOf(parts[0]).count;
   const byIndex = new Map<number, T>();
   for (const part of parts) {
-    if (part.shard.count !== count) {
-      throw new InputError(`${part.file} is shard ${formatShard(part.shard)} but ${parts[0].file} is shard ${formatShard(parts[0].shard)}: the parts come from runs split ${count} and ${part.shard.count} ways`);
+    const shard = shardOf(part);
+    if (shard.count !== count) {
+      throw new InputError(`${part.file} is shard ${formatShard(shard)} but ${parts[0].file} is shard ${formatShard(shardOf(parts[0]))}: the parts come from runs split ${count} and ${shard.count} ways`);
     }
-    const other = byIndex.get(part.shard.index);
-    if (other) throw new InputError(`${other.file} and ${part.file} are both shard ${formatShard(part.shard)}`);
-    byIndex.set(part.shard.index, part);
+    const other = byIndex.get(shard.index);
+    if (other) throw new InputError(`${other.file} and ${part.file} are both shard ${formatShard(shard)}`);
+    byIndex.set(shard.index, part);
   }
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !byIndex.has(i));
   if (missing.length > 0) {
@@ -140,8 +169,8 @@ function sumStats(parts: RankPart[]): ScorerStats {
   return total as unknown as ScorerStats;
 }
 
-/** Reads and checks one part file; every problem names the file (and the row). */
-export async function readRankPart(file: string): Promise<RankPart> {
+/** Reads one part file, rank or eval; every problem names the file (and the row). */
+export async function readPart(file: string): Promise<RankPart | EvalPartFile> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -152,22 +181,26 @@ export async function readRankPart(file: string): Promise<RankPart> {
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new InputError(`${file} is not a JSON document: write shard parts with --format json (they carry the provenance and shard that merge checks)`);
+    throw new InputError(`${file} is not a JSON document: write rank shard parts with --format json (they carry the provenance and shard that merge checks)`);
+  }
+  if (isObject(doc) && doc.format === EVAL_PART_FORMAT) return checkEvalPart(doc, file);
+  if (isObject(doc) && doc.format === undefined && Array.isArray(doc.models) && doc.gate !== undefined) {
+    throw new InputError(`${file} is an eval report, not a shard part: only eval runs with --shard write parts that merge can combine`);
   }
   if (!isObject(doc) || !Array.isArray(doc.rows) || !isObject(doc.provenance)) {
-    throw new InputError(expectedMessage('a rank JSON document with "provenance" and "rows"', file, doc));
+    throw new InputError(expectedMessage('a rank JSON document with "provenance" and "rows", or an eval part', file, doc));
   }
-  const shardText = doc.provenance.shard;
-  if (typeof shardText !== 'string') {
-    throw new InputError(`${expectedMessage('provenance.shard "K/N"', file, shardText)}: it was not written by a run with --shard`);
-  }
-  let shard: Shard;
+  const shard = partShard(doc.provenance.shard, file, 'provenance.shard');
+  return { file, shard, provenance: doc.provenance, rows: doc.rows.map((row, i) => checkRow(row, `${file}: rows[${i}]`)), incomplete: doc.incomplete === true };
+}
+
+function partShard(value: unknown, file: string, field: string): Shard {
+  if (typeof value !== 'string') throw new InputError(`${expectedMessage(`${field} "K/N"`, file, value)}: it was not written by a run with --shard`);
   try {
-    shard = parseShard(shardText, `${file}: provenance.shard`);
+    return parseShard(value, `${file}: ${field}`);
   } catch (err) {
     throw new InputError((err as Error).message);
   }
-  return { file, shard, provenance: doc.provenance, rows: doc.rows.map((row, i) => checkRow(row, `${file}: rows[${i}]`)), incomplete: doc.incomplete === true };
 }
 
 function checkRow(row: unknown, where: string): RankRecord {
@@ -195,4 +228,165 @@ function checkRow(row: unknown, where: string): RankRecord {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Eval parts. A sharded eval scores only its shard's manifest rows (selected by evalShardKey) and
+ * writes what buildReport needs instead of a report: the scored rows with their manifest and line,
+ * and the report options, so that the merge can rebuild the unsharded report exactly.
+ * ---------------------------------------------------------------------------------------------- */
+
+export const EVAL_PART_FORMAT = 'pickscore-eval-part';
+
+/** A scored row and where it is in its manifest: the order an unsharded eval sees the rows in. */
+export type Located<T> = T & { manifest: string; line: number };
+
+/** The report options a part was scored for; every part of a run must agree on them. */
+export interface EvalPartSettings {
+  seed?: number; resamples?: number; tieThreshold?: number; maxDrop?: number;
+  baseline?: string; candidate?: string;
+  /** The validation manifest, whose pairs are sharded like the main rows. */
+  validation?: string;
+}
+
+export interface EvalPart {
+  format: typeof EVAL_PART_FORMAT;
+  schemaVersion: 1;
+  shard: string;
+  provenance: Provenance | null;
+  incomplete: boolean;
+  manifests: string[];
+  settings: EvalPartSettings;
+  /** Invalid lines skipped with --skip-invalid: every shard reads whole manifests, so all parts agree. */
+  skippedLines: number;
+  notReached: number;
+  points: Located<PointScore>[];
+  pairs: Located<PairScore>[];
+  validationPairs: Located<PairScore>[];
+  items: ItemRecord[];
+}
+
+export type EvalPartFile = EvalPart & { file: string; shardOf: Shard };
+
+/**
+ * The shard key of a manifest row: the image as the manifest names it (a pointwise row), or the two
+ * images of a pair. All rows that score one image land in one shard, so it is decoded once.
+ */
+export function evalShardKey(row: ManifestRow): string {
+  return row.kind === 'pointwise' ? row.image.given : `${row.image0.given}\n${row.image1.given}`;
+}
+
+/**
+ * Pure: the part a sharded eval writes. `items` and `validationItems` are the per-row records of the
+ * main and validation rows, in the order the rows were scored: the i-th pointwise record belongs to
+ * the i-th point and the j-th pairwise record to the j-th pair, which is how they lend their lines.
+ */
+export function buildEvalPart(shard: Shard, input: ReportInput, items: ItemRecord[], validationItems: ItemRecord[]): EvalPart {
+  const { validation, ...settings } = input.options;
+  return {
+    format: EVAL_PART_FORMAT,
+    schemaVersion: 1,
+    shard: formatShard(shard),
+    provenance: input.provenance,
+    incomplete: input.incomplete,
+    manifests: input.manifests,
+    settings: { ...settings, validation: validation?.manifest },
+    skippedLines: input.skippedLines,
+    notReached: input.notReached,
+    points: locate(input.points, items, 'pointwise'),
+    pairs: locate(input.pairs, items, 'pairwise'),
+    validationPairs: locate(validation?.pairs ?? [], validationItems, 'pairwise'),
+    items,
+  };
+}
+
+function locate<T>(scored: T[], items: ItemRecord[], kind: 'pointwise' | 'pairwise'): Located<T>[] {
+  const records = items.filter((item) => item.kind === kind);
+  if (records.length !== scored.length) throw new InternalError(`${scored.length} scored ${kind} rows but ${records.length} ${kind} records`);
+  return scored.map((row, i) => ({ ...row, manifest: String(records[i].manifest), line: Number(records[i].line) }));
+}
+
+/** Pure: the report of the unsharded run, from a complete set of eval parts. */
+export function mergeEvalParts(parts: EvalPartFile[]): MergedEval {
+  const ordered = checkCompleteSet(parts, (part) => part.shardOf);
+  const first = ordered[0];
+  for (const part of ordered.slice(1)) {
+    for (const field of ['manifests', 'settings', 'skippedLines'] as const) {
+      const a = JSON.stringify(first[field]);
+      const b = JSON.stringify(part[field]);
+      if (a !== b) throw new InputError(`${first.file} and ${part.file} differ in ${field} (${a} vs ${b}): they are not parts of one run`);
+    }
+  }
+  const provenance = first.provenance === null ? null : (commonProvenance(ordered.map((p) => ({ file: p.file, provenance: { ...p.provenance } }))) as unknown as Provenance);
+  const order = manifestOrder(first.manifests);
+  const points = inManifestOrder(ordered, (part) => part.points, order);
+  const pairs = inManifestOrder(ordered, (part) => part.pairs, order);
+  const validationPairs = inManifestOrder(ordered, (part) => part.validationPairs, order);
+  const items = inManifestOrder(ordered, (part) => part.items as Located<ItemRecord>[], order);
+  const { validation, ...settings } = first.settings;
+  const incomplete = ordered.some((part) => part.incomplete);
+  const notReached = ordered.reduce((sum, part) => sum + part.notReached, 0);
+  const report = buildReport({
+    points: points.map(unlocated),
+    pairs: pairs.map(unlocated),
+    provenance,
+    incomplete,
+    manifests: first.manifests,
+    skippedLines: first.skippedLines,
+    notReached,
+    options: { ...settings, validation: validation === undefined ? undefined : { manifest: validation, pairs: validationPairs.map(unlocated) } },
+  });
+  return {
+    kind: 'eval', report, items, incomplete,
+    counts: { rows: items.length, errors: report.counts.errors, notReached, skippedLines: first.skippedLines },
+    shardCount: ordered.length,
+  };
+}
+
+/** Manifests in the order the run listed them; the validation manifest, not in the list, sorts after. */
+function manifestOrder(manifests: string[]): (manifest: string) => number {
+  const index = new Map<string, number>();
+  for (const manifest of manifests) if (!index.has(manifest)) index.set(manifest, index.size);
+  return (manifest) => index.get(manifest) ?? index.size;
+}
+
+function inManifestOrder<T>(parts: EvalPartFile[], rowsOf: (part: EvalPartFile) => Located<T>[], order: (manifest: string) => number): Located<T>[] {
+  const seen = new Map<string, string>();
+  const all: Located<T>[] = [];
+  for (const part of parts) {
+    for (const row of rowsOf(part)) {
+      const where = `${row.manifest}:${row.line}`;
+      const earlier = seen.get(where);
+      if (earlier !== undefined) throw new InputError(`${where} is in both ${earlier} and ${part.file}: the parts overlap`);
+      seen.set(where, part.file);
+      all.push(row);
+    }
+  }
+  return all.sort((a, b) => order(a.manifest) - order(b.manifest) || a.line - b.line);
+}
+
+function unlocated<T>(row: Located<T>): T {
+  const { manifest: _manifest, line: _line, ...rest } = row;
+  return rest as T;
+}
+
+function checkEvalPart(doc: Record<string, unknown>, file: string): EvalPartFile {
+  const shardOf = partShard(doc.shard, file, 'shard');
+  if (doc.schemaVersion !== 1) throw new InputError(expectedMessage('schemaVersion 1', file, doc.schemaVersion));
+  for (const field of ['points', 'pairs', 'validationPairs', 'items', 'manifests'] as const) {
+    if (!Array.isArray(doc[field])) throw new InputError(expectedMessage('an array', `${file}: ${field}`, doc[field]));
+  }
+  for (const field of ['points', 'pairs', 'validationPairs', 'items'] as const) {
+    (doc[field] as unknown[]).forEach((row, i) => {
+      if (!isObject(row) || typeof row.manifest !== 'string' || !Number.isInteger(row.line)) {
+        throw new InputError(expectedMessage('a row with "manifest" and "line"', `${file}: ${field}[${i}]`, row));
+      }
+    });
+  }
+  if (!isObject(doc.settings)) throw new InputError(expectedMessage('an object', `${file}: settings`, doc.settings));
+  if (!(doc.provenance === null || isObject(doc.provenance))) throw new InputError(expectedMessage('an object or null', `${file}: provenance`, doc.provenance));
+  for (const field of ['skippedLines', 'notReached'] as const) {
+    if (!Number.isInteger(doc[field])) throw new InputError(expectedMessage('an integer', `${file}: ${field}`, doc[field]));
+  }
+  return { ...(doc as unknown as EvalPart), file, shardOf, incomplete: doc.incomplete === true };
 }
