@@ -103,6 +103,7 @@ test('16-bit PNG: colour keeps the high byte, grey is clamped to 255, as Pillow 
   }
   await assertSameAsPillow(grey, 'png');
   await assertSameAsPillow(pngFromSamples(9, 5, 16, 6, noise(9 * 5 * 8, 6)), 'png');
+  await assertSameAsPillow(pngFromSamples(9, 5, 16, 4, noise(9 * 5 * 4, 8)), 'png');
 });
 
 test('CMYK JPEG converts with Pillow\'s arithmetic', async () => {

@@ -67,10 +67,11 @@ async function decodeSamples(bytes: Uint8Array, header: Header, exif: DecodeOpti
   let pipeline = sharp(bytes, { limitInputPixels: false, failOn: 'error', pages: 1 });
   if (exif === 'apply') pipeline = pipeline.autoOrient();
   const grey = header.space === 'b-w' || header.space === 'grey16';
-  if (header.space === 'cmyk') pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');
-  else if (grey) pipeline = pipeline.toColourspace(header.sixteenBit ? 'grey16' : 'b-w');
-  // 16-bit grey must reach us unscaled (Pillow clamps it); 16-bit colour is reduced by libvips to the high byte.
+  // 16-bit grey reaches toRgb unscaled (libvips' own reduction rounds differently from Pillow's);
+  // 16-bit colour is reduced by libvips to the high byte, as Pillow does.
   const wide = grey && header.sixteenBit;
+  if (header.space === 'cmyk') pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');
+  else if (grey) pipeline = pipeline.toColourspace(wide ? 'grey16' : 'b-w');
   try {
     const { data, info } = await pipeline.raw({ depth: wide ? 'ushort' : 'uchar' }).toBuffer({ resolveWithObject: true });
     const samples = wide ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data.buffer, data.byteOffset, data.length);
@@ -93,7 +94,11 @@ function cmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
   return rgb;
 }
 
-/** Pillow's `convert("RGB")` from grey (+alpha) or colour (+alpha): replicate grey, drop alpha. */
+/**
+ * Pillow's `convert("RGB")` from grey (+alpha) or colour (+alpha): replicate grey, drop alpha. Pillow
+ * opens 16-bit grey as 32-bit "I", whose conversion clamps to 0..255, but 16-bit grey+alpha as RGBA,
+ * which keeps the high byte.
+ */
 function toRgb(raw: RawSamples, cmyk: boolean): Uint8Array {
   const pixels = raw.width * raw.height;
   const { samples, channels } = raw;
@@ -101,10 +106,12 @@ function toRgb(raw: RawSamples, cmyk: boolean): Uint8Array {
   if (channels === 3 && samples instanceof Uint8Array) return samples;
   const rgb = new Uint8Array(pixels * 3);
   const grey = channels <= 2;
+  const clampWide = samples instanceof Uint16Array && channels === 1;
+  const highByteWide = samples instanceof Uint16Array && channels === 2;
   for (let i = 0, j = 0; i < pixels; i++, j += channels) {
     if (grey) {
       const v = samples[j];
-      const level = v > 255 ? 255 : v;
+      const level = clampWide ? Math.min(v, 255) : highByteWide ? v >> 8 : v;
       rgb[i * 3] = level;
       rgb[i * 3 + 1] = level;
       rgb[i * 3 + 2] = level;
