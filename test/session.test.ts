@@ -4,10 +4,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InternalError, ModelError, UsageError } from '../src/errors.js';
-import { onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/model/session.js';
+import { diagnoseCudaProvider, onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/model/session.js';
 import { skipWithoutReference } from './helpers/paths.js';
 import { buildReferenceEncoders, loadReference, loadReferencePixels, tempDir, PIXELS_PER_IMAGE, type BuiltEncoders } from './helpers/graph-models.js';
 
@@ -25,6 +25,32 @@ describe('device requests', () => {
         && /^Expected one of auto, cpu, cuda, cuda:N for the device but received/.test(err.message));
     });
   }
+});
+
+describe('CUDA provider diagnosis', () => {
+  const loadFailure = new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library');
+
+  it('names the provider libraries missing from the binding folder', async () => {
+    const scratch = await tempDir('cuda-missing');
+    try {
+      assert.equal(diagnoseCudaProvider(loadFailure, scratch.dir), `onnxruntime-node ${onnxruntimeVersion} has no CUDA provider: `
+        + `libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so missing in ${scratch.dir} `
+        + '(onnxruntime-node installs them for CUDA 13 on linux x64 unless its install script was skipped)');
+    } finally {
+      await scratch.remove();
+    }
+  });
+
+  it("passes on the dynamic loader's reason when a provider library is present but cannot load", async () => {
+    const scratch = await tempDir('cuda-broken');
+    try {
+      for (const lib of ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so']) await writeFile(path.join(scratch.dir, lib), 'not an ELF file');
+      assert.match(diagnoseCudaProvider(loadFailure, scratch.dir),
+        /^onnxruntime-node 1\.29\.0's CUDA provider cannot load: .*libonnxruntime_providers_shared\.so.*(invalid ELF header|file too short).*\(it needs CUDA 13 and cuDNN 9 on the library path\)$/);
+    } finally {
+      await scratch.remove();
+    }
+  });
 });
 
 describe('openEncoders', { skip: skipWithoutReference }, () => {

@@ -3,7 +3,10 @@
  * decoding F32/F16/BF16/F64 to float32, float32 to IEEE half (round to nearest even), and the
  * layout changes the graph needs (a Linear's [out, in] weight becomes MatMul's [in, out]).
  */
+import { endianness } from 'node:os';
 import { ModelError } from '../errors.js';
+
+const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
 const scratch = new DataView(new ArrayBuffer(4));
 
@@ -57,6 +60,8 @@ export function decodeFloatTensor(bytes: Uint8Array, dtype: string, tensorName: 
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case 'F32': {
+      // On little-endian hosts (every platform Node ships for) the bytes are the array: one copy.
+      if (LITTLE_ENDIAN_HOST) return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
       const out = new Float32Array(bytes.byteLength / 4);
       for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
       return out;

@@ -70,9 +70,8 @@ function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: num
  * "Failed to load shared library"; loading the provider library ourselves makes the dynamic loader
  * name the first missing dependency (a CUDA, cuBLAS or cuDNN library of the wrong major version).
  */
-export function diagnoseCudaProvider(error: unknown): string {
+export function diagnoseCudaProvider(error: unknown, bindingDir = onnxruntimeBindingDir()): string {
   const ortMessage = error instanceof Error ? error.message : String(error);
-  const bindingDir = onnxruntimeBindingDir();
   if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}: ${ortMessage}`;
   const missing = CUDA_PROVIDER_LIBRARIES.filter((lib) => !existsSync(path.join(bindingDir, lib)));
   if (missing.length > 0) {
