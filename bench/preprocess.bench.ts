@@ -5,7 +5,7 @@
  * PNGs, measured in the same run. Also the opt-in fast mode, and its deviation from the exact pixels.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -211,6 +211,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         : pillow),
       ...(await deviations(set.files, pillowOk ? pillow.crops : undefined)),
     };
+  }
+  const referenceImages = path.resolve('..', 'shared', 'reference', 'images');
+  if (existsSync(referenceImages)) {
+    const files = readdirSync(referenceImages).sort().map((f) => path.join(referenceImages, f));
+    results.reference_images_fast_deviation = { images: files.length, ...(await deviations(files, undefined)) };
   }
   return results;
 }
