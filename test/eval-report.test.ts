@@ -74,6 +74,10 @@ test('the gate fails only when the upper end of the paired CI is below -max-drop
   const tolerant = buildReport(input({ points: drops }, { baseline: 'base', candidate: 'cand', maxDrop: 2 })).gate!;
   assert.equal(tolerant.worse, false, 'a drop within the margin passes');
 
+  const disjoint = [point('base', 'q1', 'x1', 20), point('cand', 'q2', 'y2', 19)];
+  assert.throws(() => buildReport(input({ points: disjoint }, { baseline: 'base', candidate: 'cand' })), /Cannot gate: cand and base have no scored prompt in common/);
+  const interrupted = buildReport(input({ points: disjoint, incomplete: true }, { baseline: 'base', candidate: 'cand' })).gate!;
+  assert.deepEqual([interrupted.worse, interrupted.reason.split(':')[0]], [false, 'UNDECIDED']);
   assert.throws(() => buildReport(input({}, { baseline: 'a', candidate: 'zzz' })), /Expected a model of the manifest \(a, b\) for --candidate but received "zzz"/);
   assert.throws(() => buildReport(input({}, { candidate: 'a' })), /--candidate needs --baseline/);
 });

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runEval } from '../src/commands/eval.js';
+import { runEval, runEvalPart } from '../src/commands/eval.js';
+import { mergeEvalParts } from '../src/commands/merge.js';
+import { Scorer } from '../src/pipeline/scorer.js';
 import { renderHtml } from '../src/eval/render-html.js';
 import { fileThumbnails } from '../src/eval/thumbnails.js';
 import { softmax } from '../src/score/similarity.js';
@@ -171,4 +173,33 @@ test('CLI gate: exit 1 when the candidate is worse on every prompt, 0 the other 
     assert.equal(invalid.code, 4);
     assert.match(invalid.stderr, /invalid\.jsonl:4: json: Expected a JSON object/);
   });
+});
+
+test('sharded eval: the parts merge into the report of the unsharded run; an interrupted run is marked incomplete', { skip: skipWithoutReference }, async () => {
+  const scorer = await Scorer.open({ model: await tinyModel(), device: 'cpu', cacheDir: false, threads: 2, batchSize: 2 });
+  try {
+    const options = {
+      manifests: [path.join(evalDir, 'checkpoints.jsonl'), path.join(evalDir, 'pairs.jsonl')],
+      validation: path.join(evalDir, 'validation.jsonl'), baseline: 'ckpt-a', candidate: 'ckpt-b', scorer,
+    };
+    const whole = await runEval(options);
+    const parts = await Promise.all([0, 1].map(async (index) => {
+      const shard = { index, count: 2 };
+      const { part } = await runEvalPart({ ...options, shard });
+      return { ...part, file: `part-${index}.json`, shardOf: shard };
+    }));
+    assert.ok(parts.every((p) => p.items.length > 0), 'both shards hold rows');
+    const merged = mergeEvalParts(parts);
+    assert.deepEqual(merged.report, whole.report);
+    assert.deepEqual(merged.items, whole.items);
+
+    const controller = new AbortController();
+    const stopped = await runEval({ ...options, signal: controller.signal, onProgress: () => controller.abort() });
+    assert.equal(stopped.incomplete, true);
+    assert.equal(stopped.report.incomplete, true);
+    assert.ok(stopped.counts.notReached > 0);
+    assert.equal(stopped.report.counts.notReached, stopped.counts.notReached);
+  } finally {
+    await scorer.close();
+  }
 });

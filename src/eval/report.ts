@@ -132,7 +132,7 @@ export function buildReport(input: ReportInput): EvalReport {
     models,
     comparisons,
     pairwise: input.pairs.length > 0 || opts.validation ? summarizePairs(input.pairs, opts) : null,
-    gate: gateDecision(comparisons, opts),
+    gate: gateDecision(comparisons, opts, input.incomplete),
     errors,
   };
 }
@@ -246,7 +246,7 @@ function summarizePairs(pairs: PairScore[], opts: ReportOptions): PairwiseSummar
  * "Worse" means the upper end of the paired 95% CI of mean(candidate - baseline), over shared prompts,
  * is below -maxDrop: even the most favourable plausible difference is a drop larger than the margin.
  */
-function gateDecision(comparisons: Comparison[], opts: ReportOptions): GateDecision | null {
+function gateDecision(comparisons: Comparison[], opts: ReportOptions, incomplete: boolean): GateDecision | null {
   if (opts.baseline === undefined || opts.candidate === undefined) {
     if (opts.maxDrop !== undefined) throw new UsageError('--max-drop needs --baseline and --candidate');
     return null;
@@ -256,6 +256,11 @@ function gateDecision(comparisons: Comparison[], opts: ReportOptions): GateDecis
   const c = comparisons.find((x) => x.baseline === opts.baseline && x.candidate === opts.candidate)!;
   const { baseline, candidate } = c;
   if (c.prompts === 0 || c.ci95.high === null || c.ci95.low === null || c.meanDiff === null) {
+    // An interrupted run still writes its report; the exit code (130) already says it is not a verdict.
+    if (incomplete) {
+      return { baseline, candidate, maxDrop, worse: false, meanDiff: null, ci95: c.ci95,
+        reason: `UNDECIDED: interrupted before any prompt was scored for both ${baseline} and ${candidate}` };
+    }
     throw new InputError(`Cannot gate: ${candidate} and ${baseline} have no scored prompt in common`);
   }
   const range = `mean(${candidate} - ${baseline}) = ${fmt(c.meanDiff)} over ${c.prompts} prompts, 95% CI [${fmt(c.ci95.low)}, ${fmt(c.ci95.high)}]`;
