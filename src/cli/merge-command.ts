@@ -8,9 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Command, Option } from 'commander';
-import { runMerge, type MergedRank } from '../commands/merge.js';
+import { runMerge, type MergeResult } from '../commands/merge.js';
 import { InputError, InternalError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import { writeRankResult } from './rank-command.js';
+import { chooseEvalFormat, evalExitCode, writeEvalOutputs, EVAL_FORMATS } from './eval-command.js';
 import { ExitCode, exitCodeForRun } from './exit-codes.js';
 import { chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
 
@@ -18,6 +19,7 @@ interface MergeFlags {
   format?: string;
   out?: string;
   top?: number;
+  scores?: string;
   quiet: boolean;
   verbose: boolean;
 }
@@ -28,17 +30,22 @@ Examples:
   $ pickscore rank ./imgs --prompt "a fox" --shard 1/2 --format json --out part-1.json   # on machine B
   $ pickscore merge part-*.json --out ranked.csv    # the same bytes as one unsharded run
 
-Shard parts must be written with --format json (full-precision scores, provenance and shard).
-Run shards without --top and pass --top to merge: the best K of a prompt need every shard's scores.`;
+  $ pickscore eval run.jsonl --baseline a --candidate b --shard 0/2 --out part-0.json      # likewise
+  $ pickscore merge part-*.json --format md     # the report, intervals and gate of one unsharded run
+
+Rank shards must be written with --format json (full-precision scores, provenance and shard); a
+sharded eval always writes a part. Run rank shards without --top and pass --top to merge: the best K
+of a prompt need every shard's scores. Exit codes are those of the unsharded command.`;
 
 export function registerMergeCommand(program: Command): void {
   program
     .command('merge')
     .description('combine the outputs of sharded runs (--shard K/N) into the output of one unsharded run')
     .argument('<parts...>', 'the JSON outputs of every shard of one run')
-    .addOption(new Option('-f, --format <format>', 'output format (default: from --out, else table on a terminal, jsonl in a pipe)').choices([...OUTPUT_FORMATS]))
+    .addOption(new Option('-f, --format <format>', 'output format, as rank or eval takes it (default: from --out, else as the command does)').choices([...new Set([...OUTPUT_FORMATS, ...EVAL_FORMATS])]))
     .option('-o, --out <file>', 'write to this file (atomically) instead of stdout')
-    .option('--top <k>', 'keep the best K images per prompt', parsePositiveInteger)
+    .option('--top <k>', 'rank: keep the best K images per prompt', parsePositiveInteger)
+    .option('--scores <file>', 'eval: also write per-item scores: .csv, else JSON Lines')
     .option('-q, --quiet', 'no informational lines; warnings and errors still print', false)
     .option('-v, --verbose', 'informational lines on stderr even when it is not a terminal', false)
     .addHelpText('after', EXAMPLES)
@@ -50,13 +57,21 @@ export function registerMergeCommand(program: Command): void {
 }
 
 /** Writes a merged result as the unsharded command would have, and returns that command's exit code. */
-async function writeMerged(merged: MergedRank, flags: { format?: string; out?: string; top?: number }, console: Console): Promise<number> {
-  const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
-  const errors = merged.records.filter((record) => record.error !== null).length;
-  await writeRankResult(merged, format, { out: flags.out });
-  console.log(`merged ${merged.shardCount} shards: ${merged.records.length} rows, ${errors} with errors`);
+async function writeMerged(merged: MergeResult, flags: { format?: string; out?: string; scores?: string }, console: Console): Promise<number> {
   if (merged.incomplete) console.log('warning: at least one shard was interrupted; the merged output is marked incomplete');
-  return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
+  const tty = process.stdout.isTTY === true;
+  if (merged.kind === 'rank') {
+    if (flags.scores !== undefined) throw new UsageError('--scores applies to eval parts, but these parts come from rank');
+    const errors = merged.records.filter((record) => record.error !== null).length;
+    await writeRankResult(merged, chooseFormat(flags.format, flags.out, tty), { out: flags.out });
+    console.log(`merged ${merged.shardCount} shards: ${merged.records.length} rows, ${errors} with errors`);
+    return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
+  }
+  const exif = merged.report.provenance?.exif ?? 'apply';
+  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif });
+  console.log(`merged ${merged.shardCount} shards: ${merged.counts.rows} rows, ${merged.counts.errors} with errors`);
+  if (merged.report.gate) process.stderr.write(`gate: ${merged.report.gate.reason}\n`);
+  return evalExitCode({ ...merged, gate: merged.report.gate });
 }
 
 /** The devices `--device cuda:all` spreads over. PICKSCORE_DEVICES (comma-separated) overrides detection. */
@@ -88,7 +103,7 @@ async function countNvidiaGpus(): Promise<number> {
 }
 
 /** Flags that `cuda:all` sets itself for each worker, so the user's values are not passed on. */
-const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--quiet', '--verbose', '--stats']);
+const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--scores', '--quiet', '--verbose', '--stats']);
 
 /**
  * `--device cuda:all`: runs this command once per device as child processes of the same CLI, each on
@@ -96,12 +111,13 @@ const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--f
  * the user asked for. Returns the exit code. The command's own action calls this and returns.
  */
 export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const flags = command.opts<{ shard?: string; shardCount?: string; format?: string; out?: string; top?: number; quiet?: boolean; verbose?: boolean }>();
+  const flags = command.opts<{ shard?: string; shardCount?: string; format?: string; out?: string; top?: number; scores?: string; quiet?: boolean; verbose?: boolean }>();
   if (flags.shard !== undefined || flags.shardCount !== undefined) {
     throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
   }
   const console = createConsole({ quiet: flags.quiet === true, verbose: flags.verbose === true });
-  const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+  // Checked before any worker starts, so a bad --format or --out fails at once.
+  (command.name() === 'eval' ? chooseEvalFormat : chooseFormat)(flags.format, flags.out, process.stdout.isTTY === true);
   const devices = await listAllDevices(env);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cuda-all-'));
   try {
@@ -112,7 +128,7 @@ export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv =
       runWorker([...base, '--device', device, '--shard', `${i}/${devices.length}`, '--format', 'json', '--out', parts[i], '--quiet'], `${device} (shard ${i}/${devices.length})`),
     ));
     const merged = await runMerge({ parts, top: flags.top });
-    return await writeMerged(merged, { format, out: flags.out }, console);
+    return await writeMerged(merged, flags, console);
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
