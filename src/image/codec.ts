@@ -20,8 +20,8 @@ export const DEFAULT_MAX_PIXELS = 178_956_970;
 
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
 
-/** Header facts needed before any pixel is decoded. */
-interface Header { format: string; width: number; height: number; channels: number; space: string; sixteenBit: boolean }
+/** Header facts needed before any pixel is decoded; `oriented` is the size once EXIF orientation is applied. */
+interface Header { format: string; width: number; height: number; oriented: { width: number; height: number }; channels: number; space: string; sixteenBit: boolean }
 
 /** Decoded samples as sharp hands them over, before conversion to RGB. */
 interface RawSamples { samples: Uint8Array | Uint16Array; channels: number; width: number; height: number }
@@ -59,7 +59,8 @@ async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Header>
   if (width * height > maxPixels) {
     throw new InputError(`image too large: ${width}x${height} is ${width * height} pixels, over the limit of ${maxPixels} (raise it with --max-pixels)`);
   }
-  return { format, width, height, channels: meta.channels ?? 3, space: String(meta.space), sixteenBit: meta.depth === 'ushort' };
+  const oriented = meta.autoOrient ?? { width, height };
+  return { format, width, height, oriented, channels: meta.channels ?? 3, space: String(meta.space), sixteenBit: meta.depth === 'ushort' };
 }
 
 async function decodeSamples(bytes: Uint8Array, header: Header, exif: DecodeOptions['exif']): Promise<RawSamples> {
@@ -153,8 +154,7 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
   if (plain) {
     pipeline = sharp(bytes, { limitInputPixels: false, failOn: 'error', pages: 1 });
     if (opts.exif === 'apply') pipeline = pipeline.autoOrient();
-    const meta = await pipeline.metadata();
-    oriented = opts.exif === 'apply' && meta.autoOrient ? meta.autoOrient : header;
+    oriented = opts.exif === 'apply' ? header.oriented : header;
   } else {
     const rgb = await decodeImage(bytes, opts);
     pipeline = sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
