@@ -15,7 +15,7 @@ export async function renderHtml(report: EvalReport, thumbnail: ThumbnailLoader)
   };
   const sections = [
     report.incomplete ? '<p class="banner">Incomplete: the run was interrupted; the figures cover the rows scored before it stopped.</p>' : '',
-    report.gate ? `<p class="gate ${report.gate.worse ? 'fail' : 'pass'}" id="gate">${esc(report.gate.reason)}</p>` : '',
+    report.gate ? `<p class="gate ${report.gate.meanDiff === null ? 'undecided' : report.gate.worse ? 'fail' : 'pass'}" id="gate">${esc(report.gate.reason)}</p>` : '',
     modelsTable(report.models),
     ...(await Promise.all(report.models.map((m) => modelSection(m, thumb)))),
     ...(await Promise.all(report.comparisons.map(async (c) => `<section class="comparison">
@@ -40,7 +40,7 @@ ${sections.filter((s) => s !== '').join('\n')}
 
 const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.gate{font-weight:bold;padding:8px}.pass{background:#e6f4ea}.fail{background:#fce8e6}.banner{background:#fff4ce;padding:8px}
+.gate{font-weight:bold;padding:8px}.pass{background:#e6f4ea}.fail{background:#fce8e6}.undecided{background:#fff4ce}.banner{background:#fff4ce;padding:8px}
 figure{display:inline-block;margin:4px;text-align:center;vertical-align:top;max-width:180px}figure img{max-width:160px;max-height:160px}
 figcaption{font-size:12px;word-break:break-all}.pair{display:flex;gap:12px;align-items:flex-start;margin:6px 0}svg{background:#fafafa}`;
 

@@ -2,12 +2,12 @@
  * The eval report as GitHub-flavoured Markdown, short enough for a pull-request comment or the job
  * summary: the gate verdict first, then per-model figures, comparisons and preference accuracy.
  */
-import type { EvalReport, Interval95 } from './report.js';
+import type { EvalReport, GateDecision, Interval95 } from './report.js';
 
 export function renderMarkdown(report: EvalReport): string {
   const out: string[] = ['## PickScore eval', ''];
   if (report.incomplete) out.push('> **Incomplete:** the run was interrupted; the figures cover the rows scored before it stopped.', '');
-  if (report.gate) out.push(`**Gate:** ${report.gate.worse ? '❌' : '✅'} ${cell(report.gate.reason)}`, '');
+  if (report.gate) out.push(`**Gate:** ${gateIcon(report.gate)} ${cell(report.gate.reason)}`, '');
   if (report.models.length > 0) {
     out.push('| model | n | mean | std | median | 95% CI of the mean | errors |', '| --- | ---: | ---: | ---: | ---: | --- | ---: |');
     for (const m of report.models) {
@@ -35,6 +35,12 @@ export function renderMarkdown(report: EvalReport): string {
   const p = report.provenance;
   if (p) out.push('', `<sub>${cell(p.model)} · ${p.precision} · ${p.executionProvider} (${p.device}) · exif ${p.exif} · resize ${p.resize} · onnxruntime ${p.onnxruntimeVersion} · pickscore ${p.pickscoreVersion} · seed ${report.settings.seed}</sub>`);
   return `${out.join('\n')}\n`;
+}
+
+/** An interrupted run's gate has no difference to judge: it is neither a pass nor a fail. */
+function gateIcon(gate: GateDecision): string {
+  if (gate.meanDiff === null) return '⚠️';
+  return gate.worse ? '❌' : '✅';
 }
 
 /** Table cells cannot hold a raw pipe or a line break. */
