@@ -101,7 +101,9 @@ describe('EmbeddingCache', () => {
     const dir = await tempDir();
     const writer = fileURLToPath(new URL('./helpers/cache-writer.js', import.meta.url));
     const count = 150;
-    await Promise.all(['w1', 'w2'].map((name) => run(process.execPath, [writer, dir, name, String(count)])));
+    const children = await Promise.all(['w1', 'w2'].map((name) => run(process.execPath, [writer, dir, name, String(count)])));
+    assert.deepEqual(children.map((c) => c.stderr), ['', ''], 'no warnings: neither process took the other\'s new file for a foreign one');
+    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('.corrupt-')), []);
     const cache = EmbeddingCache.open(dir);
     const info = cache.info();
     assert.equal(info.textRows, 2 * count + 10);

@@ -79,7 +79,9 @@ function openChecked(file: string): Database.Database {
   const db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    const problem = incompatibility(db);
+    // One read transaction, so that a cache another process is creating right now is seen either
+    // wholly made or not at all, never as tables without their application_id.
+    const problem = db.transaction(() => incompatibility(db))();
     if (problem) throw new CacheFileRejected(problem);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
