@@ -1,0 +1,191 @@
+/**
+ * The scoring pipeline, end to end, against the encoder alone, all in one run so the ratios share the
+ * machine's state:
+ * - rank throughput (discover, read, decode, Pillow-exact resize, normalise, encode, rank) against
+ *   encoder-only throughput on the same model, batch size and threads, with a ViT-B/16-sized CLIP
+ *   (vision 768 wide, 12 layers, patch 16; a 2-layer text tower, which rank runs once per prompt)
+ *   whose random weights are written here as model.safetensors and converted by convertCheckpoint;
+ * - cache reuse: the same rank again over a warm embedding cache (time and encoder calls);
+ * - peak RSS of rank over 1,000 and over 10,000 images (tiny model), each in its own child process.
+ *
+ *   npm run bench -- pipeline
+ */
+import { execFile } from 'node:child_process';
+import { open, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { convertCheckpoint, readModelManifest } from '../src/model/convert.js';
+import { expectedClipTensors, parseClipConfig } from '../src/model/clip-config.js';
+import { openEncoders } from '../src/model/session.js';
+import { Scorer } from '../src/pipeline/scorer.js';
+import { runRank } from '../src/commands/rank.js';
+import { mulberry32 } from '../src/score/stats.js';
+import { encodePng } from '../test/helpers/pipe-images.js';
+import { clipTokenizerDir, tinyModel } from '../test/helpers/tiny-model.js';
+import type { BenchContext } from './run.js';
+
+export const name = 'pipeline';
+
+const BATCH = 8;
+const THROUGHPUT_IMAGES = 32;
+const IMAGE_SIDE = 512;
+const RSS_COUNTS = [1_000, 10_000] as const;
+
+function towerConfig(hidden: number, layers: number, heads: number) {
+  return { hidden_size: hidden, intermediate_size: 4 * hidden, num_hidden_layers: layers, num_attention_heads: heads, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5 };
+}
+
+const VIT_B_16_CONFIG = {
+  architectures: ['CLIPModel'], model_type: 'clip', projection_dim: 512, logit_scale_init_value: Math.log(100),
+  text_config: { ...towerConfig(512, 2, 8), vocab_size: 49408, max_position_embeddings: 77, bos_token_id: 49406, eos_token_id: 2, pad_token_id: 1 },
+  vision_config: { ...towerConfig(768, 12, 12), image_size: 224, patch_size: 16, num_channels: 3 },
+};
+
+/** Random weights written as safetensors, one tensor at a time: Linear std 1/sqrt(fan_in), LayerNorm scales near 1. */
+async function writeRandomCheckpoint(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'config.json'), JSON.stringify(VIT_B_16_CONFIG, null, 2));
+  const tensors = expectedClipTensors(parseClipConfig(VIT_B_16_CONFIG, 'bench config.json')).map((t) => ({ name: t.name, shape: t.dims.map((d) => d.size) }));
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const t of tensors) {
+    const bytes = 4 * t.shape.reduce((a, b) => a * b, 1);
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const headerBytes = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  const file = await open(path.join(dir, 'model.safetensors'), 'w');
+  try {
+    await file.write(Buffer.concat([prefix, headerBytes]));
+    const random = mulberry32(16);
+    for (const t of tensors) {
+      const count = t.shape.reduce((a, b) => a * b, 1);
+      const isNormScale = /(norm\d?|layrnorm|layernorm)\.weight$/.test(t.name);
+      const std = t.shape.length > 1 && !t.name.includes('embedding') ? 1 / Math.sqrt(count / t.shape[0]) : 0.02;
+      const values = new Float32Array(count);
+      for (let i = 0; i < count; i++) values[i] = (isNormScale ? 1 : 0) + (2 * random() - 1) * std * Math.sqrt(3);
+      if (t.name === 'logit_scale') values[0] = Math.log(100);
+      await file.write(new Uint8Array(values.buffer));
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+async function midSizeModel(ctx: BenchContext): Promise<string> {
+  const root = path.join(ctx.workDir, 'pipeline-vit-b16');
+  const converted = path.join(root, 'converted');
+  if (await exists(path.join(converted, 'pickscore-model.json'))) return converted;
+  ctx.log('pipeline: writing a random ViT-B/16-sized checkpoint and converting it');
+  await writeRandomCheckpoint(path.join(root, 'checkpoint'));
+  await convertCheckpoint(path.join(root, 'checkpoint'), { outDir: converted, precision: 'fp32', tokenizerDir: clipTokenizerDir, name: 'random ViT-B/16' });
+  await rm(path.join(root, 'checkpoint'), { recursive: true, force: true });
+  return converted;
+}
+
+/** Distinct PNGs with texture (gradient plus seeded noise), so decoding does real work. */
+async function writeImages(dir: string, count: number, side: number): Promise<string> {
+  if ((await readdir(dir).catch(() => [])).length === count) return dir;
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  for (let n = 0; n < count; n++) {
+    const random = mulberry32(n + 1);
+    const rgb = new Uint8Array(side * side * 3);
+    for (let i = 0; i < rgb.length; i++) rgb[i] = ((i % (side * 3)) * 0.3 + random() * 64 + n * 7) & 0xff;
+    await writeFile(path.join(dir, `img-${String(n).padStart(5, '0')}.png`), encodePng(rgb, side, side));
+  }
+  return dir;
+}
+
+async function encoderOnly(modelDir: string, threads: number): Promise<number> {
+  const manifest = await readModelManifest(modelDir);
+  const sessions = await openEncoders(modelDir, manifest, { device: 'cpu', threads });
+  try {
+    const pixels = new Float32Array(BATCH * 3 * 224 * 224).map((_, i) => Math.sin(i) * 0.5);
+    await sessions.encodeImages(pixels, BATCH); // warm-up: the first run plans memory
+    const started = performance.now();
+    for (let done = 0; done < THROUGHPUT_IMAGES; done += BATCH) await sessions.encodeImages(pixels, BATCH);
+    return THROUGHPUT_IMAGES / ((performance.now() - started) / 1000);
+  } finally {
+    await sessions.close();
+  }
+}
+
+async function timedRank(modelDir: string, images: string, threads: number, cacheDir: string | false) {
+  const scorer = await Scorer.open({ model: modelDir, device: 'cpu', batchSize: BATCH, threads, cacheDir });
+  try {
+    await scorer.embedTexts(['a photo']);
+    const started = performance.now();
+    const result = await runRank({ inputs: [images], prompts: ['a photo'], scorer });
+    const seconds = (performance.now() - started) / 1000;
+    return { seconds, imagesPerSecond: result.records.length / seconds, stats: result.stats };
+  } finally {
+    await scorer.close();
+  }
+}
+
+/** Peak RSS of one rank run in a fresh process, so the runs do not share a heap. */
+async function peakRss(ctx: BenchContext, model: string, count: number): Promise<{ images: number; maxRssMiB: number; rows: number; seconds: number }> {
+  const images = await writeImages(path.join(ctx.workDir, `pipeline-rss-${count}`), count, 64);
+  const rankUrl = new URL('../src/commands/rank.js', import.meta.url).href;
+  const script = path.join(ctx.workDir, 'pipeline-rss.mjs');
+  await writeFile(script, [
+    `const { runRank } = await import(${JSON.stringify(rankUrl)});`,
+    'const [images, model] = process.argv.slice(2);',
+    'const started = performance.now();',
+    `const result = await runRank({ inputs: [images], prompts: ['a photo'], model, device: 'cpu', cacheDir: false, batchSize: 32 });`,
+    'process.stdout.write(JSON.stringify({ rows: result.records.length, seconds: (performance.now() - started) / 1000, maxRssKiB: process.resourceUsage().maxRSS }));',
+  ].join('\n'));
+  const { stdout } = await promisify(execFile)(process.execPath, [script, images, model], { maxBuffer: 1 << 20 });
+  const out = JSON.parse(stdout) as { rows: number; seconds: number; maxRssKiB: number };
+  return { images: count, rows: out.rows, seconds: out.seconds, maxRssMiB: out.maxRssKiB / 1024 };
+}
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const threads = os.availableParallelism();
+  const model = await midSizeModel(ctx);
+  const images = await writeImages(path.join(ctx.workDir, `pipeline-${IMAGE_SIDE}px`), THROUGHPUT_IMAGES, IMAGE_SIDE);
+
+  // Encoder-only runs before and after rank, and the two are averaged, so a load change on a shared
+  // machine during the run shifts both sides of the ratio alike.
+  ctx.log('pipeline: encoder only, rank end to end, encoder only');
+  const encoderBefore = await encoderOnly(model, threads);
+  const endToEnd = await timedRank(model, images, threads, false);
+  const encoderAfter = await encoderOnly(model, threads);
+  const encoderImagesPerSecond = (encoderBefore + encoderAfter) / 2;
+
+  const cacheDir = path.join(ctx.workDir, 'pipeline-cache');
+  await rm(cacheDir, { recursive: true, force: true });
+  ctx.log('pipeline: rank with a cold, then a warm cache');
+  const cold = await timedRank(model, images, threads, cacheDir);
+  const warm = await timedRank(model, images, threads, cacheDir);
+
+  ctx.log('pipeline: peak RSS');
+  const tiny = await tinyModel();
+  const rss = [];
+  for (const count of RSS_COUNTS) rss.push(await peakRss(ctx, tiny, count));
+
+  return {
+    model: 'random ViT-B/16-sized CLIP, fp32, CPU', threads, batchSize: BATCH, images: THROUGHPUT_IMAGES, imageSide: IMAGE_SIDE,
+    encoderOnlyImagesPerSecond: { before: encoderBefore, after: encoderAfter, mean: encoderImagesPerSecond },
+    endToEndImagesPerSecond: endToEnd.imagesPerSecond,
+    endToEndOverEncoderOnly: endToEnd.imagesPerSecond / encoderImagesPerSecond,
+    // Within the rank run itself: the share of its wall time in which the image encoder was running.
+    encoderBusyShareOfRank: endToEnd.stats.encoderBusyMs / (endToEnd.seconds * 1000),
+    endToEndStats: endToEnd.stats,
+    cache: {
+      coldSeconds: cold.seconds, coldImagesEncoded: cold.stats.imagesEncoded, coldEncoderCalls: cold.stats.imageEncoderCalls,
+      warmSeconds: warm.seconds, warmImagesEncoded: warm.stats.imagesEncoded, warmEncoderCalls: warm.stats.imageEncoderCalls, warmCacheHits: warm.stats.imageCacheHits,
+      warmOverColdTime: warm.seconds / cold.seconds,
+    },
+    peakRss: rss,
+    rssGrowth1kTo10k: rss[1].maxRssMiB / rss[0].maxRssMiB - 1,
+  };
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(() => true, () => false);
+}
