@@ -113,4 +113,15 @@ describe('EmbeddingCache', () => {
     }
     cache.close();
   });
+
+  test('two processes meeting the same corrupt file replace it once and lose nothing after', async () => {
+    const dir = await tempDir();
+    await writeFile(embeddingCachePath(dir), Buffer.alloc(8192, 0xa5));
+    const writer = fileURLToPath(new URL('./helpers/cache-writer.js', import.meta.url));
+    await Promise.all(['w1', 'w2'].map((name) => run(process.execPath, [writer, dir, name, '20'])));
+    assert.equal((await readdir(dir)).filter((name) => /\.corrupt-[\dT-]+Z$/.test(name)).length, 1);
+    const cache = EmbeddingCache.open(dir);
+    assert.equal(cache.info().textRows, 2 * 20 + 10);
+    cache.close();
+  });
 });

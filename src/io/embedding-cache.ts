@@ -10,7 +10,7 @@
  * and rebuilt empty: a cache can always be recomputed, a run should not fail because of it.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, renameSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../errors.js';
 
@@ -115,6 +115,33 @@ function moveAside(file: string): string {
   return aside;
 }
 
+const REPAIR_LOCK_WAIT_MS = 50;
+const REPAIR_LOCK_STALE_MS = 30_000;
+
+/**
+ * Moving a bad file aside and creating its replacement happen under `<file>.repair-lock`, so that two
+ * processes meeting the same bad file replace it once. A lock older than any repair takes is stale.
+ */
+function withRepairLock<T>(file: string, repair: () => T): T {
+  const lock = `${file}.repair-lock`;
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx'));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > REPAIR_LOCK_STALE_MS) rmSync(lock, { force: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, REPAIR_LOCK_WAIT_MS);
+    }
+  }
+  try {
+    return repair();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
 function toBlob(embedding: Float32Array): Buffer {
   return Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength);
 }
@@ -147,14 +174,20 @@ export class EmbeddingCache {
     } catch (err) {
       throw new InputError(`Cannot create the cache folder ${dir}: ${(err as Error).message}`, { cause: err });
     }
+    const inode = inodeOf(file);
     try {
       return new EmbeddingCache(openChecked(file), file);
     } catch (err) {
       if (!isCorruption(err)) throw new InputError(`Cannot open the embedding cache ${file}: ${(err as Error).message}`, { cause: err });
-      const aside = moveAside(file);
-      const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
-      warn(`the embedding cache ${file} was unusable (${(err as Error).message}); moved it to ${aside} and started an empty cache`);
-      return new EmbeddingCache(openChecked(file), file);
+      return withRepairLock(file, () => {
+        // Another process that met the same bad file may have replaced it meanwhile: move only the file we judged.
+        if (inodeOf(file) === inode) {
+          const aside = moveAside(file);
+          const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
+          warn(`the embedding cache ${file} was unusable (${(err as Error).message}); moved it to ${aside} and started an empty cache`);
+        }
+        return new EmbeddingCache(openChecked(file), file);
+      });
     }
   }
 
@@ -218,6 +251,14 @@ export class EmbeddingCache {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+}
+
+function inodeOf(file: string): number | undefined {
+  try {
+    return statSync(file).ino;
+  } catch {
+    return undefined;
   }
 }
 
