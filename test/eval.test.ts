@@ -183,11 +183,13 @@ test('sharded eval: the parts merge into the report of the unsharded run; an int
       validation: path.join(evalDir, 'validation.jsonl'), baseline: 'ckpt-a', candidate: 'ckpt-b', scorer,
     };
     const whole = await runEval(options);
-    const parts = await Promise.all([0, 1].map(async (index) => {
+    const parts = [];
+    for (const index of [0, 1]) {
+      // One after the other: a scorer runs one stream at a time.
       const shard = { index, count: 2 };
       const { part } = await runEvalPart({ ...options, shard });
-      return { ...part, file: `part-${index}.json`, shardOf: shard };
-    }));
+      parts.push({ ...part, file: `part-${index}.json`, shardOf: shard });
+    }
     assert.ok(parts.every((p) => p.items.length > 0), 'both shards hold rows');
     const merged = mergeEvalParts(parts);
     assert.deepEqual(merged.report, whole.report);

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readManifests, type ManifestRow, type PairwiseRow, type PointwiseRow } from '../io/manifest.js';
-import { buildReport, type EvalReport, type GateDecision, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
+import { buildReport, requireModel, UNNAMED_MODEL, type EvalReport, type GateDecision, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
 import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
@@ -89,6 +89,7 @@ interface ScoredManifests {
 async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
   validateEvalOptions(options);
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
+  checkModelFlags(main.rows, options);
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
   const validationRows = options.validation ? selectShard(await readValidation(options.validation, options.skipInvalid), options.shard, evalShardKey) : [];
   const plan = await planRequests([...mainRows, ...validationRows]);
@@ -139,6 +140,14 @@ function validateEvalOptions(o: EvalOptions): void {
   }
   if (o.candidate !== undefined && o.baseline === undefined) throw new UsageError('--candidate needs --baseline');
   if (o.maxDrop !== undefined && (o.baseline === undefined || o.candidate === undefined)) throw new UsageError('--max-drop needs --baseline and --candidate');
+}
+
+/** Before any scoring: --baseline and --candidate must name models of the manifests (all rows, not one shard's). */
+function checkModelFlags(rows: readonly ManifestRow[], o: EvalOptions): void {
+  const models = [...new Set(rows.filter((r): r is PointwiseRow => r.kind === 'pointwise').map((r) => r.model ?? UNNAMED_MODEL))];
+  if (o.baseline !== undefined) requireModel(o.baseline, '--baseline', models);
+  if (o.candidate !== undefined) requireModel(o.candidate, '--candidate', models);
+  if (o.candidate !== undefined && o.candidate === o.baseline) throw new UsageError('--baseline and --candidate name the same model');
 }
 
 async function readValidation(file: string, skipInvalid: boolean | undefined): Promise<PairwiseRow[]> {

@@ -186,7 +186,8 @@ function comparisonPairs(models: string[], opts: ReportOptions): [string, string
   return models.flatMap((a, i) => models.slice(i + 1).map((b): [string, string] => [a, b]));
 }
 
-function requireModel(name: string, flag: string, models: string[]): void {
+/** A --baseline or --candidate must name a model of the manifests. */
+export function requireModel(name: string, flag: string, models: string[]): void {
   if (!models.includes(name)) throw new UsageError(expectedMessage(`a model of the manifest (${models.join(', ') || 'none'})`, flag, name));
 }
 
