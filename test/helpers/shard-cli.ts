@@ -1,0 +1,49 @@
+/**
+ * Runs the real `pickscore` bin in child processes, as the scale-out tests need: shards are separate
+ * processes, exactly as a job engine runs them.
+ */
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { referenceDir, repoRoot } from './paths.js';
+
+export const pickscoreBin = path.join(repoRoot, 'bin', 'pickscore.js');
+
+export interface CliRun { code: number | null; stdout: string; stderr: string }
+
+/** `node bin/pickscore.js ...args` in `cwd`, stdin closed, with `env` added to a clean environment. */
+export function runCli(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [pickscoreBin, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * An image folder under `dir`/imgs: the reference images, a byte-identical copy in a subfolder (its
+ * score ties with the original, so the tie-break by path is exercised), and an unreadable file (an
+ * error row). Returns the image paths relative to `dir`, as a user would type them.
+ */
+export async function makeImageFolder(dir: string): Promise<string[]> {
+  const imgs = path.join(dir, 'imgs');
+  await mkdir(path.join(imgs, 'sub'), { recursive: true });
+  const names = (await readdir(path.join(referenceDir, 'images'))).sort();
+  for (const name of names) await copyFile(path.join(referenceDir, 'images', name), path.join(imgs, name));
+  await copyFile(path.join(imgs, 'astronaut.jpg'), path.join(imgs, 'sub', 'copy-of-astronaut.jpg'));
+  await writeFile(path.join(imgs, 'sub', 'broken.png'), 'not an image');
+  return [...names.map((n) => `imgs/${n}`), 'imgs/sub/copy-of-astronaut.jpg', 'imgs/sub/broken.png'];
+}
+
+/** The JSON output with its run counters emptied: they hold timings, which no two runs share. */
+export function withoutRunCounters(json: string): string {
+  return json.replace(/"stats": \{[^{}]*\}/, '"stats": {}');
+}
