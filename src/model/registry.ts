@@ -148,8 +148,10 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+/** `./x`, `/x`, `~/x`, `C:\x`, or anything with a separator that cannot be `org/name[@rev]`. */
 function looksLikePath(s: string): boolean {
-  return s.startsWith('.') || s.startsWith('/') || s.startsWith('~') || s.includes(path.sep) && !HUB_REPO_PATTERN.test(s) || /^[A-Za-z]:[\\/]/.test(s);
+  if (/^[.~/]/.test(s) || /^[A-Za-z]:[\\/]/.test(s)) return true;
+  return s.includes(path.sep) && !HUB_REPO_PATTERN.test(s);
 }
 
 export async function identifyModel(nameOrDir: string | undefined): Promise<ModelSource> {
@@ -244,7 +246,7 @@ export async function convertInto(srcDir: string, outDir: string, opts: { precis
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       if (!(await exists(path.join(outDir, MANIFEST_FILE)))) {
-        throw new ModelError(`${outDir} exists but holds no ${MANIFEST_FILE}; remove it or choose another --out folder`, { cause: err });
+        throw new ModelError(`${outDir} exists but holds no ${MANIFEST_FILE}; remove it so that the model can be converted again`, { cause: err });
       }
     }
   } finally {
