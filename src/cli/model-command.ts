@@ -44,6 +44,23 @@ function printJson(value: unknown): Promise<void> {
   return printText(JSON.stringify(value, null, 2));
 }
 
+/**
+ * Passes on updates in steps of 1% and the last one: a 3.9 GB download reports every 64 KB chunk, far
+ * more than a bar can draw or a log (`--verbose` without a terminal) should hold.
+ */
+function throttled(bar: Progress): Progress {
+  let shown = -1;
+  return {
+    update(done, total) {
+      const step = Math.floor((done / Math.max(total, 1)) * 100);
+      if (step === shown && done < total) return;
+      shown = step;
+      bar.update(done, total);
+    },
+    stop: () => bar.stop(),
+  };
+}
+
 /** One progress bar per downloaded file, then one for the conversion. */
 function downloadProgress(console: Console): { onProgress: (e: HubProgress) => void; stop: () => void } {
   let current: { file: string; bar: Progress } | undefined;
@@ -51,7 +68,7 @@ function downloadProgress(console: Console): { onProgress: (e: HubProgress) => v
     onProgress(e) {
       if (current?.file !== e.file) {
         current?.bar.stop();
-        current = { file: e.file, bar: console.progress(e.file) };
+        current = { file: e.file, bar: throttled(console.progress(e.file)) };
       }
       current.bar.update(e.done, e.total);
     },
@@ -125,7 +142,7 @@ export function registerModelCommand(program: Command): void {
     .option('--json', 'print the result as JSON', false))
     .action(async (dir: string, flags: CommonFlags & { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string }) => {
       const console = createConsole(flags);
-      const bar = console.progress('convert');
+      const bar = throttled(console.progress('convert'));
       const result = await modelConvert({ src: dir, out: flags.out, precision: flags.precision, attention: flags.attention, tokenizerDir: flags.tokenizer,
         name: flags.name, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
       if (flags.json) return printJson(result);
