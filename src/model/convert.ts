@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
@@ -48,33 +48,53 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
     validateClipCheckpoint(config, checkpoint, path.join(source, 'config.json'));
     const support = await findSupportFiles([opts.tokenizerDir, source]);
     const preprocess = await readPreprocess(support.preprocessor, config);
+    const logitScale = await readLogitScale(checkpoint);
     const sourceFiles = [path.join(source, 'config.json'), ...checkpoint.files];
     const progress = progressCounter(opts.onProgress, (await totalBytes(sourceFiles)) + towerBytes(config, checkpoint));
-    const hashed = await hashFiles(sourceFiles, source, progress.add);
-    const logitScale = await readLogitScale(checkpoint);
-    const manifest = buildManifest({ opts, source, config, hashed, logitScale, preprocess, tokenizerFiles: support.tokenizer.map((f) => path.basename(f)) });
-    await writeModelFolder(outDir, async (tmpDir) => {
-      const counted = withReadProgress(checkpoint, progress.add);
-      for (const tower of ['text', 'image'] as const) {
-        const outPath = path.join(tmpDir, `${tower}.onnx`);
-        await writingFile(outPath, () => writeClipTowerOnnx({ tower, config, checkpoint: counted, precision: opts.precision, attention: manifest.attention, outPath }));
-      }
-      for (const file of [...support.tokenizer, ...(support.preprocessor ? [support.preprocessor] : [])]) {
-        const target = path.join(tmpDir, path.basename(file));
-        // Copies keep the source's mode; the Hub cache's files are read-only, the model folder's need not be.
-        await writingFile(target, async () => {
-          await copyFile(file, target);
-          await chmod(target, 0o644);
-        });
-      }
+    const attention = opts.attention ?? 'plain';
+    const manifest = await writeModelFolder(outDir, async (tmpDir) => {
+      // Hashing reads every source byte and the towers mostly write: run side by side, they share the time.
+      const [hashed] = await settleAll([
+        hashFiles(sourceFiles, source, progress.add),
+        writeTowers(tmpDir, { config, checkpoint: withReadProgress(checkpoint, progress.add), precision: opts.precision, attention }),
+      ]);
+      const built = buildManifest({ opts, source, config, hashed, attention, logitScale, preprocess, tokenizerFiles: support.tokenizer.map((f) => path.basename(f)) });
+      await copySupportFiles(tmpDir, support);
       const manifestPath = path.join(tmpDir, MANIFEST_FILE);
-      await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`));
+      await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(built, null, 2)}\n`));
+      return built;
     });
     progress.finish();
     return manifest;
   } finally {
     await checkpoint.close();
   }
+}
+
+async function writeTowers(tmpDir: string, towers: { config: ClipConfig; checkpoint: Checkpoint; precision: Precision; attention: AttentionImpl }): Promise<void> {
+  for (const tower of ['text', 'image'] as const) {
+    const outPath = path.join(tmpDir, `${tower}.onnx`);
+    await writingFile(outPath, () => writeClipTowerOnnx({ tower, outPath, ...towers }));
+  }
+}
+
+async function copySupportFiles(tmpDir: string, support: SupportFiles): Promise<void> {
+  for (const file of [...support.tokenizer, ...(support.preprocessor ? [support.preprocessor] : [])]) {
+    const target = path.join(tmpDir, path.basename(file));
+    // Copies keep the source's mode; the Hub cache's files are read-only, the model folder's need not be.
+    await writingFile(target, async () => {
+      await copyFile(file, target);
+      await chmod(target, 0o644);
+    });
+  }
+}
+
+/** Like Promise.all, but waits for every task to finish before failing, so none writes into a removed folder. */
+async function settleAll<T extends readonly unknown[]>(tasks: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(tasks);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 function checkOptions(opts: ConvertOptions): void {
@@ -208,11 +228,10 @@ async function readLogitScale(checkpoint: Checkpoint): Promise<number> {
 }
 
 function buildManifest(parts: {
-  opts: ConvertOptions; source: string; config: ClipConfig; hashed: ModelManifest['source']['files'];
+  opts: ConvertOptions; source: string; config: ClipConfig; hashed: ModelManifest['source']['files']; attention: AttentionImpl;
   logitScale: number; preprocess: PreprocessConfig; tokenizerFiles: string[];
 }): ModelManifest {
-  const { opts, source, config, hashed } = parts;
-  const attention = opts.attention ?? 'plain';
+  const { opts, source, config, hashed, attention } = parts;
   return {
     schema: 1,
     name: opts.name ?? opts.source?.repo ?? path.basename(source),
@@ -240,16 +259,37 @@ export function fingerprint(files: ModelManifest['source']['files'], precision: 
  * Runs `fill` on a fresh temporary sibling of `outDir`, then renames it into place, replacing an
  * earlier model folder. On failure the temporary folder is removed and `outDir` is left as it was.
  */
-async function writeModelFolder(outDir: string, fill: (tmpDir: string) => Promise<void>): Promise<void> {
+async function writeModelFolder<T>(outDir: string, fill: (tmpDir: string) => Promise<T>): Promise<T> {
   const tmpDir = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   await writingFile(tmpDir, () => mkdir(path.dirname(outDir), { recursive: true }));
   await writingFile(tmpDir, () => mkdir(tmpDir));
   try {
-    await fill(tmpDir);
+    const result = await fill(tmpDir);
+    await syncFolder(tmpDir);
     await replaceFolder(tmpDir, outDir);
+    await syncFolder(path.dirname(outDir), { contents: false });
+    return result;
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Flushes the folder's files and the folder itself to disk: without it, after a power loss the renamed
+ * folder could hold a manifest but empty encoders, which a later run would trust.
+ */
+async function syncFolder(dir: string, opts: { contents: boolean } = { contents: true }): Promise<void> {
+  const paths = opts.contents ? (await readdir(dir)).map((name) => path.join(dir, name)) : [];
+  for (const target of [...paths, dir]) {
+    await writingFile(target, async () => {
+      const handle = await open(target, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
   }
 }
 
