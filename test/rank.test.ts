@@ -113,3 +113,16 @@ test('runRank stopped by its signal returns what was done, marked incomplete', {
     assert.deepEqual(result.records.map((r) => r.rank), [1, 2, 3, 4]);
   });
 });
+
+test('runRank scores a file whose name is not valid UTF-8', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  await withTempDir(async (dir) => {
+    const rawName = Buffer.concat([Buffer.from(`${dir}/odd-`), Buffer.from([0xff, 0xfe]), Buffer.from(',"name.png')]);
+    await copyFile(path.join(referenceDir, 'images', 'tiny-5x3.png'), rawName);
+    const result = await runRank({ inputs: [dir], prompts: ['p'], model, device: 'cpu', cacheDir: false, threads: 1 });
+    assert.equal(result.records.length, 1);
+    assert.equal(result.records[0].error, null, result.records[0].error ?? '');
+    assert.deepEqual([result.records[0].width, result.records[0].height], [5, 3]);
+    assert.match(result.records[0].path, /odd-\\x[Ff]{2}\\x[Ff][Ee],"name\.png$/);
+  });
+});

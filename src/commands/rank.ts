@@ -2,7 +2,9 @@
  * `rank`: score every image against its prompts and rank the images per prompt. Options in, data out:
  * printing, progress bars and exit codes belong to src/cli.
  */
+import { readFile } from 'node:fs/promises';
 import { discoverImages, type DiscoveredImage } from '../io/discover.js';
+import type { ImageSource } from '../image/pool.js';
 import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
 import { softmax } from '../score/similarity.js';
 import { rankDescending } from '../score/rank.js';
@@ -116,7 +118,7 @@ async function planPrompts(options: RankOptions): Promise<PromptPlan> {
  */
 async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptErrors: RankRecord[]): AsyncGenerator<ScoreRequest> {
   for (const image of images) {
-    const source = { path: image.absolute };
+    const source = await imageSource(image);
     if (plan.kind === 'global') {
       for (const prompt of plan.prompts) yield { prompt, image: source, key: image.path };
       continue;
@@ -124,6 +126,19 @@ async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptE
     const found = await promptForImage(plan.source, image);
     if (found.ok) yield { prompt: found.prompt, image: source, key: image.path };
     else promptErrors.push({ path: image.path, prompt: '', score: null, prob: null, rank: null, width: null, height: null, error: found.error, contentHash: null });
+  }
+}
+
+/**
+ * A file whose name is not valid UTF-8 cannot be opened by its (lossily decoded) string path, so its
+ * exact bytes are read here and handed over as bytes; a read failure is left to the pipeline to report.
+ */
+async function imageSource(image: DiscoveredImage): Promise<ImageSource> {
+  if (!image.rawAbsolute) return { path: image.absolute };
+  try {
+    return { bytes: await readFile(image.rawAbsolute), label: image.path };
+  } catch {
+    return { path: image.absolute };
   }
 }
 
