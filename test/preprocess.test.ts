@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { InputError } from '../src/errors.js';
 import type { RgbImage } from '../src/image/codec.js';
 import { resizeBicubic, resizeBicubicRegion } from '../src/image/resample.js';
+import { simdKernels } from '../src/image/resample-simd.js';
 import { CLIP_PREPROCESS, normalizeInto, preprocessConfigFromJson, resizeAndCrop, shortSideSize } from '../src/image/preprocess.js';
 import { seededRandom } from './helpers/image-pillow.js';
 
@@ -34,6 +35,22 @@ test('a region of the resize equals the same pixels of the full resize', () => {
   }
   assert.throws(() => resizeBicubicRegion(src, 10, 10, { left: 5, top: 0, width: 6, height: 1 }), RangeError);
   assert.throws(() => resizeBicubic(src, 0, 10), /Expected a positive integer for width but received 0/);
+});
+
+test('the WebAssembly SIMD kernels give the same bytes as the script kernels', () => {
+  assert.ok(simdKernels(), 'WebAssembly SIMD is available in Node 20, so the fast kernels must load');
+  const random = seededRandom(3);
+  for (let i = 0; i < 60; i++) {
+    const src = noiseImage(1 + Math.floor(random() * 300), 1 + Math.floor(random() * 300), i);
+    const width = 1 + Math.floor(random() * 400);
+    const height = 1 + Math.floor(random() * 400);
+    const region = { left: Math.floor(width / 4), top: Math.floor(height / 5), width: Math.ceil(width / 2), height: Math.ceil(height / 2) };
+    const label = `${src.width}x${src.height} -> ${width}x${height}`;
+    assert.deepEqual(resizeBicubicRegion(src, width, height, region, 'auto').data, resizeBicubicRegion(src, width, height, region, 'script').data, label);
+  }
+  // Wide enough that the horizontal pass copies the source into WebAssembly memory in several bands.
+  const wide = noiseImage(4000, 700, 99);
+  assert.deepEqual(resizeBicubic(wide, 250, 224, 'auto').data, resizeBicubic(wide, 250, 224, 'script').data);
 });
 
 test('flat images stay flat and same-size resizes are the identity', () => {

@@ -10,6 +10,7 @@
  * Pure: no I/O. Buffers are allocated once per call, never per pixel.
  */
 import type { RgbImage } from './codec.js';
+import { simdColumns, simdKernels, simdRows } from './resample-simd.js';
 
 const PRECISION_BITS = 32 - 8 - 2;
 const ROUNDING_HALF = 1 << (PRECISION_BITS - 1);
@@ -178,34 +179,47 @@ function checkSize(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) throw new RangeError(`Expected a positive integer for ${name} but received ${value}`);
 }
 
+/** The two passes, in WebAssembly SIMD where available (resample-simd.ts) or in script; both give the same bytes. */
+export type ResampleKernels = 'auto' | 'script';
+
+function passes(kernels: ResampleKernels) {
+  const simd = kernels === 'auto' ? simdKernels() : null;
+  if (!simd) return { rows: resampleRows, columns: resampleColumns };
+  return {
+    rows: (src: RgbImage, firstRow: number, rows: number, c: AxisCoefficients) => simdRows(simd, src.data, firstRow * src.width * 3, src.width, rows, c),
+    columns: (data: Uint8Array, width: number, rowOffset: number, c: AxisCoefficients) => simdColumns(simd, data, width, rowOffset, c),
+  };
+}
+
 /**
  * The pixels of `region` of Pillow's `src.resize((width, height), BICUBIC)`, computing only what the
  * region needs: the same bytes as resizing fully and cropping, for a fraction of the work.
  */
-export function resizeBicubicRegion(src: RgbImage, width: number, height: number, region: Region): RgbImage {
+export function resizeBicubicRegion(src: RgbImage, width: number, height: number, region: Region, kernels: ResampleKernels = 'auto'): RgbImage {
   checkSize('width', width);
   checkSize('height', height);
   const { left, top } = region;
   if (left < 0 || top < 0 || region.width < 1 || region.height < 1 || left + region.width > width || top + region.height > height) {
     throw new RangeError(`Expected a region inside ${width}x${height} but received ${region.width}x${region.height} at (${left}, ${top})`);
   }
+  const { rows: resampleRowsWith, columns: resampleColumnsWith } = passes(kernels);
   const needHorizontal = width !== src.width;
   const needVertical = height !== src.height;
   if (!needHorizontal && !needVertical) return { data: copyRegion(src, region), width: region.width, height: region.height };
   if (!needVertical) {
     const rows = axisCoefficients(src.width, width, left, region.width);
-    return { data: resampleRows(src, top, region.height, rows), width: region.width, height: region.height };
+    return { data: resampleRowsWith(src, top, region.height, rows), width: region.width, height: region.height };
   }
   const columns = axisCoefficients(src.height, height, top, region.height);
   const firstRow = columns.starts[0];
   const lastRow = columns.starts[region.height - 1] + columns.counts[region.height - 1];
   const intermediate = needHorizontal
-    ? resampleRows(src, firstRow, lastRow - firstRow, axisCoefficients(src.width, width, left, region.width))
+    ? resampleRowsWith(src, firstRow, lastRow - firstRow, axisCoefficients(src.width, width, left, region.width))
     : copyRegion(src, { left, top: firstRow, width: region.width, height: lastRow - firstRow });
-  return { data: resampleColumns(intermediate, region.width, firstRow, columns), width: region.width, height: region.height };
+  return { data: resampleColumnsWith(intermediate, region.width, firstRow, columns), width: region.width, height: region.height };
 }
 
 /** Pillow's `Image.resize((width, height), Image.BICUBIC)` on an RGB image. */
-export function resizeBicubic(src: RgbImage, width: number, height: number): RgbImage {
-  return resizeBicubicRegion(src, width, height, { left: 0, top: 0, width, height });
+export function resizeBicubic(src: RgbImage, width: number, height: number, kernels: ResampleKernels = 'auto'): RgbImage {
+  return resizeBicubicRegion(src, width, height, { left: 0, top: 0, width, height }, kernels);
 }
