@@ -3,7 +3,8 @@
  * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import { PickScoreError } from '../errors.js';
 import { decodeImage, decodeResizeFast } from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
@@ -15,11 +16,18 @@ export type PreparedImage =
 
 export interface PrepareOptions { preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
 
-function readFailure(err: unknown): string {
+/** A path that opens but is no file to read: a folder, or a FIFO, socket or device named like an image. */
+class NotAFile extends Error {}
+
+async function readFailure(err: unknown, file: string): Promise<string> {
+  if (err instanceof NotAFile) return `cannot read file: ${err.message}`;
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'file not found';
+  if (code === 'ENOENT') {
+    const isLink = await lstat(file).then((s) => s.isSymbolicLink(), () => false);
+    return isLink ? 'broken symbolic link: its target does not exist' : 'file not found';
+  }
+  if (code === 'ELOOP') return 'cannot read file: symbolic link loop (ELOOP)';
   if (code === 'EACCES' || code === 'EPERM') return 'cannot read file: permission denied';
-  if (code === 'EISDIR') return 'cannot read file: it is a directory';
   return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
 }
 
@@ -33,13 +41,29 @@ async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
   return { crop: resizeAndCrop(decoded, opts.preprocess), width: decoded.width, height: decoded.height };
 }
 
+/**
+ * Reads a regular file. The open is non-blocking and the type is checked on the open handle: a FIFO
+ * named like an image would otherwise block the read (and the whole run) until something writes to it.
+ */
+async function readRegularFile(file: string): Promise<Uint8Array> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw new NotAFile('it is a directory');
+    if (!stats.isFile()) throw new NotAFile('not a regular file (a FIFO, socket or device)');
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
 export async function prepareImage(source: ImageSource, opts: PrepareOptions): Promise<PreparedImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
-      bytes = await readFile(source.path);
+      bytes = await readRegularFile(source.path);
     } catch (err) {
-      return { ok: false, error: readFailure(err) };
+      return { ok: false, error: await readFailure(err, source.path) };
     }
   } else {
     bytes = source.bytes;
