@@ -88,12 +88,20 @@ test('eval on reference images reproduces the Python scores, and the report agre
   });
 });
 
-test('eval on the fixture manifests: identical files scored once, ties, validation threshold, HTML in Chromium', { skip: skipWithoutReference }, async () => {
-  const result = await runEval({
+let fixtureRun: ReturnType<typeof runEval> | undefined;
+
+/** The fixture manifests scored once, shared by the tests that read the result. */
+function fixtureEval(): ReturnType<typeof runEval> {
+  fixtureRun ??= tinyModel().then((model) => runEval({
     manifests: [path.join(evalDir, 'checkpoints.jsonl'), path.join(evalDir, 'pairs.jsonl')],
     validation: path.join(evalDir, 'validation.jsonl'),
-    model: await tinyModel(), device: 'cpu', cacheDir: false, threads: 2, baseline: 'ckpt-a', candidate: 'ckpt-b',
-  });
+    model, device: 'cpu', cacheDir: false, threads: 2, baseline: 'ckpt-a', candidate: 'ckpt-b',
+  }));
+  return fixtureRun;
+}
+
+test('eval on the fixture manifests: identical files scored once, ties, validation threshold', { skip: skipWithoutReference }, async () => {
+  const result = await fixtureEval();
   // car-a.png and car-a-copy.png have the same bytes: 6 distinct images. Distinct (image, prompt) pairs: 6 in
   // checkpoints.jsonl, fox-b x ramen from pairs.jsonl, car-b x ramen from validation.jsonl; the rest repeat.
   assert.equal(result.counts.uniqueImages, 6);
@@ -112,8 +120,10 @@ test('eval on the fixture manifests: identical files scored once, ties, validati
   assert.deepEqual([pw.n, pw.paper.tieLabels, pw.thresholdSource, pw.validation?.n, pw.tiesExcluded.n], [5, 2, 'validation', 3, 3]);
   assert.ok(pw.paper.predictedTies >= 1, 'the pair of identical images is a predicted tie at any threshold');
   assert.equal(pw.paper.points, pw.paper.accuracy! * 5);
+});
 
-  if (skipWithoutChromium) return;
+test('the HTML report in headless Chromium: a plot per model, inlined thumbnails, the gate', { skip: skipWithoutReference || skipWithoutChromium }, async () => {
+  const { report } = await fixtureEval();
   await withTempDir(async (dir) => {
     const file = path.join(dir, 'report.html');
     await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
