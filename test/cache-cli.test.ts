@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { EmbeddingCache } from '../src/io/embedding-cache.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 const cli = fileURLToPath(new URL('./helpers/hub-cli.js', import.meta.url));
 
@@ -20,7 +20,7 @@ function pickscore(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: numb
 
 describe('pickscore model and cache commands', () => {
   test('model list --json lists the known models; an unknown model is a usage error naming it', async () => {
-    const env = { PICKSCORE_HOME: await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-')) };
+    const env = { PICKSCORE_HOME: await makeTempDir('hubcli') };
     const list = await pickscore(['model', 'list', '--json'], env);
     assert.equal(list.code, 0, list.stderr);
     const names = (JSON.parse(list.stdout) as { name: string }[]).map((e) => e.name);
@@ -32,14 +32,14 @@ describe('pickscore model and cache commands', () => {
   });
 
   test('model verify of a model never pulled exits with the model error code', async () => {
-    const env = { PICKSCORE_HOME: await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-')) };
+    const env = { PICKSCORE_HOME: await makeTempDir('hubcli') };
     const verify = await pickscore(['model', 'verify', 'pickscore-v1'], env);
     assert.equal(verify.code, 5);
     assert.match(verify.stderr, /has not been converted yet; run `pickscore model pull pickscore-v1`/);
   });
 
   test('cache info and clear on --cache-dir', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-cache-'));
+    const dir = await makeTempDir('hubcli-cache');
     const cache = EmbeddingCache.open(dir);
     cache.putTexts('fp', [{ prompt: 'a', embedding: Float32Array.of(1) }, { prompt: 'b', embedding: Float32Array.of(2) }]);
     cache.close();

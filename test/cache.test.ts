@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { CACHE_APPLICATION_ID, EmbeddingCache, embeddingCachePath } from '../src/io/embedding-cache.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 const run = promisify(execFile);
-const tempDir = () => mkdtemp(path.join(os.tmpdir(), 'pickscore-cache-'));
+const tempDir = () => makeTempDir('cache');
 const vec = (...values: number[]) => Float32Array.from(values);
 
 describe('EmbeddingCache', () => {

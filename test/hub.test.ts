@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
 import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir } from '../src/model/hub.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { fixturesDir } from './helpers/paths.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 const REPO = 'acme/tiny-repo';
 const fixtureRepo = path.join(fixturesDir, 'hub', 'acme', 'tiny-repo');
@@ -23,7 +25,7 @@ describe('hubDownload against a loopback Hub', () => {
   });
   after(async () => { await server.close(); });
   beforeEach(async () => {
-    hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    hfHome = await makeTempDir('hub');
     server.requests.length = 0;
     for (const key of Object.keys(server.faults)) delete server.faults[key as keyof typeof server.faults];
   });
@@ -188,7 +190,7 @@ describe('hubDownload with the LFS file on a CDN origin and plain files behind a
   before(async () => { server = await startHubServer(path.join(fixturesDir, 'hub'), { cdnOnOtherOrigin: true, resolveCacheRedirect: true }); });
 
   test('same-host redirects are followed for metadata and bytes', async () => {
-    const hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    const hfHome = await makeTempDir('hub');
     try {
       const snapshot = await hubDownload({ repo: REPO, files: ['config.json', 'sub/notes.txt'], endpoint: server.endpoint, hfHome });
       assert.deepEqual(await readFile(path.join(snapshot, 'sub/notes.txt')), await readFile(path.join(fixtureRepo, 'sub/notes.txt')));
@@ -201,7 +203,7 @@ describe('hubDownload with the LFS file on a CDN origin and plain files behind a
 
   test('the token never crosses the redirect to another host', async () => {
     server.requests.length = 0;
-    const hfHome = await mkdtemp(path.join(os.tmpdir(), 'pickscore-hub-'));
+    const hfHome = await makeTempDir('hub');
     try {
       await hubDownload({ repo: REPO, files: ['weights.bin'], endpoint: server.endpoint, hfHome, token: 'hf_secret' });
       const cdn = server.requests.filter((r) => r.server === 'cdn');

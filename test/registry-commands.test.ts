@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheClear, cacheInfo } from '../src/commands/cache.js';
@@ -8,12 +7,15 @@ import { modelConvert, modelInfo, modelList, modelVerify } from '../src/commands
 import { EmbeddingCache, embeddingCachePath } from '../src/io/embedding-cache.js';
 import { CHECKSUM_FILE, modelsHome } from '../src/model/registry.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 describe('model commands on the tiny reference CLIP', { skip: skipWithoutReference }, () => {
   let home: string;
   let converted: string;
   before(async () => {
-    home = await mkdtemp(path.join(os.tmpdir(), 'pickscore-modelcmd-'));
+    home = await makeTempDir('modelcmd');
     process.env.PICKSCORE_HOME = home;
     converted = path.join(modelsHome(), 'tiny-local');
     await modelConvert({ src: path.join(referenceDir, 'tiny-clip'), out: converted, precision: 'fp32', tokenizerDir: path.join(referenceDir, 'clip-tokenizer'), name: 'tiny-local' });
@@ -63,7 +65,7 @@ describe('model commands on the tiny reference CLIP', { skip: skipWithoutReferen
 
 describe('cache commands', () => {
   test('info on a folder with no cache reports it without creating one; clear empties a cache', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cachecmd-'));
+    const dir = await makeTempDir('cachecmd');
     const empty = await cacheInfo({ cacheDir: dir });
     assert.equal(empty.exists, false);
     await assert.rejects(stat(embeddingCachePath(dir)), 'no file was created');

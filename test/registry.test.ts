@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,9 @@ import { hubRepoDir } from '../src/model/hub.js';
 import { CHECKSUM_FILE, identifyModel, knownModels, pickscoreHome, resolveModel } from '../src/model/registry.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 const CLIP_PREPROCESSOR = {
   crop_size: 224, do_center_crop: true, do_normalize: true, do_resize: true, feature_extractor_type: 'CLIPFeatureExtractor',
@@ -74,7 +77,7 @@ describe('identifyModel', () => {
     assert.deepEqual(await identifyModel('acme/model'), { kind: 'hub', repo: 'acme/model', revision: 'main' });
     await assert.rejects(identifyModel('no-such-model'), (err: unknown) => err instanceof UsageError && /pickscore-v1/.test(err.message) && /"no-such-model"/.test(err.message));
     await assert.rejects(identifyModel('./no/such/folder'), (err: unknown) => err instanceof InputError && /does not exist/.test(err.message));
-    const empty = await mkdtemp(path.join(os.tmpdir(), 'pickscore-empty-'));
+    const empty = await makeTempDir('empty');
     await assert.rejects(identifyModel(empty), (err: unknown) => err instanceof ModelError && /neither a converted pickscore model/.test(err.message));
   });
 });
@@ -83,7 +86,7 @@ describe('resolveModel against a loopback Hub', { skip: skipWithoutReference }, 
   let server: HubServer;
   let home: string;
   before(async () => {
-    home = await mkdtemp(path.join(os.tmpdir(), 'pickscore-registry-'));
+    home = await makeTempDir('registry');
     await buildHubRoot(path.join(home, 'hub-root'));
     const pinned = Object.fromEntries((await knownModels()).map((m) => [m.weights.repo, m.weights.revision]).filter(([, rev]) => /^[0-9a-f]{40}$/.test(rev)));
     server = await startHubServer(path.join(home, 'hub-root'), { commits: pinned });
