@@ -50,7 +50,7 @@ type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; s
 export async function runRank(options: RankOptions): Promise<RankResult> {
   const top = validateRankOptions(options);
   const plan = await planPrompts(options);
-  const discovered = await discoverImages(options.inputs, { onSkip: (p, reason) => options.log?.(`warning: skipping ${p}: ${reason}`) });
+  const discovered = await discoverSummarisingSkips(options);
   const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
   const scorer = options.scorer ?? (await Scorer.open(options));
   try {
@@ -85,6 +85,25 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
     if (!options.scorer) await scorer.close();
   }
 }
+
+/**
+ * Files that are not images (the sidecar .txt files a shell's `out/*` also names) are passed over with
+ * one informational line for all of them; a folder that cannot be read is a warning of its own.
+ */
+async function discoverSummarisingSkips(options: RankOptions): Promise<DiscoveredImage[]> {
+  const notImages: string[] = [];
+  const images = await discoverImages(options.inputs, {
+    onSkip: (p, reason) => (reason === NOT_AN_IMAGE ? notImages.push(p) : options.log?.(`warning: skipped ${p}: ${reason}`)),
+  });
+  if (notImages.length > 0) {
+    const shown = notImages.slice(0, 3).join(', ') + (notImages.length > 3 ? ', ...' : '');
+    options.log?.(`skipped ${notImages.length} file${notImages.length === 1 ? '' : 's'} without an image extension: ${shown}`);
+  }
+  return images;
+}
+
+/** The reason discoverImages gives for a file it passes over by extension. */
+const NOT_AN_IMAGE = 'not an image file extension';
 
 function validateRankOptions(options: RankOptions): number | undefined {
   if (!Array.isArray(options.inputs) || options.inputs.length === 0) {
