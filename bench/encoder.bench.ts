@@ -6,7 +6,8 @@
  * Every variant runs in the same process, one after another, so their ratios share the machine's state.
  *
  *   npm run bench -- encoder                          ViT-B/16-sized model
- *   PICKSCORE_BENCH_CLIP_H=1 npm run bench -- encoder  also CLIP-H/14-sized (3.9 GB of weights; minutes)
+ *   PICKSCORE_BENCH_CLIP_H=1 npm run bench -- encoder  also CLIP-H/14-sized (3.9 GB of weights; many minutes)
+ *   PICKSCORE_BENCH_CLIP_H=only npm run bench -- encoder  only CLIP-H/14-sized
  */
 import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -26,8 +27,10 @@ import type { BenchContext } from './run.js';
 
 export const name = 'encoder';
 
-const IMAGE_BATCH = 8;
-const REPEATS = 3;
+/** How much each model is run: CLIP-H costs about 20x ViT-B/16 per image, so it gets less. */
+interface RunSize { imageBatch: number; repeats: number; prompts: number; images: number }
+const VIT_B_RUN: RunSize = { imageBatch: 8, repeats: 3, prompts: 27, images: 11 };
+const CLIP_H_RUN: RunSize = { imageBatch: 2, repeats: 1, prompts: 8, images: 4 };
 
 function towerConfig(hiddenSize: number, numLayers: number, numHeads: number) {
   return { hiddenSize, intermediateSize: 4 * hiddenSize, numLayers, numHeads, layerNormEps: 1e-5, hiddenAct: 'gelu' as const };
@@ -98,18 +101,19 @@ interface BenchInputs { ids: BigInt64Array; prompts: number; pixels: Float32Arra
  * All variants' sessions stay open and are timed in turns (A B C D, A B C D, ...), so that the load of
  * a shared machine falls on every variant alike rather than on whichever ran during a busy minute.
  */
-async function measureInTurns(variants: { key: string; dir: string; manifest: ModelManifest; convertSeconds: number }[], inputs: BenchInputs): Promise<Record<string, VariantResult>> {
+async function measureInTurns(variants: { key: string; dir: string; manifest: ModelManifest; convertSeconds: number }[], inputs: BenchInputs, size: RunSize): Promise<Record<string, VariantResult>> {
+  const { imageBatch, repeats } = size;
   const sessions = [];
   try {
     for (const v of variants) sessions.push(await openEncoders(v.dir, v.manifest, { device: 'cpu', threads: os.cpus().length }));
-    const batchPixels = inputs.pixels.subarray(0, IMAGE_BATCH * PIXELS_PER_IMAGE);
+    const batchPixels = inputs.pixels.subarray(0, imageBatch * PIXELS_PER_IMAGE);
     const imageSeconds = variants.map(() => 0);
     const textSeconds = variants.map(() => 0);
-    for (const s of sessions) await s.encodeImages(batchPixels, IMAGE_BATCH);   // warm-up: the first run plans memory
-    for (let round = 0; round < REPEATS; round++) {
+    for (const s of sessions) await s.encodeImages(batchPixels, imageBatch);   // warm-up: the first run plans memory
+    for (let round = 0; round < repeats; round++) {
       for (const [i, s] of sessions.entries()) {
         let started = performance.now();
-        await s.encodeImages(batchPixels, IMAGE_BATCH);
+        await s.encodeImages(batchPixels, imageBatch);
         imageSeconds[i] += (performance.now() - started) / 1000;
         started = performance.now();
         await s.encodeText(inputs.ids, inputs.prompts);
@@ -119,8 +123,8 @@ async function measureInTurns(variants: { key: string; dir: string; manifest: Mo
     const results: Record<string, VariantResult> = {};
     for (const [i, v] of variants.entries()) {
       results[v.key] = {
-        imagesPerSecond: (REPEATS * IMAGE_BATCH) / imageSeconds[i],
-        promptsPerSecond: (REPEATS * inputs.prompts) / textSeconds[i],
+        imagesPerSecond: (repeats * imageBatch) / imageSeconds[i],
+        promptsPerSecond: (repeats * inputs.prompts) / textSeconds[i],
         convertSeconds: v.convertSeconds,
         text: await sessions[i].encodeText(inputs.ids, inputs.prompts),
         images: await sessions[i].encodeImages(inputs.pixels, inputs.pixels.length / PIXELS_PER_IMAGE),
@@ -148,13 +152,13 @@ function drift(candidate: VariantResult, baseline: VariantResult, dim: number) {
   };
 }
 
-async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, variants: [Precision, AttentionImpl][]): Promise<Record<string, unknown>> {
+async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, variants: [Precision, AttentionImpl][], size: RunSize): Promise<Record<string, unknown>> {
   const ref = await loadReference();
   const allPixels = await loadReferencePixels(ref);
-  const distinct = await distinctImageIndices(ref);
+  const distinct = (await distinctImageIndices(ref)).slice(0, size.images);
   const pixels = new Float32Array(distinct.length * PIXELS_PER_IMAGE);
   distinct.forEach((image, i) => pixels.set(allPixels.subarray(image * PIXELS_PER_IMAGE, (image + 1) * PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE));
-  const inputs = { ids: referenceInputIds(ref), prompts: ref.prompts.length, pixels };
+  const inputs = { ids: referenceInputIds(ref).subarray(0, size.prompts * 77), prompts: size.prompts, pixels };
   const root = path.join(ctx.workDir, 'encoder', label);
   let results: Record<string, VariantResult>;
   try {
@@ -166,13 +170,13 @@ async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, 
       converted.push({ key, dir, ...(await convert(config, precision, attention, dir)) });
     }
     ctx.log(`encoder ${label}: measuring ${converted.map((c) => c.key).join(', ')} in turns`);
-    results = await measureInTurns(converted.map((c) => ({ key: c.key, dir: c.dir, manifest: c.manifest, convertSeconds: c.seconds })), inputs);
+    results = await measureInTurns(converted.map((c) => ({ key: c.key, dir: c.dir, manifest: c.manifest, convertSeconds: c.seconds })), inputs, size);
   } finally {
     await rm(root, { recursive: true, force: true });
   }
   const baseline = results.fp32_plain;
   const summary: Record<string, unknown> = {
-    threads: os.cpus().length, image_batch: IMAGE_BATCH, prompts_batch: inputs.prompts, repeats: REPEATS,
+    threads: os.cpus().length, image_batch: size.imageBatch, prompts_batch: size.prompts, repeats: size.repeats, drift_images: size.images,
   };
   for (const [key, r] of Object.entries(results)) {
     summary[key] = {
@@ -186,9 +190,13 @@ async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, 
 }
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {
-    vit_b_16: await benchModel(ctx, 'vit-b-16', VIT_B_16, [['fp32', 'plain'], ['fp32', 'fused'], ['int8', 'plain'], ['int8', 'fused']]),
-  };
-  if (process.env.PICKSCORE_BENCH_CLIP_H === '1') out.clip_h_14 = await benchModel(ctx, 'clip-h-14', CLIP_H_14, [['fp32', 'plain'], ['int8', 'plain']]);
+  const clipH = process.env.PICKSCORE_BENCH_CLIP_H;
+  const out: Record<string, unknown> = {};
+  if (clipH !== 'only') {
+    out.vit_b_16 = await benchModel(ctx, 'vit-b-16', VIT_B_16, [['fp32', 'plain'], ['fp32', 'fused'], ['int8', 'plain'], ['int8', 'fused']], VIT_B_RUN);
+  }
+  if (clipH === '1' || clipH === 'only') {
+    out.clip_h_14 = await benchModel(ctx, 'clip-h-14', CLIP_H_14, [['fp32', 'plain'], ['int8', 'plain']], CLIP_H_RUN);
+  }
   return out;
 }
