@@ -66,13 +66,18 @@ export function normalizeInto(img: RgbImage, cfg: PreprocessConfig, out: Float32
   if (!Number.isInteger(offset) || offset < 0 || offset + 3 * plane > out.length) {
     throw new RangeError(expectedMessage(`an offset with room for ${3 * plane} values in ${out.length}`, 'normalizeInto', offset));
   }
-  const { data } = img;
-  for (let c = 0; c < 3; c++) {
-    // A uint8 sample has 256 possible values: normalise each once.
+  // A uint8 sample has 256 possible values: normalise each once per channel, then look them up.
+  const tables = [0, 1, 2].map((c) => {
     const table = new Float32Array(256);
     for (let v = 0; v < 256; v++) table[v] = (v * cfg.rescaleFactor - cfg.mean[c]) / cfg.std[c];
-    const base = offset + c * plane;
-    for (let i = 0, p = c; i < plane; i++, p += 3) out[base + i] = table[data[p]];
+    return table;
+  });
+  const [red, green, blue] = tables;
+  const { data } = img;
+  for (let i = 0, p = 0; i < plane; i++, p += 3) {
+    out[offset + i] = red[data[p]];
+    out[offset + plane + i] = green[data[p + 1]];
+    out[offset + 2 * plane + i] = blue[data[p + 2]];
   }
 }
 
