@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { buildReport, type PointScore, type PairScore, type ReportInput } from '../src/eval/report.js';
 import { renderMarkdown } from '../src/eval/render-markdown.js';
 import { renderHtml } from '../src/eval/render-html.js';
-import { renderScoresCsv, renderScoresJsonl } from '../src/eval/scores-file.js';
+import { pointwiseRecord, renderScoresCsv, renderScoresJsonl } from '../src/eval/scores-file.js';
 
 function point(model: string | null, prompt: string, image: string, score: number | null, error: string | null = null): PointScore {
   return { model, prompt, image, path: `/data/${image}`, score, error };
@@ -145,4 +145,13 @@ test('per-item scores: JSON Lines as given, CSV with the union of fields and ext
     'm.jsonl,2,pairwise,,p,,,unreadable,,x.png,0.5,,"[""a""]"',
     '',
   ].join('\n'));
+});
+
+test('a per-item record puts the schema first; a manifest field named like one of its fields does not replace it', () => {
+  const record = pointwiseRecord({
+    kind: 'pointwise', manifest: 'm.jsonl', line: 3, prompt: 'p', image: { given: 'a.png', path: '/d/a.png' }, model: null, id: null,
+    extra: { score: 'from the manifest', seed: 7 },
+  }, 21.25, null);
+  assert.deepEqual(Object.keys(record), ['manifest', 'line', 'kind', 'id', 'model', 'prompt', 'image', 'score', 'error', 'seed']);
+  assert.equal(record.score, 21.25);
 });

@@ -9,19 +9,26 @@ import { softmax } from '../score/similarity.js';
 export type ItemRecord = Record<string, unknown>;
 
 export function pointwiseRecord(row: ManifestRow & { kind: 'pointwise' }, score: number | null, error: string | null): ItemRecord {
-  return {
-    ...row.extra, manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, model: row.model,
+  return withExtra({
+    manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, model: row.model,
     prompt: row.prompt, image: row.image.given, score, error,
-  };
+  }, row.extra);
 }
 
 export function pairwiseRecord(row: ManifestRow & { kind: 'pairwise' }, score0: number | null, score1: number | null, error: string | null): ItemRecord {
   const [prob0, prob1] = score0 !== null && score1 !== null ? softmax([score0, score1]) : [null, null];
-  return {
-    ...row.extra, manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, prompt: row.prompt,
+  return withExtra({
+    manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, prompt: row.prompt,
     image_0: row.image0.given, image_1: row.image1.given, label_0: row.label0,
     score_0: score0, score_1: score1, prob_0: prob0, prob_1: prob1, error,
-  };
+  }, row.extra);
+}
+
+/** The schema's fields first, then the manifest's own fields; on a name clash the schema's value stays. */
+function withExtra(record: ItemRecord, extra: Record<string, unknown>): ItemRecord {
+  const out: ItemRecord = { ...record };
+  for (const [key, value] of Object.entries(extra)) if (!(key in out)) out[key] = value;
+  return out;
 }
 
 export function scoresFormatFor(file: string): 'csv' | 'jsonl' {
