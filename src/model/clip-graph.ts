@@ -9,7 +9,7 @@
  * Attention 'plain' is standard ONNX; 'fused' uses onnxruntime's contrib ops (Attention,
  * SkipLayerNormalization, BiasGelu/FastGelu/QuickGelu), which both the CPU and CUDA providers implement.
  */
-import { ModelError } from '../errors.js';
+import { InternalError, ModelError } from '../errors.js';
 import type { Checkpoint, TensorEntry } from './checkpoint.js';
 import type { ClipConfig, ClipTowerConfig } from './clip-config.js';
 import { GraphBuilder, MS_DOMAIN, float, int, ints } from './onnx-builder.js';
@@ -169,7 +169,7 @@ class TowerBuilder {
    */
   private linear(x: string, spec: LinearSpec, deferBias = false): { out: string; bias?: string } {
     const { weight, bias } = this.linearWeights(spec);
-    const name = `${spec.prefixes.length === 1 ? spec.prefixes[0] : `${spec.prefixes[0]}+packed`}`;
+    const name = spec.prefixes.length === 1 ? spec.prefixes[0] : `${spec.prefixes[0]}+packed`;
     const cols = spec.outFeatures * spec.prefixes.length;
     const dims = [spec.inFeatures, cols];
     const biasName = bias && this.graph.weight(`${name}.bias`, this.quantized ? 'float32' : this.computeType, [cols], async () => this.encodeCompute(await bias()));
@@ -277,10 +277,12 @@ class TowerBuilder {
 
   /** com.microsoft Attention: packed QKV projection, scaled dot product and softmax in one kernel. */
   private fusedAttention(x: string, prefix: string, causal: boolean): string {
-    const { weight, bias } = this.linearWeights(this.attentionSpec(prefix, false));
+    const spec = this.attentionSpec(prefix, false);
+    const { weight, bias } = this.linearWeights(spec);
     const h = this.tower.hiddenSize;
     const w = this.graph.weight(`${prefix}.self_attn.qkv.weight`, this.computeType, [h, 3 * h], async () => this.encodeCompute(await weight()));
-    const b = this.graph.weight(`${prefix}.self_attn.qkv.bias`, this.computeType, [3 * h], async () => this.encodeCompute(await bias!()));
+    const b = bias && this.graph.weight(`${prefix}.self_attn.qkv.bias`, this.computeType, [3 * h], async () => this.encodeCompute(await bias()));
+    if (b === undefined) throw new InternalError('attention projections always carry a bias in CLIP');
     return this.graph.op('Attention', [x, w, b], {
       domain: MS_DOMAIN,
       attributes: { num_heads: int(this.tower.numHeads), unidirectional: int(causal ? 1 : 0) },
