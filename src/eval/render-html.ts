@@ -55,8 +55,8 @@ async function modelSection(m: ModelSummary, thumb: ThumbnailLoader): Promise<st
   return `<section class="model" data-model="${esc(m.model)}">
 <h2>${esc(m.model)}</h2>
 ${histogramSvg(m.histogram, m.model)}
-<h3>Best</h3><div>${(await Promise.all(m.best.map((e) => figure(e, thumb)))).join('')}</div>
-<h3>Worst</h3><div>${(await Promise.all(m.worst.map((e) => figure(e, thumb)))).join('')}</div>
+${await examples('Best', m.best, thumb)}
+${await examples('Worst', m.worst, thumb)}
 </section>`;
 }
 
@@ -77,15 +77,23 @@ ${bars.join('')}<line x1="0" y1="${plotHeight}" x2="${SVG_WIDTH}" y2="${plotHeig
 <text x="2" y="${SVG_HEIGHT - 4}" font-size="11">${h.low.toFixed(2)}</text><text x="${SVG_WIDTH - 2}" y="${SVG_HEIGHT - 4}" font-size="11" text-anchor="end">${h.high.toFixed(2)}</text></svg>`;
 }
 
-async function figure(e: Example, thumb: ThumbnailLoader, label = ''): Promise<string> {
+/** A titled row of examples; nothing when there are none (a model's few scores are all among its best). */
+async function examples(title: string, list: Example[], thumb: ThumbnailLoader): Promise<string> {
+  if (list.length === 0) return '';
+  return `<h3>${title}</h3><div>${(await Promise.all(list.map((e) => figure(e, thumb)))).join('')}</div>`;
+}
+
+/** One image with its score; `model` labels a side of a comparison, whose row already names the prompt. */
+async function figure(e: Example, thumb: ThumbnailLoader, model?: string): Promise<string> {
   const uri = await thumb(e.path);
   const picture = uri ? `<img src="${esc(uri)}" alt="${esc(e.image)}">` : `<div>(no preview)</div>`;
-  return `<figure>${picture}<figcaption>${label}${e.score.toFixed(3)} · ${esc(e.image)}<br>${esc(e.prompt)}</figcaption></figure>`;
+  const caption = model === undefined ? `${e.score.toFixed(3)} · ${esc(e.image)}<br>${esc(e.prompt)}` : `${esc(model)}: ${e.score.toFixed(3)}<br>${esc(e.image)}`;
+  return `<figure>${picture}<figcaption>${caption}</figcaption></figure>`;
 }
 
 async function sideBySide(title: string, baseline: string, candidate: string, sides: SideBySide[], thumb: ThumbnailLoader): Promise<string> {
   if (sides.length === 0) return '';
-  const rows = await Promise.all(sides.map(async (s) => `<div class="pair">${await figure(s.baseline, thumb, `${esc(baseline)}: `)}${await figure(s.candidate, thumb, `${esc(candidate)}: `)}<p>${esc(s.prompt)}<br>difference of prompt means ${s.diff >= 0 ? '+' : ''}${s.diff.toFixed(3)}</p></div>`));
+  const rows = await Promise.all(sides.map(async (s) => `<div class="pair">${await figure(s.baseline, thumb, baseline)}${await figure(s.candidate, thumb, candidate)}<p>${esc(s.prompt)}<br>difference of prompt means ${s.diff >= 0 ? '+' : ''}${s.diff.toFixed(3)}</p></div>`));
   return `<h3>${title}</h3>${rows.join('\n')}`;
 }
 
