@@ -130,6 +130,7 @@ test('HTML: self-contained, one SVG per model, thumbnails from the loader, text 
   assert.ok(html.includes('&lt;b&gt;') && !html.includes('<b>'), 'model names are escaped');
   assert.ok(!/(src|href)="https?:/.test(html), 'no external resources');
   assert.ok(html.includes('class="gate pass"'));
+  assert.ok(!html.includes('<h3>Worst</h3>'), 'no model here has a score outside its best three');
   assert.equal(new Set(asked).size, asked.length, 'each image is thumbnailed once');
 });
 
