@@ -86,7 +86,7 @@ test('normalizeInto writes CHW at the offset with (x / 255 - mean) / std', () =>
 test('preprocessor_config.json in its historical shapes', () => {
   const modern = { crop_size: { height: 224, width: 224 }, size: { shortest_edge: 224 }, image_mean: CLIP_PREPROCESS.mean, image_std: CLIP_PREPROCESS.std, rescale_factor: 0.00392156862745098 };
   assert.deepEqual(preprocessConfigFromJson(modern), { ...CLIP_PREPROCESS, rescaleFactor: 0.00392156862745098 });
-  const legacy = { crop_size: 336, size: 336, do_center_crop: true, feature_extractor_type: 'CLIPFeatureExtractor', image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
+  const legacy = { crop_size: 336, size: 336, do_center_crop: true, resample: 3, feature_extractor_type: 'CLIPFeatureExtractor', image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
   assert.deepEqual(preprocessConfigFromJson(legacy), { shortestEdge: 336, cropHeight: 336, cropWidth: 336, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], rescaleFactor: 1 / 255 });
   assert.deepEqual(preprocessConfigFromJson({}), CLIP_PREPROCESS);
 });
@@ -101,6 +101,8 @@ test('bad preprocessor configs name the field', () => {
     [{ image_std: [1, 0, 1] }, /Expected an array of 3 positive numbers for preprocessor_config.json field "image_std"/],
     [{ image_mean: [1, 2] }, /field "image_mean" but received array of length 2/],
     [{ rescale_factor: 0 }, /field "rescale_factor"/],
+    [{ resample: 2 }, /Expected 3 \(bicubic, the only resampling pickscore implements\) for preprocessor_config.json field "resample" but received number 2/],
+    [{ do_center_crop: false }, /Expected true for preprocessor_config.json field "do_center_crop" but received boolean false/],
   ];
   for (const [json, message] of cases) assert.throws(() => preprocessConfigFromJson(json), (err: unknown) => err instanceof InputError && message.test(err.message));
 });

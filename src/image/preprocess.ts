@@ -83,6 +83,9 @@ export function normalizeInto(img: RgbImage, cfg: PreprocessConfig, out: Float32
 
 type Json = Record<string, unknown>;
 
+/** PIL.Image.Resampling.BICUBIC, as preprocessor configs spell it. */
+const PILLOW_BICUBIC = 3;
+
 function positiveInteger(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new InputError(expectedMessage('a positive integer', `preprocessor_config.json field "${field}"`, value));
@@ -120,6 +123,13 @@ export function preprocessConfigFromJson(json: unknown): PreprocessConfig {
     throw new InputError(expectedMessage('a JSON object', 'preprocessor_config.json', json));
   }
   const cfg = json as Json;
+  // pickscore implements the CLIP pipeline only: bicubic resize, centre crop, rescale and normalise, all on.
+  if (cfg.resample !== undefined && cfg.resample !== PILLOW_BICUBIC) {
+    throw new InputError(expectedMessage('3 (bicubic, the only resampling pickscore implements)', 'preprocessor_config.json field "resample"', cfg.resample));
+  }
+  for (const step of ['do_resize', 'do_center_crop', 'do_rescale', 'do_normalize']) {
+    if (cfg[step] !== undefined && cfg[step] !== true) throw new InputError(expectedMessage('true', `preprocessor_config.json field "${step}"`, cfg[step]));
+  }
   const rescale = cfg.rescale_factor ?? CLIP_PREPROCESS.rescaleFactor;
   if (typeof rescale !== 'number' || !(rescale > 0)) {
     throw new InputError(expectedMessage('a positive number', 'preprocessor_config.json field "rescale_factor"', rescale));
