@@ -112,3 +112,27 @@ test('randomised parity with Pillow on generated images', { skip: pillowAvailabl
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('EXIF orientations 1 to 8 are applied as Pillow\'s exif_transpose applies them', { skip: pillowAvailable() ? false : 'python3-pil is not installed' }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-exif-'));
+  try {
+    const random = seededRandom(8);
+    const pixels = Buffer.alloc(300 * 170 * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = Math.floor(random() * 256);
+    const files: string[] = [];
+    for (let orientation = 1; orientation <= 8; orientation++) {
+      const file = path.join(dir, `orientation${orientation}.jpg`);
+      writeFileSync(file, await sharp(pixels, { raw: { width: 300, height: 170, channels: 3 } }).jpeg().withMetadata({ orientation }).toBuffer());
+      files.push(file);
+    }
+    const expected = pillowResizeAndCrop(files, cfg.shortestEdge, 'apply');
+    for (const [i, file] of files.entries()) {
+      const decoded = await decodeImage(readFileSync(file), { exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS });
+      assert.deepEqual([decoded.width, decoded.height], i + 1 >= 5 ? [170, 300] : [300, 170], `orientation ${i + 1}: size`);
+      const result = compareBytes(resizeAndCrop(decoded, cfg).data, expected[i]);
+      assert.equal(result.maxDiff, 0, `orientation ${i + 1}: ${result.total - result.identical} values differ`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
