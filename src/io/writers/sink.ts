@@ -25,10 +25,25 @@ export async function openSink(target: WriterTarget): Promise<OutputSink> {
 /** Stream writes are gathered up to this size, so each row does not cost a round trip. */
 const STREAM_FLUSH_CHARS = 64 * 1024;
 
+const listenedStreams = new WeakSet<Writable>();
+
+/**
+ * A failed write reports to its callback, where it becomes an InputError, and then the stream emits
+ * 'error' as well. With no listener that second report would crash the process (stdout on a full disk
+ * did, with a stack trace and exit 1), so each stream gets one listener that leaves it to the callback.
+ */
+function reportErrorsThroughCallbacks(stream: Writable): void {
+  if (listenedStreams.has(stream)) return;
+  listenedStreams.add(stream);
+  stream.on('error', () => undefined);
+}
+
 class StreamSink implements OutputSink {
   private pending = '';
 
-  constructor(private readonly stream: Writable) {}
+  constructor(private readonly stream: Writable) {
+    reportErrorsThroughCallbacks(stream);
+  }
 
   async write(text: string): Promise<void> {
     this.pending += text;
