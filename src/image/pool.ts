@@ -9,13 +9,12 @@ import { Worker } from 'node:worker_threads';
 import { UsageError, expectedMessage } from '../errors.js';
 import type { PreprocessConfig } from './preprocess.js';
 import type { ImageSource, PreparedImage } from './prepare-image.js';
-import type { WorkerTask } from './pool-worker.js';
 
 export type { ImageSource, PreparedImage } from './prepare-image.js';
 
 export interface ImagePoolOptions { threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
 
-interface Pending { task: WorkerTask; resolve: (result: PreparedImage) => void }
+interface Pending { source: ImageSource; resolve: (result: PreparedImage) => void }
 
 interface Slot { worker: Worker; current?: Pending }
 
@@ -34,7 +33,6 @@ export class ImagePool {
   private readonly opts: ImagePoolOptions;
   private readonly slots: Slot[] = [];
   private readonly waiting: Pending[] = [];
-  private nextId = 0;
   private closed = false;
 
   constructor(opts: ImagePoolOptions) {
@@ -46,7 +44,7 @@ export class ImagePool {
   prepare(source: ImageSource): Promise<PreparedImage> {
     if (this.closed) return Promise.resolve({ ok: false, error: 'image pool is closed' });
     return new Promise((resolve) => {
-      this.waiting.push({ task: { id: this.nextId++, source }, resolve });
+      this.waiting.push({ source, resolve });
       this.dispatch();
     });
   }
@@ -66,7 +64,7 @@ export class ImagePool {
       const pending = this.waiting.shift() as Pending;
       slot.current = pending;
       slot.worker.ref();
-      slot.worker.postMessage(pending.task);
+      slot.worker.postMessage(pending.source);
     }
   }
 
@@ -74,12 +72,13 @@ export class ImagePool {
     const { preprocess, exif, resize, maxPixels } = this.opts;
     const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, exif, resize, maxPixels } });
     const slot: Slot = { worker };
-    worker.on('message', (message: { id: number; result: PreparedImage }) => {
+    // One image per worker at a time, so a reply always answers the slot's current image.
+    worker.on('message', (result: PreparedImage) => {
       const pending = slot.current;
       slot.current = undefined;
       // An idle worker must not keep the process alive if a caller forgets close().
       worker.unref();
-      pending?.resolve(message.result);
+      pending?.resolve(result);
       this.dispatch();
     });
     const fail = (reason: string): void => {
