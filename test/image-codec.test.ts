@@ -164,3 +164,24 @@ test('thumbnails are small WebP data URIs', async () => {
   assert.deepEqual([meta.width, meta.height], [16, 10]);
   await assert.rejects(thumbnailDataUri(new Uint8Array(0), 16, 'apply'), InputError);
 });
+
+test('fuzz: mutated and truncated images resolve or fail with an InputError, never crash or hang', async () => {
+  const random = seededRandom(Number(process.env.PICKSCORE_FUZZ_SEED ?? 11));
+  const iterations = Number(process.env.PICKSCORE_FUZZ_ITERATIONS ?? 300);
+  const seeds = [await rgbImage().jpeg().toBuffer(), await rgbImage().png().toBuffer(), await rgbImage().webp().toBuffer(), await rgbImage().gif().toBuffer(), pngFromSamples(9, 5, 16, 0, noise(90, 9))];
+  let decoded = 0;
+  for (let i = 0; i < iterations; i++) {
+    const bytes = Buffer.from(seeds[i % seeds.length]);
+    const mutations = 1 + Math.floor(random() * 6);
+    for (let m = 0; m < mutations; m++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+    const input = random() < 0.2 ? bytes.subarray(0, Math.floor(random() * bytes.length)) : bytes;
+    try {
+      const image = await decodeImage(input, opts);
+      assert.equal(image.data.length, image.width * image.height * 3, `iteration ${i}: RGB buffer size`);
+      decoded++;
+    } catch (err) {
+      assert.ok(err instanceof InputError, `iteration ${i}: ${String(err)}`);
+    }
+  }
+  process.stdout.write(`# decode fuzz: ${iterations} inputs, ${decoded} decoded, ${iterations - decoded} InputErrors\n`);
+});
