@@ -64,6 +64,10 @@ test('bad and unreadable images resolve with a reason, and the pool keeps workin
     assert.match(errors[4], /^unsupported or unrecognised image format/);
     assert.equal(errors[5], 'ok');
     assert.equal(results[0].contentHash, undefined, 'no hash without bytes');
+    const uncloneable = { path: 'x.png', toString: () => 'x' } as unknown as { path: string };
+    const refused = await pool.prepare(uncloneable);
+    assert.ok(!refused.ok && /^cannot pass the image to a worker thread/.test(refused.error));
+    assert.ok((await pool.prepare({ bytes: good, label: 'good.png' })).ok, 'the worker is still free');
     assert.equal(results[2].contentHash, createHash('sha256').update('').digest('hex'));
   } finally {
     await pool.close();

@@ -62,9 +62,15 @@ export class ImagePool {
       const slot = this.slots.find((s) => !s.current) ?? (this.slots.length < this.opts.threads ? this.startWorker() : undefined);
       if (!slot) return;
       const pending = this.waiting.shift() as Pending;
+      try {
+        slot.worker.postMessage(pending.source);
+      } catch (err) {
+        // A source that cannot be copied to a thread (a library caller's odd object) fails alone.
+        pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${err instanceof Error ? err.message : String(err)}` });
+        continue;
+      }
       slot.current = pending;
       slot.worker.ref();
-      slot.worker.postMessage(pending.source);
     }
   }
 
