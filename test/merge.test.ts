@@ -101,6 +101,13 @@ test('--top on merge equals --top on one unsharded run', async () => {
   assert.deepEqual(merged.records, rankRecords(items, 4).concat([promptError]));
 });
 
+test('a part written with --top is refused: it lacks rows the merged ranking needs', async () => {
+  const items = syntheticItems();
+  const file = path.join(dir, 'topped-part-0.json');
+  await writeFile(file, render(rankRecords(items, 3), jsonFormat({ ...provenance, shard: '0/1' })));
+  await assert.rejects(runMerge({ parts: [file] }), /topped-part-0\.json: the probabilities for prompt "a red fox" sum to 0\.\d+, not 1, so the part lacks rows \(was it written with --top\?\)/);
+});
+
 test('an interrupted shard makes the merged output incomplete', async () => {
   const files = await writeParts(syntheticItems(), 2, 'incomplete');
   const part = (await readPart(files[1])) as RankPart;

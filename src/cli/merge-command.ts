@@ -84,9 +84,13 @@ export async function listAllDevices(env: NodeJS.ProcessEnv = process.env): Prom
     }
     return devices;
   }
-  // CUDA numbers the visible devices from 0, whichever physical GPUs they are.
+  // CUDA numbers the visible devices from 0, whichever physical GPUs they are; an empty list or -1 hides all.
   const visible = env.CUDA_VISIBLE_DEVICES?.trim();
-  if (visible !== undefined && visible !== '') return visible.split(',').map((_, i) => `cuda:${i}`);
+  if (visible !== undefined) {
+    const entries = visible.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+    if (entries.length === 0 || entries[0] === '-1') throw new UsageError(`--device cuda:all found no GPU: CUDA_VISIBLE_DEVICES=${JSON.stringify(visible)} hides them all`);
+    return entries.map((_, i) => `cuda:${i}`);
+  }
   const count = await countNvidiaGpus();
   if (count === 0) throw new UsageError('--device cuda:all found no GPU: nvidia-smi -L lists none');
   return Array.from({ length: count }, (_, i) => `cuda:${i}`);

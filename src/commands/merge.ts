@@ -79,6 +79,7 @@ export async function runMerge(options: MergeOptions): Promise<MergeResult> {
 export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
   const ordered = checkCompleteSet(parts, (part) => part.shard);
   const provenance = commonProvenance(ordered);
+  ordered.forEach(checkEveryRowKept);
   const promptErrors: RankRecord[] = [];
   const items: ScoredItem[] = [];
   const seen = new Map<string, string>();
@@ -104,6 +105,21 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
     kind: 'rank',
     shardCount: ordered.length,
   };
+}
+
+/**
+ * A shard run with --top drops rows that the merged ranking needs, and nothing in the part says so,
+ * except this: rank's probabilities are a softmax over all of a prompt's scored rows, so in a part
+ * that kept every row they sum to 1 per prompt.
+ */
+function checkEveryRowKept(part: RankPart): void {
+  const sums = new Map<string, number>();
+  for (const row of part.rows) if (row.prob !== null) sums.set(row.prompt, (sums.get(row.prompt) ?? 0) + row.prob);
+  for (const [prompt, sum] of sums) {
+    if (Math.abs(sum - 1) > 1e-9) {
+      throw new InputError(`${part.file}: the probabilities for prompt ${describeValue(prompt)} sum to ${sum}, not 1, so the part lacks rows (was it written with --top?): run shards without --top and pass --top to merge`);
+    }
+  }
 }
 
 /**
