@@ -114,6 +114,32 @@ describe('checkpoints that disagree with their config', { skip: skipWithoutRefer
   });
 });
 
+describe('external data', { skip: skipWithoutReference }, () => {
+  it('an image tower written with external data loads and matches the reference', async () => {
+    const scratch = await tempDir('graph-external');
+    const config = await readClipConfig(tinyClipDir);
+    const checkpoint = await openCheckpoint(tinyClipDir);
+    try {
+      const built = await buildReferenceEncoders('tiny-clip safetensors', 'fp32', 'plain', scratch.dir);
+      const outPath = path.join(scratch.dir, 'image.onnx');
+      const result = await writeClipTowerOnnx({ tower: 'image', config, checkpoint, precision: 'fp32', attention: 'plain', outPath, externalData: true });
+      assert.equal(result.externalData, true);
+      assert.ok(existsSync(`${outPath}.data`));
+      const ref = await loadReference();
+      const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+      try {
+        const images = await sessions.encodeImages((await loadReferencePixels(ref)).subarray(0, 2 * PIXELS_PER_IMAGE), 2);
+        assert.ok(relativeError(images, [...ref.images[0].image_embeds, ...ref.images[1].image_embeds]) < 1e-4);
+      } finally {
+        await sessions.close();
+      }
+    } finally {
+      await checkpoint.close();
+      await scratch.remove();
+    }
+  });
+});
+
 describe('graph numerics beyond the reference model', { skip: skipWithoutReference }, () => {
   let ref: Reference;
   let scratch: { dir: string; remove(): Promise<void> };

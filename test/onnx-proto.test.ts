@@ -79,26 +79,34 @@ describe('per-column int8 quantisation', () => {
   });
 });
 
-/** y = x @ W + b with W [3, 2]: a model small enough to check by hand, in both storage layouts. */
+/**
+ * y = reshape(x @ W + b, [-1, 16, 16]) with W [3, 256] (W[i][j] = 256 i + j) and b[j] = j / 2: the weights
+ * are large enough to go to external data, the reshape target is a constant shape inference must read.
+ */
 function tinyModel(order: string[]) {
   const g = new GraphBuilder('tiny');
   const x = g.input('x', 'float32', ['batch', 3]);
-  const w = g.weight('w', 'float32', [3, 2], async () => {
+  const w = g.weight('w', 'float32', [3, 256], async () => {
     order.push('w');
-    return new Uint8Array(Float32Array.of(1, 2, 3, 4, 5, 6).buffer);
+    return new Uint8Array(Float32Array.from({ length: 768 }, (_, i) => i).buffer);
   });
-  const b = g.weight('b', 'float32', [2], async () => {
+  const b = g.weight('b', 'float32', [256], async () => {
     order.push('b');
-    return new Uint8Array(Float32Array.of(0.5, -0.5).buffer);
+    return new Uint8Array(Float32Array.from({ length: 256 }, (_, j) => j / 2).buffer);
   });
-  g.output(g.op('Add', [g.op('MatMul', [x, w]), b]), 'y', 'float32', ['batch', 2]);
+  const y = g.op('Reshape', [g.op('Add', [g.op('MatMul', [x, w]), b]), g.constInt64('shape', [-1, 16, 16])]);
+  g.output(y, 'y', 'float32', ['batch', 16, 16]);
   return g.build('test');
 }
+
+/** Rows [1, 0, 0] and [0, 1, 1]: y0[j] = 1.5 j, y1[j] = 768 + 2.5 j. */
+const EXPECTED_Y = [...Array.from({ length: 256 }, (_, j) => 1.5 * j), ...Array.from({ length: 256 }, (_, j) => 768 + 2.5 * j)];
 
 async function runTiny(file: string): Promise<number[]> {
   const session = await ort.InferenceSession.create(file);
   try {
     const out = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1, 0, 0, 0, 1, 1), [2, 3]) });
+    assert.deepEqual(out.y.dims, [2, 16, 16]);
     return [...(out.y.data as Float32Array)];
   } finally {
     await session.release();
@@ -115,24 +123,24 @@ describe('writeOnnxModel', () => {
       assert.deepEqual(order, ['w', 'b']);
       assert.equal(result.externalData, false);
       assert.equal(result.bytes, (await stat(file)).size);
-      assert.deepEqual(await runTiny(file), [1.5, 1.5, 8.5, 9.5]);
+      assert.deepEqual(await runTiny(file), EXPECTED_Y);
     } finally {
       await scratch.remove();
     }
   });
 
-  it('streams weights to page-aligned external data that onnxruntime reads back', async () => {
+  it('streams weights to page-aligned external data that onnxruntime reads back, keeping small constants inline', async () => {
     const scratch = await tempDir('onnx-external');
     try {
       const file = path.join(scratch.dir, 'tiny.onnx');
       const result = await writeOnnxModel(tinyModel([]), file, { externalData: true });
       assert.equal(result.externalData, true);
       const data = await readFile(`${file}.data`);
-      assert.equal(data.length, 4096 + 8, 'the second tensor starts on the next page');
-      assert.deepEqual([...new Float32Array(data.buffer, data.byteOffset + 4096, 2)], [0.5, -0.5]);
+      assert.equal(data.length, 4096 + 1024, 'W fills 3072 bytes, then b starts on the next page');
+      assert.deepEqual([...new Float32Array(data.buffer, data.byteOffset + 4096, 3)], [0, 0.5, 1]);
       assert.equal(result.bytes, (await stat(file)).size + data.length);
-      assert.ok(!(await readFile(file)).includes(Buffer.from(Float32Array.of(1, 2, 3, 4, 5, 6).buffer)), 'weights are not inline');
-      assert.deepEqual(await runTiny(file), [1.5, 1.5, 8.5, 9.5]);
+      assert.ok((await stat(file)).size < 1024, 'the graph file holds no weights');
+      assert.deepEqual(await runTiny(file), EXPECTED_Y);
     } finally {
       await scratch.remove();
     }

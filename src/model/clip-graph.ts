@@ -28,6 +28,8 @@ export interface ClipTowerOnnxOptions {
   precision: Precision;
   attention: AttentionImpl;
   outPath: string;
+  /** 'auto' (the default): external data only when the weights exceed protobuf's limit. */
+  externalData?: boolean | 'auto';
 }
 
 export const ONNX_PRODUCER_VERSION = '0.1.0';
@@ -43,12 +45,12 @@ const LEGACY_EOS_TOKEN_ID = 2;
 
 export async function writeClipTowerOnnx(opts: ClipTowerOnnxOptions): Promise<{ bytes: number; externalData: boolean }> {
   const model = buildClipTowerModel(opts);
-  const { bytes, externalData } = await writeOnnxModel(model, opts.outPath);
+  const { bytes, externalData } = await writeOnnxModel(model, opts.outPath, { externalData: opts.externalData ?? 'auto' });
   return { bytes, externalData };
 }
 
 /** Builds the graph; every tensor it needs is checked against the config here, before any byte is written. */
-export function buildClipTowerModel(opts: Omit<ClipTowerOnnxOptions, 'outPath'>): OnnxModel {
+export function buildClipTowerModel(opts: Omit<ClipTowerOnnxOptions, 'outPath' | 'externalData'>): OnnxModel {
   const builder = new TowerBuilder(opts);
   if (opts.tower === 'text') builder.buildText();
   else builder.buildImage();
@@ -84,7 +86,7 @@ class TowerBuilder {
   private causalMaskName: string | undefined;
   private readonly scalars = new Map<string, string>();
 
-  constructor(private readonly opts: Omit<ClipTowerOnnxOptions, 'outPath'>) {
+  constructor(private readonly opts: Omit<ClipTowerOnnxOptions, 'outPath' | 'externalData'>) {
     this.graph = new GraphBuilder(`clip_${opts.tower}`);
     this.tower = opts.tower === 'text' ? opts.config.text : opts.config.vision;
     this.computeType = opts.precision === 'fp16' ? 'float16' : 'float32';

@@ -72,6 +72,12 @@ const IR_VERSION = 8;
 export const EXTERNAL_DATA_THRESHOLD = 1_800_000_000;
 /** External tensors start on page boundaries, which lets onnxruntime map them instead of copying. */
 const EXTERNAL_ALIGNMENT = 4096;
+/**
+ * Smaller initializers stay inline even with external data: shape inference reads constants such as
+ * Reshape's target shape from the graph file and cannot follow them into the data file.
+ * 1024 bytes is the threshold the onnx package's own external-data conversion uses.
+ */
+export const EXTERNAL_MIN_BYTES = 1024;
 
 const WIRE_VARINT = 0;
 const WIRE_LENGTH_DELIMITED = 2;
@@ -275,7 +281,8 @@ export interface WriteOnnxResult { bytes: number; externalData: boolean; externa
 
 /**
  * Writes `model` to `outPath`. With `externalData` 'auto', the weights stay inside the file unless they
- * exceed EXTERNAL_DATA_THRESHOLD; then they stream to `<outPath>.data` (named relative to the graph).
+ * exceed EXTERNAL_DATA_THRESHOLD; then those of EXTERNAL_MIN_BYTES or more stream to `<outPath>.data`
+ * (named relative to the graph).
  * `bytes` counts the graph file and its data file together.
  */
 export async function writeOnnxModel(model: OnnxModel, outPath: string, opts: { externalData?: boolean | 'auto' } = {}): Promise<WriteOnnxResult> {
@@ -289,10 +296,11 @@ export async function writeOnnxModel(model: OnnxModel, outPath: string, opts: { 
   for (const input of model.inputs) graphHead.message(11, valueInfoProto(input));
   for (const output of model.outputs) graphHead.message(12, valueInfoProto(output));
 
+  const isExternal = model.initializers.map((init) => external && initializerByteLength(init) >= EXTERNAL_MIN_BYTES);
   // Headers first: their sizes, and with external data the offsets, fix every length prefix.
   let dataOffset = 0;
-  const headers = model.initializers.map((init) => {
-    if (!external) return tensorHeader(init, undefined);
+  const headers = model.initializers.map((init, i) => {
+    if (!isExternal[i]) return tensorHeader(init, undefined);
     dataOffset = Math.ceil(dataOffset / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
     const header = tensorHeader(init, { location, offset: dataOffset });
     dataOffset += initializerByteLength(init);
@@ -300,7 +308,7 @@ export async function writeOnnxModel(model: OnnxModel, outPath: string, opts: { 
   });
   let graphLength = graphHead.byteLength;
   model.initializers.forEach((init, i) => {
-    const inline = external ? 0 : initializerByteLength(init);
+    const inline = isExternal[i] ? 0 : initializerByteLength(init);
     graphLength += fieldSize(5, headers[i].byteLength + inline);
   });
 
@@ -318,11 +326,11 @@ export async function writeOnnxModel(model: OnnxModel, outPath: string, opts: { 
     await graphOut.write(graphHead.toBytes());
     for (const [i, init] of model.initializers.entries()) {
       const header = headers[i];
-      const inline = external ? 0 : initializerByteLength(init);
+      const inline = isExternal[i] ? 0 : initializerByteLength(init);
       await graphOut.write(new ProtoMessage().lengthPrefix(5, header.byteLength + inline).toBytes());
       await graphOut.write(header.toBytes());
       const payload = await initializerPayload(init);
-      if (dataOut === undefined) {
+      if (dataOut === undefined || !isExternal[i]) {
         await graphOut.write(payload);
       } else {
         const aligned = Math.ceil(dataOut.position / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
