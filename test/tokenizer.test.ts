@@ -71,6 +71,15 @@ test('a non-string prompt is a usage error that names what it received', { skip:
   assert.throws(() => tokenizer.encode(42 as unknown as string), /Expected a string for the prompt but received number 42/);
 });
 
+test('a context length below 2 cannot hold BOS and EOS', { skip: skipWithoutReference }, async () => {
+  const vocab = JSON.parse(await readFile(path.join(tokenizerDir, 'vocab.json'), 'utf8')) as Record<string, number>;
+  assert.throws(() => ClipTokenizer.fromVocabAndMerges(vocab, [], { contextLength: 1 }), /Expected an integer of at least 2 \(BOS and EOS\) for the context length but received number 1/);
+  const short = ClipTokenizer.fromVocabAndMerges(vocab, [], { contextLength: 4 });
+  // No merges: "ab cd" is a, b</w>, c, d</w>; six ids with BOS and EOS, cut to four with EOS kept last.
+  assert.deepEqual(short.encode('ab cd').inputIds, [49406, vocab.a, vocab['b</w>'], 49407]);
+  assert.equal(short.encode('ab cd').tokenCount, 6);
+});
+
 test('fromTokenizerJson rejects a model that is not BPE', () => {
   assert.throws(() => ClipTokenizer.fromTokenizerJson({ model: { type: 'WordPiece' } }), /Expected model.type "BPE" for tokenizer.json but received "WordPiece"/);
 });

@@ -59,6 +59,9 @@ export class ClipTokenizer {
   private readonly bpeMemo = new Map<string, number[]>();
 
   private constructor(parts: TokenizerParts) {
+    if (!Number.isInteger(parts.contextLength) || parts.contextLength < 2) {
+      throw new UsageError(expectedMessage('an integer of at least 2 (BOS and EOS)', 'the context length', parts.contextLength));
+    }
     this.parts = parts;
     this.contextLength = parts.contextLength;
     const specials = [...parts.specialTokens.keys()].sort((a, b) => b.length - a.length);
