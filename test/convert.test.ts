@@ -12,8 +12,10 @@ import { after, before, describe, test } from 'node:test';
 import { ModelError, UsageError } from '../src/errors.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
 import { convertCheckpoint, readModelManifest, writingFile, type ModelManifest } from '../src/model/convert.js';
+import { openCheckpoint } from '../src/model/checkpoint.js';
 import { ONNX_OPSET } from '../src/model/onnx-builder.js';
 import { PICKSCORE_VERSION } from '../src/pipeline/version.js';
+import { writeSafetensors } from './helpers/checkpoint-writers.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 const tokenizerDir = path.join(referenceDir, 'clip-tokenizer');
@@ -178,6 +180,28 @@ describe('conversion errors', { skip: skipWithoutReference }, () => {
 
   test('a checkpoint without tokenizer files says where it looked', async () => {
     await assert.rejects(convertCheckpoint(src, { outDir: path.join(scratch, 'no-tokenizer'), precision: 'fp32' }), (err: unknown) => err instanceof ModelError && err.message.startsWith(`No tokenizer found in ${src}`));
+  });
+
+  test('a checkpoint missing a tensor is refused before anything is written', async () => {
+    const dir = path.join(scratch, 'missing-tensor');
+    await mkdir(dir, { recursive: true });
+    await copyFile(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+    const checkpoint = await openCheckpoint(src);
+    try {
+      const kept = [...checkpoint.tensors.values()].filter((t) => t.name !== 'text_model.final_layer_norm.bias');
+      const tensors = await Promise.all(kept.map(async (t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: await t.read() })));
+      await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    } finally {
+      await checkpoint.close();
+    }
+    const outDir = path.join(scratch, 'out', 'missing-tensor');
+    await assert.rejects(convertCheckpoint(dir, { outDir, precision: 'fp32', tokenizerDir }), (err: unknown) => {
+      assert.ok(err instanceof ModelError);
+      assert.match(err.message, /^Tensor text_model\.final_layer_norm\.bias is missing from .*missing-tensor\/model\.safetensors/);
+      return true;
+    });
+    await assert.rejects(stat(outDir), { code: 'ENOENT' });
+    assert.deepEqual(await siblingsOf(outDir), []);
   });
 
   test('a full disk is a ModelError naming the file', async () => {
