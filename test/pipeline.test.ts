@@ -153,3 +153,20 @@ test('Scorer.open rejects bad options before touching the model', async () => {
   await assert.rejects(Scorer.open({ batchSize: 0 }), { name: 'UsageError', message: /positive integer for batchSize but received number 0/ });
   await assert.rejects(Scorer.open({ device: 'tpu' as never }), { name: 'UsageError', message: /device/ });
 });
+
+test('embedTexts returns one normalised row per prompt, duplicates included, and matches prompt by prompt', { skip: skipWithoutReference }, async () => {
+  const scorer = await Scorer.open({ model: await tinyModel(), device: 'cpu', threads: 1, cacheDir: false });
+  try {
+    const together = await scorer.embedTexts(['a cat', 'a dog', 'a cat']);
+    const dim = scorer.dimension;
+    assert.equal(together.length, 3 * dim);
+    assert.deepEqual(together.subarray(0, dim), together.subarray(2 * dim, 3 * dim));
+    const dog = await scorer.embedTexts(['a dog']);
+    assert.deepEqual(dog, together.slice(dim, 2 * dim));
+    const norm = Math.hypot(...together.subarray(0, dim));
+    assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+    assert.equal(scorer.stats().textsEncoded, 2);
+  } finally {
+    await scorer.close();
+  }
+});

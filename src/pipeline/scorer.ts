@@ -161,22 +161,21 @@ export class Scorer {
   /** L2-normalised text embeddings, [prompts.length, dim]; each prompt is encoded once across calls and runs. */
   async embedTexts(prompts: string[]): Promise<Float32Array> {
     this.assertOpen();
+    // Held here, not only in the bounded memo, which may evict some of a long list before it is read back.
+    const found = new Map<string, Float32Array>();
     const missing: string[] = [];
     for (const prompt of new Set(prompts)) {
       if (typeof prompt !== 'string') throw new UsageError(expectedMessage('a string', 'prompt', prompt));
       this.warnIfTruncated(prompt);
-      if (this.textMemo.has(prompt)) continue;
-      const cached = this.cache?.getText(this.manifest.fingerprint, prompt);
-      if (cached) {
-        this.counters.textCacheHits++;
-        this.remember(prompt, cached);
-      } else {
-        missing.push(prompt);
-      }
+      const known = this.textMemo.get(prompt) ?? this.cachedText(prompt);
+      if (known) found.set(prompt, known);
+      else missing.push(prompt);
     }
-    for (let i = 0; i < missing.length; i += TEXT_BATCH) await this.encodeTextChunk(missing.slice(i, i + TEXT_BATCH));
+    for (let i = 0; i < missing.length; i += TEXT_BATCH) {
+      for (const { prompt, embedding } of await this.encodeTextChunk(missing.slice(i, i + TEXT_BATCH))) found.set(prompt, embedding);
+    }
     const out = new Float32Array(prompts.length * this.embedDim);
-    prompts.forEach((prompt, i) => out.set(this.recall(prompt), i * this.embedDim));
+    prompts.forEach((prompt, i) => out.set(found.get(prompt) as Float32Array, i * this.embedDim));
     return out;
   }
 
@@ -333,7 +332,15 @@ export class Scorer {
     return { ...base, score: this.logitScale * dot(text, image.embedding), error: null };
   }
 
-  private async encodeTextChunk(prompts: string[]): Promise<void> {
+  private cachedText(prompt: string): Float32Array | undefined {
+    const cached = this.cache?.getText(this.manifest.fingerprint, prompt);
+    if (!cached) return undefined;
+    this.counters.textCacheHits++;
+    this.remember(prompt, cached);
+    return cached;
+  }
+
+  private async encodeTextChunk(prompts: string[]): Promise<{ prompt: string; embedding: Float32Array }[]> {
     const { inputIds } = this.tokenizer.encodeBatch(prompts);
     const t0 = performance.now();
     const raw = await this.sessions.encodeText(inputIds, prompts.length);
@@ -343,6 +350,7 @@ export class Scorer {
     const entries = prompts.map((prompt, i) => ({ prompt, embedding: raw.slice(i * this.embedDim, (i + 1) * this.embedDim) }));
     for (const { prompt, embedding } of entries) this.remember(prompt, embedding);
     this.cache?.putTexts(this.manifest.fingerprint, entries);
+    return entries;
   }
 
   private warnIfTruncated(prompt: string): void {
@@ -358,12 +366,6 @@ export class Scorer {
     this.textMemo.delete(prompt);
     this.textMemo.set(prompt, embedding);
     if (this.textMemo.size > TEXT_MEMO_LIMIT) this.textMemo.delete(this.textMemo.keys().next().value as string);
-  }
-
-  private recall(prompt: string): Float32Array {
-    const embedding = this.textMemo.get(prompt);
-    if (!embedding) throw new InternalError(`text embedding for ${JSON.stringify(prompt)} is missing after encoding`);
-    return embedding;
   }
 }
 
