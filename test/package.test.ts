@@ -35,9 +35,19 @@ const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
+/**
+ * The environment of a user's shell: `npm test` exports its own settings (npm_config_local_prefix
+ * and the like) to child processes, and an npm started from the test must not inherit them and act
+ * on the repository. npm's cache location is kept: the offline install reads from it.
+ */
+function userEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key) || key === 'npm_config_cache'));
+  return { ...env, ...extra };
+}
+
 function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd, env: userEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
