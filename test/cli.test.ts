@@ -99,6 +99,9 @@ test('bad flags exit 2 and name the flag', async () => {
   const badChoice = await runCli(['rank', '.', '--prompt', 'p', '--format', 'xml']);
   assert.equal(badChoice.code, 2);
   assert.match(badChoice.stderr, /--format/);
+  const unknownExtension = await runCli(['rank', '.', '--prompt', 'p', '--out', 'ranked.xyz']);
+  assert.equal(unknownExtension.code, 2);
+  assert.match(unknownExtension.stderr, /--out ranked\.xyz/);
   const noPrompt = await runCli(['rank', '.']);
   assert.equal(noPrompt.code, 2);
   assert.match(noPrompt.stderr, /--prompt/);
