@@ -59,7 +59,7 @@ export function registerRankCommand(program: Command): void {
     .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
     .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
     .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
-    .option('--threads <n>', 'image decoding threads (default: CPU cores)', parsePositiveInteger)
+    .option('--threads <n>', 'threads for image decoding and for the CPU encoder (default: CPU cores)', parsePositiveInteger)
     .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
     .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
     .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)
