@@ -25,7 +25,7 @@ export type { DeviceRequest } from './model/session.js';
 export type { RgbImage } from './image/codec.js';
 
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
-export type ImageLike = string | Uint8Array | { data: Uint8Array; width: number; height: number };
+export type ImageLike = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
 
 export type PickScoreOptions = ScorerOptions;
 
@@ -117,7 +117,9 @@ function toInput(image: ImageLike, index: number): ImageInput {
   if (typeof image === 'string') return { path: path.resolve(image) };
   if (image instanceof Uint8Array) return { bytes: image, label: `images[${index}]` };
   if (typeof image === 'object' && image !== null && 'data' in image && 'width' in image && 'height' in image) {
-    return { rgb: image, label: `images[${index}]` };
+    // Canvas and ImageData hand out Uint8ClampedArray: the same bytes, viewed without a copy.
+    const data = image.data instanceof Uint8ClampedArray ? new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.length) : image.data;
+    return { rgb: { data, width: image.width, height: image.height }, label: `images[${index}]` };
   }
   throw new UsageError(`Expected a path, a Buffer or {data, width, height} for images[${index}] but received ${describeValue(image)}`);
 }
