@@ -33,6 +33,8 @@ test('PickScore: score, probs, embeddings and rank agree with the reference and 
     const [fromBuffer, fromRgb] = await scorer.score(prompt, [bytes, { data: rgb.data, width: rgb.width, height: rgb.height }]);
     assert.equal(fromBuffer, scores[1]);
     assert.ok(Math.abs(fromRgb - scores[1]) < 1e-6);
+    const [fromClamped] = await scorer.score(prompt, [{ data: new Uint8ClampedArray(rgb.data), width: rgb.width, height: rgb.height }]);
+    assert.equal(fromClamped, fromRgb);
 
     // score = logit_scale * (text . image) on the normalised embeddings.
     const [text] = await scorer.embedTexts([prompt]);
