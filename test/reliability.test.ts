@@ -15,10 +15,10 @@ import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { cliEntry, runCli, spawnCli, type CliResult } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
-import { writeBadInputFolder } from './helpers/bad-inputs.js';
+import { writeBadInputFolder, writeDistinctPngs } from './helpers/bad-inputs.js';
 
 interface Row { path: string; prompt: string; score: number | null; prob: number | null; rank: number | null; error: string | null }
-interface RankJson { incomplete: boolean; rows: Row[]; provenance: { stats: { imagesEncoded: number; imageCacheHits: number } } }
+interface RankJson { incomplete: boolean; rows: Row[]; provenance: { stats: { imagesEncoded: number; imageCacheHits: number; imageEncoderCalls: number } } }
 interface Stats { stats: { imagesEncoded: number; imageCacheHits: number; imageEncoderCalls: number } }
 
 const PROMPTS = ['a gradient', 'a cat'];
@@ -227,13 +227,16 @@ test('a full disk on stdout (/dev/full) is an error naming the output, not a sil
   });
 });
 
-test('SIGTERM halfway: the previous output stays whole until an incomplete one replaces it; exit 130; the rerun encodes only the rest', { skip: skipWithoutReference }, async () => {
+/** The interrupted run's size: small in the suite; docs/reliability.md records a 2,000-image run. */
+const INTERRUPTED_RUN_IMAGES = Number(process.env.PICKSCORE_RELIABILITY_IMAGES ?? 200);
+
+test('SIGTERM halfway: the previous output stays whole until an incomplete one replaces it; exit 130; the rerun encodes only the rest', { skip: skipWithoutReference }, async (t) => {
   const model = await tinyModel();
-  const total = 200;
+  const total = INTERRUPTED_RUN_IMAGES;
   await withTempDir(async (dir) => {
     const images = path.join(dir, 'images');
     await mkdir(images);
-    await writeGradientPngs(images, total);
+    await writeDistinctPngs(images, total);
     const out = path.join(dir, 'ranked.json');
     const previous = '{"previous": "run"}\n';
     await writeFile(out, previous);
@@ -268,9 +271,13 @@ test('SIGTERM halfway: the previous output stays whole until an incomplete one r
     const encodedFirst = partial.provenance.stats.imagesEncoded;
     assert.equal(encodedFirst, partial.rows.length);
 
+    const started = performance.now();
     const second = await runCli([...base, '--stats']);
+    const rerunSeconds = (performance.now() - started) / 1000;
     assert.equal(second.code, 0, second.stderr);
     const stats = lastJsonLine<Stats>(second.stderr).stats;
+    t.diagnostic(`images ${total}; interrupted run: ${partial.rows.length} rows written, ${encodedFirst} images encoded in ${partial.provenance.stats.imageEncoderCalls} encoder calls`);
+    t.diagnostic(`rerun: ${stats.imageCacheHits} cache hits, ${stats.imagesEncoded} images encoded in ${stats.imageEncoderCalls} encoder calls, ${rerunSeconds.toFixed(1)} s`);
     assert.equal(stats.imageCacheHits, encodedFirst, 'what was done is read from the cache');
     assert.equal(stats.imagesEncoded, total - encodedFirst, 'only what was not done is encoded');
     const complete = JSON.parse(await readFile(out, 'utf8')) as RankJson;

@@ -154,3 +154,20 @@ export async function writeBadInputFolder(): Promise<BadInputFolder> {
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
 }
+
+/**
+ * Writes `count` small PNGs whose contents all differ (gradients repeat after 256 seeds, so the index
+ * is also written into the first pixel): a run over them encodes every one, and cache counts are exact.
+ */
+export async function writeDistinctPngs(dir: string, count: number, size = 32): Promise<string[]> {
+  const names: string[] = [];
+  const digits = String(count - 1).length;
+  for (let i = 0; i < count; i++) {
+    const rgb = gradientRgb(size, size, i);
+    rgb.set([i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff], 0);
+    const name = `img-${String(i).padStart(digits, '0')}.png`;
+    await writeFile(path.join(dir, name), encodePng(rgb, size, size));
+    names.push(name);
+  }
+  return names;
+}
