@@ -71,11 +71,12 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
   }
 }
 
+/** Both towers at once: one's weight transforms overlap the other's writes. */
 async function writeTowers(tmpDir: string, towers: { config: ClipConfig; checkpoint: Checkpoint; precision: Precision; attention: AttentionImpl }): Promise<void> {
-  for (const tower of ['text', 'image'] as const) {
+  await settleAll((['text', 'image'] as const).map((tower) => {
     const outPath = path.join(tmpDir, `${tower}.onnx`);
-    await writingFile(outPath, () => writeClipTowerOnnx({ tower, outPath, ...towers }));
-  }
+    return writingFile(outPath, () => writeClipTowerOnnx({ tower, outPath, ...towers }));
+  }));
 }
 
 async function copySupportFiles(tmpDir: string, support: SupportFiles): Promise<void> {
