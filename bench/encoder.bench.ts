@@ -30,7 +30,7 @@ export const name = 'encoder';
 /** How much each model is run: CLIP-H costs about 20x ViT-B/16 per image, so it gets less. */
 interface RunSize { imageBatch: number; repeats: number; prompts: number; images: number }
 const VIT_B_RUN: RunSize = { imageBatch: 8, repeats: 3, prompts: 27, images: 11 };
-const CLIP_H_RUN: RunSize = { imageBatch: 2, repeats: 1, prompts: 8, images: 4 };
+const CLIP_H_RUN: RunSize = { imageBatch: 2, repeats: 2, prompts: 8, images: 4 };
 
 function towerConfig(hiddenSize: number, numLayers: number, numHeads: number) {
   return { hiddenSize, intermediateSize: 4 * hiddenSize, numLayers, numHeads, layerNormEps: 1e-5, hiddenAct: 'gelu' as const };
