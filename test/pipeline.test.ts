@@ -170,3 +170,29 @@ test('embedTexts returns one normalised row per prompt, duplicates included, and
     await scorer.close();
   }
 });
+
+test('concurrent streams on one Scorer each get their own batch buffers and the reference scores', { skip: skipWithoutReference }, async () => {
+  const reference = await loadReference();
+  const model = await tinyModel();
+  const raw = reference.images.map((image, column) => ({ ...image, column })).filter((image) => image.orientation === 'raw');
+  const requestsFor = (p: number): ScoreRequest[] => raw.map((image) =>
+    ({ prompt: reference.prompts[p].prompt, image: { path: path.join(referenceDir, 'images', image.image) }, key: image.image }));
+  // No cache, so both streams really encode and would overwrite each other's pixels if they shared a buffer.
+  const scorer = await Scorer.open({ model, device: 'cpu', exif: 'ignore', batchSize: 2, threads: 2, cacheDir: false });
+  try {
+    // Reversed image order in the second stream, so a shared buffer would mix different images.
+    const [first, second] = await Promise.all([collect(scorer.scoreStream(requestsFor(0))), collect(scorer.scoreStream(requestsFor(5).reverse()))]);
+    const check = (items: ScoredItem[], p: number): void => {
+      for (const item of items) {
+        const column = raw.find((image) => image.image === item.key)?.column as number;
+        const expected = reference.scores.values[p][column];
+        assert.ok(Math.abs((item.score as number) - expected) <= SCORE_TOLERANCE, `${item.key}: ${item.score} vs ${expected}`);
+      }
+    };
+    check(first, 0);
+    check(second, 5);
+    assert.equal(scorer.stats().imagesEncoded, 2 * raw.length);
+  } finally {
+    await scorer.close();
+  }
+});

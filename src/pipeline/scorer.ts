@@ -89,7 +89,8 @@ export class Scorer {
   readonly logitScale: number;
   private readonly pixelsPerImage: number;
   private readonly embedDim: number;
-  private readonly buffers: [Float32Array, Float32Array];
+  /** Idle batch-buffer pairs. Each running stream takes its own pair, so concurrent streams never share pixels. */
+  private readonly idleBuffers: [Float32Array, Float32Array][] = [];
   private readonly textMemo = new Map<string, Float32Array>();
   private readonly warnedPrompts = new Set<string>();
   private readonly counters: ScorerStats = {
@@ -110,8 +111,6 @@ export class Scorer {
     this.embedDim = manifest.image.embedDim;
     const { cropHeight, cropWidth } = manifest.preprocess;
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
-    const batchFloats = opts.batchSize * this.pixelsPerImage;
-    this.buffers = [new Float32Array(batchFloats), new Float32Array(batchFloats)];
   }
 
   static async open(options: ScorerOptions = {}): Promise<Scorer> {
@@ -214,20 +213,22 @@ export class Scorer {
     );
     const started = performance.now();
     const busyBefore = this.counters.encoderBusyMs;
+    const buffers = this.takeBuffers();
     let inFlight: Promise<EmbeddedImage<T>[]> | null = null;
     let bufferIndex = 0;
     try {
       for (;;) {
-        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, this.buffers[bufferIndex]);
+        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, buffers[bufferIndex]);
         if (inFlight) yield* await inFlight;
         inFlight = null;
         if (!batch || batch.length === 0 || opts.signal?.aborted) break;
-        inFlight = this.encodeBatch(batch, this.buffers[bufferIndex]);
+        inFlight = this.encodeBatch(batch, buffers[bufferIndex]);
         bufferIndex = 1 - bufferIndex;
       }
     } finally {
       if (inFlight) await inFlight.catch(() => undefined);
       await window.stop();
+      this.idleBuffers.push(buffers);
       const busy = this.counters.encoderBusyMs - busyBefore;
       this.counters.waitingForImagesMs += Math.max(0, performance.now() - started - busy);
     }
@@ -239,6 +240,14 @@ export class Scorer {
     const results = await Promise.allSettled([this.pool.close(), this.sessions.close(), Promise.resolve().then(() => this.cache?.close())]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /** A pair of batch buffers: one being filled while the encoder reads the other. Reused across streams. */
+  private takeBuffers(): [Float32Array, Float32Array] {
+    const idle = this.idleBuffers.pop();
+    if (idle) return idle;
+    const floats = this.opts.batchSize * this.pixelsPerImage;
+    return [new Float32Array(floats), new Float32Array(floats)];
   }
 
   private assertOpen(): void {
