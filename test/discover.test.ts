@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, symlink, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { compareCodePoints, discoverImages, displayName } from '../src/io/discover.js';
+import { discoverImages, displayName } from '../src/io/discover.js';
+import { compareCodePoints } from '../src/score/rank.js';
 import { InputError } from '../src/errors.js';
 
 const ODD_NAME = 'odd, "quoted"\nname.png';

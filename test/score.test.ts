@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { l2normalize, scoreMatrix, softmax, rankDescending, kendallTau, pairwiseAccuracy, chooseTieThreshold, type ScoredPair } from '../src/score/index.js';
+import { compareCodePoints } from '../src/score/rank.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 function assertClose(actual: number, expected: number, tolerance: number, what: string): void {
@@ -97,4 +98,11 @@ test('chooseTieThreshold takes the first best of the paper\'s grid', () => {
   assert.equal(chosen.threshold, 0.2);
   assert.equal(chosen.accuracy, 1);
   assert.deepEqual(chosen.table.map((row) => row.accuracy * 4), [3, 3.5, 4, 4, 4, 4, 4, 3.5, 3, 3, 3]);
+});
+
+test('rankDescending breaks ties by code point, so an astral character sorts after U+FF01 as discovery sorts it', () => {
+  // By UTF-16 code unit the emoji's high surrogate (0xD83D) would sort before U+FF01.
+  const ranked = rankDescending([{ key: 'a\u{1F600}.png', score: 1 }, { key: 'a\uFF01.png', score: 1 }]);
+  assert.deepEqual(ranked.map((r) => r.key), ['a\uFF01.png', 'a\u{1F600}.png']);
+  assert.ok(compareCodePoints('\uFF01', '\u{1F600}') < 0);
 });

@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
 import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import type { ItemRecord } from '../eval/scores-file.js';
-import { compareCodePoints } from '../io/discover.js';
+import { compareCodePoints } from '../score/rank.js';
 import type { ManifestRow } from '../io/manifest.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';

@@ -7,7 +7,7 @@ import { discoverImages, type DiscoveredImage } from '../io/discover.js';
 import type { ImageSource } from '../image/pool.js';
 import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
 import { softmax } from '../score/similarity.js';
-import { rankDescending } from '../score/rank.js';
+import { compareCodePoints, rankDescending } from '../score/rank.js';
 import type { RankRecord } from '../io/writers/record.js';
 import { selectShard, type Shard } from '../shard.js';
 import { UsageError, expectedMessage } from '../errors.js';
@@ -181,7 +181,7 @@ export function rankRecords(items: ScoredItem[], top?: number): RankRecord[] {
     for (const { rank, prob, item } of ranked.slice(0, top ?? ranked.length)) {
       records.push({ path: item.key, prompt, score: item.score, prob, rank, width: item.width, height: item.height, error: null, contentHash: item.contentHash });
     }
-    const failed = group.filter((item) => item.score === null).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const failed = group.filter((item) => item.score === null).sort((a, b) => compareCodePoints(a.key, b.key));
     for (const item of failed) {
       records.push({ path: item.key, prompt, score: null, prob: null, rank: null, width: item.width, height: item.height, error: item.error, contentHash: item.contentHash });
     }

@@ -28,6 +28,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import fg from 'fast-glob';
 import { InputError } from '../errors.js';
+import { compareCodePoints } from '../score/rank.js';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'avif', 'tif', 'tiff', 'bmp'];
 
@@ -194,19 +195,6 @@ function dedupeByIdentity(found: { entry: DiscoveredImage; identity: string }[])
     unique.push(entry);
   }
   return unique;
-}
-
-/** Code point order of the path as shown (not UTF-16 code unit order, which misplaces astral characters). */
-export function compareCodePoints(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const ca = ia.next();
-    const cb = ib.next();
-    if (ca.done || cb.done) return (ca.done ? 0 : 1) - (cb.done ? 0 : 1);
-    const diff = ca.value.codePointAt(0)! - cb.value.codePointAt(0)!;
-    if (diff !== 0) return diff;
-  }
 }
 
 function sortByPath(entries: DiscoveredImage[]): DiscoveredImage[] {

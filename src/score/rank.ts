@@ -3,9 +3,20 @@ import { UsageError, expectedMessage } from '../errors.js';
 
 export interface Rankable { key: string; score: number }                          // key: the path, breaks ties
 
-/** Compares keys by code unit, not locale, so that the order is the same on every machine. */
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/**
+ * The one order for paths and keys everywhere (discovery, ranking ties, merged shards): by code point,
+ * not locale, so every machine agrees, and not by UTF-16 code unit, which misplaces astral characters.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const ca = ia.next();
+    const cb = ib.next();
+    if (ca.done || cb.done) return (ca.done ? 0 : 1) - (cb.done ? 0 : 1);
+    const diff = (ca.value.codePointAt(0) as number) - (cb.value.codePointAt(0) as number);
+    if (diff !== 0) return diff;
+  }
 }
 
 /**
@@ -18,7 +29,7 @@ export function rankDescending<T extends Rankable>(items: T[]): (T & { rank: num
     const bNaN = Number.isNaN(b.score);
     if (aNaN !== bNaN) return aNaN ? 1 : -1;
     if (!aNaN && a.score !== b.score) return b.score - a.score;
-    return compareKeys(a.key, b.key);
+    return compareCodePoints(a.key, b.key);
   });
   return sorted.map((item, index) => ({ ...item, rank: index + 1 }));
 }
