@@ -54,7 +54,13 @@ export class ImagePool {
     for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
     const slots = this.slots.splice(0);
     for (const slot of slots) slot.current?.resolve({ ok: false, error: 'image pool is closed' });
-    await Promise.all(slots.map((slot) => slot.worker.terminate()));
+    // A worker terminated in the middle of an image could leave terminate() unsettled with nothing else
+    // keeping the event loop alive: an interrupted `eval` then ended with exit 13 and wrote no report.
+    // So a busy worker finishes its image (its answer is dropped) before it is terminated.
+    await Promise.all(slots.map(async (slot) => {
+      if (slot.current) await new Promise((settled) => { slot.worker.once('message', settled); slot.worker.once('exit', settled); });
+      await slot.worker.terminate();
+    }));
   }
 
   private dispatch(): void {
