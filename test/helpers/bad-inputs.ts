@@ -4,7 +4,7 @@
  * matches. Everything is generated here and stays small on disk (the 30,000 x 30,000 bomb is ~110 KB).
  */
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { constants, deflateRawSync } from 'node:zlib';
@@ -32,6 +32,8 @@ export interface BadInputFolder {
    * this uid/gid (nobody), for which the folder is made traversable and readable.
    */
   runAs?: { uid: number; gid: number };
+  /** Set when the unreadable case could not be made honestly (root, and nobody cannot reach pickscore). */
+  unreadableNotTried?: string;
   cleanup(): Promise<void>;
 }
 
@@ -120,7 +122,22 @@ async function imageFiles(): Promise<{ name: string; bytes: Buffer; kind: string
   ];
 }
 
-export async function writeBadInputFolder(): Promise<BadInputFolder> {
+/** Whether a user with no rights but "others" can read `target`: every folder above it searchable. */
+async function othersCanRead(target: string): Promise<boolean> {
+  const resolved = path.resolve(target);
+  const own = await stat(resolved).catch(() => null);
+  if (!own || (own.mode & 0o004) === 0) return false;
+  for (let dir = path.dirname(resolved); ; dir = path.dirname(dir)) {
+    if (((await stat(dir)).mode & 0o001) === 0) return false;
+    if (dir === path.dirname(dir)) return true;
+  }
+}
+
+/**
+ * Writes the folder. `needed` are the files pickscore must read when it runs (its entry script, the
+ * model's files): as root, the run switches to nobody only if nobody can read them all.
+ */
+export async function writeBadInputFolder(needed: string[]): Promise<BadInputFolder> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'pickscore-bad-inputs-'));
   const dir = path.join(root, 'images');
   await mkdir(dir);
@@ -146,11 +163,18 @@ export async function writeBadInputFolder(): Promise<BadInputFolder> {
 
   const asRoot = process.getuid?.() === 0;
   if (asRoot) await chmod(root, 0o755);
+  const switchUser = asRoot && (await Promise.all(needed.map(othersCanRead))).every(Boolean);
+  let unreadableNotTried: string | undefined;
+  if (asRoot && !switchUser) {
+    unreadableNotTried = `running as root, and nobody cannot read all of ${needed.join(', ')}: root reads a chmod 000 file, so that case is scored`;
+    cases.find((c) => c.name === 'locked.png')!.error = undefined;
+  }
   return {
     dir,
     cases,
     notListed: ['drawing.svg', 'notes.txt'],
-    runAs: asRoot ? { uid: NOBODY, gid: NOBODY } : undefined,
+    runAs: switchUser ? { uid: NOBODY, gid: NOBODY } : undefined,
+    unreadableNotTried,
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
 }
