@@ -52,7 +52,7 @@ function runCliWith(args: string[], opts: { runAs?: { uid: number; gid: number }
 
 /** An independent CSV parser (Python's csv module) over text. */
 function parseCsv(text: string): string[][] {
-  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', 'import csv, json, sys, io; print(json.dumps(list(csv.reader(io.StringIO(sys.stdin.read(), newline="")))))'], { input: text, encoding: 'utf8' })) as string[][];
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', 'import csv, json, sys, io; print(json.dumps(list(csv.reader(io.StringIO(sys.stdin.read(), newline="")))))'], { input: text, encoding: 'utf8', env: { ...process.env, PYTHONIOENCODING: 'utf-8' } })) as string[][];
 }
 
 function rankArgs(inputs: string, model: string, extra: string[]): string[] {
