@@ -131,7 +131,7 @@ test('SIGINT mid-run writes a valid output marked incomplete and exits 130; a re
     const base = ['rank', images, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--batch-size', '4', '--threads', '1',
       '--cache-dir', cacheDir, '--out', out];
 
-    const { child, done } = spawnCli([...base, '--verbose']);
+    const { child, done } = spawnCli([...base, '--verbose', '--stats']);
     let interrupted = false;
     child.stderr?.on('data', (chunk: string) => {
       if (!interrupted && /^rank: \d+\/\d+$/m.test(chunk)) {

@@ -253,7 +253,7 @@ test('SIGTERM halfway: the previous output stays whole until an incomplete one r
     const base = ['rank', images, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--batch-size', '8', '--threads', '1',
       '--cache-dir', path.join(dir, 'cache'), '--out', out];
 
-    const { child, done } = spawnCli([...base, '--verbose']);
+    const { child, done } = spawnCli([...base, '--verbose', '--stats']);
     const seen = new Set<string>();
     const watcher = setInterval(() => {
       readFile(out, 'utf8').then((text) => {

@@ -82,7 +82,9 @@ export function registerRankCommand(program: Command): void {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const result = await withInterruptSignal(console, (signal) => runRank(rankOptions(paths, flags, console, signal)));
-      await writeRankResult(result, format, { out: flags.out });
+      // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
+      // command give the same document.
+      await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
       if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
       if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
       else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
@@ -119,10 +121,10 @@ function rankOptions(paths: string[], flags: RankFlags, console: Console, signal
 
 /**
  * Writes a rank result (or a merge of shard results) in the chosen format. JSON carries the provenance,
- * the shard a part covers (which merge checks) and the run's counters.
+ * the shard a part covers (which merge checks) and, when given, the run's counters.
  */
 export async function writeRankResult(
-  result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats' | 'shard'>,
+  result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'shard'> & { stats?: RankResult['stats'] },
   format: OutputFormat,
   target: { out?: string },
 ): Promise<void> {
@@ -143,8 +145,9 @@ export async function writeRankResult(
   }
 }
 
-function jsonProvenance(result: Pick<RankResult, 'provenance' | 'stats' | 'shard'>): object {
-  return { ...result.provenance, ...(result.shard ? { shard: formatShard(result.shard) } : {}), stats: result.stats };
+function jsonProvenance(result: Pick<RankResult, 'provenance' | 'shard'> & { stats?: object }): object {
+  const hasStats = result.stats !== undefined && Object.keys(result.stats).length > 0;
+  return { ...result.provenance, ...(result.shard ? { shard: formatShard(result.shard) } : {}), ...(hasStats ? { stats: result.stats } : {}) };
 }
 
 function collect(value: string, previous: string[]): string[] {
