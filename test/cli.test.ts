@@ -157,3 +157,12 @@ test('SIGINT mid-run writes a valid output marked incomplete and exits 130; a re
     assert.equal(complete.rows.length, total);
   });
 });
+
+test('a reader that closes the pipe early (pickscore ... | head) ends the run quietly, without a crash', async () => {
+  const { child, done } = spawnCli(['rank', '--help']);
+  // Closed before the child has started, so its first write meets a broken pipe.
+  child.stdout?.destroy();
+  const result = await done;
+  assert.doesNotMatch(result.stderr, /Unhandled 'error' event|EPIPE/, result.stderr);
+  assert.equal(result.code, 0);
+});

@@ -9,11 +9,26 @@ import { buildProgram } from './program.js';
 import { ExitCode, exitCodeForError } from './exit-codes.js';
 
 export async function main(argv: string[]): Promise<void> {
+  process.stdout.on('error', onStdoutError);
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     process.exitCode = reportError(err);
   }
+}
+
+/**
+ * A reader that goes away (`pickscore rank ... | head`) closes the pipe: stop writing quietly, as tools
+ * killed by SIGPIPE do, instead of crashing on an unhandled 'error' event. Other write errors (a full
+ * disk) are reported once; the writers that stream results report theirs with the output named.
+ */
+let stdoutFailed = false;
+function onStdoutError(err: NodeJS.ErrnoException): void {
+  if (stdoutFailed) return;
+  stdoutFailed = true;
+  if (err.code === 'EPIPE') return;
+  process.stderr.write(`error: cannot write to standard output (${err.code ?? err.message})\n`);
+  process.exitCode = ExitCode.input;
 }
 
 /** Commander has already printed its own message (naming the flag); pickscore errors are printed here. */
