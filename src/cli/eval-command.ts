@@ -17,20 +17,13 @@ import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/sco
 import { writeFileAtomic } from '../io/atomic.js';
 import { UsageError, expectedMessage } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
-import { createConsole, parsePositiveInteger, withInterruptSignal, writeOutput, type Console } from './output.js';
+import { createConsole, withInterruptSignal, writeOutput, type Console } from './output.js';
+import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
 
-interface EvalFlags {
-  model?: string;
-  device: string;
-  precision: string;
-  batchSize?: number;
-  threads?: number;
-  exif: 'apply' | 'ignore';
-  resize: 'exact' | 'fast';
-  maxPixels?: number;
+interface EvalFlags extends ScorerFlags {
   format?: EvalFormat;
   out?: string;
   scores?: string;
@@ -41,12 +34,6 @@ interface EvalFlags {
   validation?: string;
   skipInvalid: boolean;
   seed: number;
-  cacheDir?: string;
-  cache: boolean;
-  shard?: string;
-  shardCount?: string;
-  quiet: boolean;
-  verbose: boolean;
 }
 
 const EXAMPLES = `
@@ -59,18 +46,10 @@ Examples:
 (candidate - baseline) is below -max-drop. Exit 1 then, 0 otherwise; one line on stderr says why.`;
 
 export function registerEvalCommand(program: Command): void {
-  program
+  const evalCommand = program
     .command('eval')
     .description('score manifest rows: per-model statistics, paired comparisons, preference accuracy, and a CI gate')
     .argument('<manifests...>', 'JSON Lines manifests: pointwise {"prompt","image","model"} or pairwise {"prompt","image_0","image_1","label_0"}')
-    .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
-    .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
-    .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
-    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
-    .option('--threads <n>', 'image decoding threads (default: CPU cores)', parsePositiveInteger)
-    .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
-    .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
-    .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)
     .addOption(new Option('-f, --format <format>', 'report format (default: from --out, else md on a terminal, json in a pipe)').choices([...EVAL_FORMATS]))
     .option('-o, --out <file>', 'write the report to this file (atomically) instead of stdout')
     .option('--scores <file>', 'also write per-item scores: .csv, else JSON Lines')
@@ -80,13 +59,8 @@ export function registerEvalCommand(program: Command): void {
     .option('--tie-threshold <t>', 'pairwise: a predicted tie when |prob_1 - prob_0| <= t (default 0)', parseNumber)
     .option('--validation <manifest>', 'pairwise manifest on which to choose the tie threshold (0, 0.1, ..., 1)')
     .option('--skip-invalid', 'skip bad manifest lines (reported and counted) instead of stopping', false)
-    .option('--seed <n>', 'bootstrap seed, so reruns give the same intervals', parseSeed, 0)
-    .option('--cache-dir <dir>', 'embedding cache folder (default: $PICKSCORE_HOME/embeddings)')
-    .option('--no-cache', 'neither read nor write the embedding cache')
-    .option('--shard <K/N>', 'score only shard K of N (0-based), or "auto" from the job engine environment; writes a part for merge')
-    .option('--shard-count <n>', 'the N for a shard index taken from JOB_COMPLETION_INDEX')
-    .option('-q, --quiet', 'no progress or informational lines; warnings, errors and the gate line still print', false)
-    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
+    .option('--seed <n>', 'bootstrap seed, so reruns give the same intervals', parseSeed, 0);
+  addScorerFlags(evalCommand, '; writes a part for merge')
     .addHelpText('after', EXAMPLES)
     .action(async (manifests: string[], flags: EvalFlags, command: Command) => {
       if (flags.device === 'cuda:all') {
@@ -148,18 +122,9 @@ export function chooseEvalFormat(format: string | undefined, out: string | undef
 }
 
 function evalOptions(manifests: string[], flags: EvalFlags, console: Console, signal: AbortSignal): EvalOptions {
-  const progress = console.progress('eval');
   return {
+    ...scorerOptionsFromFlags(flags, console),
     manifests,
-    model: flags.model,
-    device: flags.device as EvalOptions['device'],
-    precision: flags.precision as EvalOptions['precision'],
-    batchSize: flags.batchSize,
-    threads: flags.threads,
-    exif: flags.exif,
-    resize: flags.resize,
-    maxPixels: flags.maxPixels,
-    cacheDir: flags.cache ? flags.cacheDir : false,
     validation: flags.validation,
     skipInvalid: flags.skipInvalid,
     seed: flags.seed,
@@ -168,11 +133,7 @@ function evalOptions(manifests: string[], flags: EvalFlags, console: Console, si
     candidate: flags.candidate,
     maxDrop: flags.maxDrop,
     signal,
-    log: (line) => console.log(line),
-    onProgress: (done, total) => {
-      progress.update(done, total);
-      if (done >= total) progress.stop();
-    },
+    onProgress: progressReporter(console, 'eval'),
   };
 }
 

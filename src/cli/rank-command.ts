@@ -12,31 +12,18 @@ import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
 import { renderTable } from '../io/table.js';
 import { renderGallery } from '../io/html-gallery.js';
+import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 import {
   chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, writeDocument, writeOutput, writeRecords, OUTPUT_FORMATS, type Console, type OutputFormat,
 } from './output.js';
 
-interface RankFlags {
+interface RankFlags extends ScorerFlags {
   prompt: string[];
   promptsFile?: string;
   promptFrom?: 'sidecar' | 'png';
-  model?: string;
-  device: string;
-  precision: string;
-  batchSize?: number;
-  threads?: number;
-  exif: 'apply' | 'ignore';
-  resize: 'exact' | 'fast';
-  maxPixels?: number;
   top?: number;
   format?: string;
   out?: string;
-  cacheDir?: string;
-  cache: boolean;
-  shard?: string;
-  shardCount?: string;
-  quiet: boolean;
-  verbose: boolean;
   stats: boolean;
 }
 
@@ -48,31 +35,18 @@ Examples:
   $ pickscore rank ./imgs --prompt "a red bicycle" --exif ignore --format jsonl   # as the model card's code`;
 
 export function registerRankCommand(program: Command): void {
-  program
+  const rank = program
     .command('rank')
     .description('score images against prompts with PickScore and rank them per prompt')
     .argument('<paths...>', 'image files, folders (walked recursively) or glob patterns')
     .option('-p, --prompt <text>', 'prompt to score every image against (repeatable)', collect, [])
     .option('--prompts-file <file>', 'one prompt per line, or JSONL with a "prompt" field')
     .addOption(new Option('--prompt-from <source>', "each image's own prompt: a sidecar .txt, or the PNG's generator metadata").choices(['sidecar', 'png']))
-    .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
-    .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
-    .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
-    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
-    .option('--threads <n>', 'threads for image decoding and for the CPU encoder (default: CPU cores)', parsePositiveInteger)
-    .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
-    .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
-    .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)
     .option('--top <k>', 'keep the best K images per prompt', parsePositiveInteger)
     .addOption(new Option('-f, --format <format>', 'output format (default: from --out, else table on a terminal, jsonl in a pipe)').choices([...OUTPUT_FORMATS]))
-    .option('-o, --out <file>', 'write to this file (atomically) instead of stdout')
-    .option('--cache-dir <dir>', 'embedding cache folder (default: $PICKSCORE_HOME/embeddings)')
-    .option('--no-cache', 'neither read nor write the embedding cache')
-    .option('--shard <K/N>', 'score only shard K of N (0-based), or "auto" from the job engine environment')
-    .option('--shard-count <n>', 'the N for a shard index taken from JOB_COMPLETION_INDEX')
-    .option('-q, --quiet', 'no progress or informational lines; warnings and errors still print', false)
-    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
-    .option('--stats', 'print encoder and cache counters as one JSON line on stderr at the end', false)
+    .option('-o, --out <file>', 'write to this file (atomically) instead of stdout');
+  addScorerFlags(rank, '')
+    .option('--stats', 'print encoder and cache counters as one JSON line on stderr (and into JSON output) at the end', false)
     .addHelpText('after', EXAMPLES)
     .action(async (paths: string[], flags: RankFlags, command: Command) => {
       if (flags.device === 'cuda:all') {
@@ -93,29 +67,16 @@ export function registerRankCommand(program: Command): void {
 }
 
 function rankOptions(paths: string[], flags: RankFlags, console: Console, signal: AbortSignal): RankOptions {
-  const progress = console.progress('rank');
   return {
+    ...scorerOptionsFromFlags(flags, console),
     inputs: paths,
     prompts: flags.prompt,
     promptsFile: flags.promptsFile,
     promptFrom: flags.promptFrom,
-    model: flags.model,
-    device: flags.device as RankOptions['device'],
-    precision: flags.precision as RankOptions['precision'],
-    batchSize: flags.batchSize,
-    threads: flags.threads,
-    exif: flags.exif,
-    resize: flags.resize,
-    maxPixels: flags.maxPixels,
     top: flags.top,
-    cacheDir: flags.cache ? flags.cacheDir : false,
     shard: shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount }),
     signal,
-    log: (line) => console.log(line),
-    onProgress: (done, total) => {
-      progress.update(done, total);
-      if (done >= total) progress.stop();
-    },
+    onProgress: progressReporter(console, 'rank'),
   };
 }
 
