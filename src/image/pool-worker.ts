@@ -1,4 +1,8 @@
-/** Worker thread of ImagePool: prepares one image per message and transfers the pixels back. */
+/**
+ * Worker thread of ImagePool: prepares the images it is sent one after another, in arrival order, and
+ * transfers the pixels back. The pool sends the next image before this one is done (its queue depth),
+ * so the worker never waits for the main thread; one at a time keeps it to one core, as the pool sizes it.
+ */
 import { parentPort, workerData } from 'node:worker_threads';
 import { limitDecoderThreads } from './codec.js';
 import { prepareImage, type ImageSource, type PreparedImage, type PrepareOptions } from './prepare-image.js';
@@ -7,11 +11,13 @@ const options = workerData as PrepareOptions;
 // The pool runs one worker per core; a second level of decoder threads would only oversubscribe them.
 limitDecoderThreads(1);
 
+let previous: Promise<void> = Promise.resolve();
+
 parentPort?.on('message', (source: ImageSource) => {
-  // prepareImage reports bad images itself; the catch is for bugs, so that the pool never waits forever.
-  void prepareImage(source, options)
-    .catch((err: unknown): PreparedImage => ({ ok: false, error: `internal error while preparing the image: ${String(err)}` }))
-    .then((result) => {
-      parentPort?.postMessage(result, result.ok ? [result.pixels.buffer as ArrayBuffer] : []);
-    });
+  previous = previous.then(async () => {
+    // prepareImage reports bad images itself; the catch is for bugs, so that the pool never waits forever.
+    const result = await prepareImage(source, options)
+      .catch((err: unknown): PreparedImage => ({ ok: false, error: `internal error while preparing the image: ${String(err)}` }));
+    parentPort?.postMessage(result, result.ok ? [result.pixels.buffer as ArrayBuffer] : []);
+  });
 });

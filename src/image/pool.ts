@@ -1,9 +1,11 @@
 /**
- * ImagePool: reads, decodes, resizes and normalises images on worker threads, one image per worker at a
- * time. Workers are started on demand up to `threads` and reused. Waiting work is held as sources (a path
- * or the caller's bytes), never as pixels, and callers bound it by how many prepare() calls they leave
- * outstanding (the pipeline keeps a fixed read-ahead window). A worker that dies fails only its own
- * image and is replaced.
+ * ImagePool: reads, decodes, resizes and normalises images on worker threads. Workers are started on
+ * demand up to `threads` and reused. Each worker holds up to `queueDepth` images (2 by default): it
+ * starts the next as soon as it answers one, without waiting for the main thread, which may be busy
+ * between batches. Waiting work is held as sources (a path or the caller's bytes), never as pixels, and
+ * callers bound it by how many prepare() calls they leave outstanding (the pipeline keeps a fixed
+ * read-ahead window, which also bounds the images held in workers). A worker that dies fails only its
+ * own images and is replaced.
  */
 import { Worker } from 'node:worker_threads';
 import { UsageError, expectedMessage } from '../errors.js';
@@ -12,17 +14,27 @@ import type { ImageSource, PreparedImage } from './prepare-image.js';
 
 export type { ImageSource, PreparedImage } from './prepare-image.js';
 
-export interface ImagePoolOptions { threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
+export interface ImagePoolOptions {
+  threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number;
+  /** Images handed to one worker at a time (default 2): its next image is already there when it finishes one. */
+  queueDepth?: number;
+}
+
+export const DEFAULT_QUEUE_DEPTH = 2;
 
 interface Pending { source: ImageSource; resolve: (result: PreparedImage) => void }
 
-interface Slot { worker: Worker; current?: Pending }
+/** A worker and its images in the order it answers them (it prepares them one after another). */
+interface Slot { worker: Worker; queue: Pending[]; outstanding: number; onIdle?: () => void }
 
 function checkOptions(opts: ImagePoolOptions): void {
   if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new UsageError(expectedMessage('a positive integer', 'threads', opts.threads));
   if (opts.exif !== 'apply' && opts.exif !== 'ignore') throw new UsageError(expectedMessage('"apply" or "ignore"', 'exif', opts.exif));
   if (opts.resize !== 'exact' && opts.resize !== 'fast') throw new UsageError(expectedMessage('"exact" or "fast"', 'resize', opts.resize));
   if (!Number.isInteger(opts.maxPixels) || opts.maxPixels < 1) throw new UsageError(expectedMessage('a positive integer', 'maxPixels', opts.maxPixels));
+  if (opts.queueDepth !== undefined && !(Number.isInteger(opts.queueDepth) && opts.queueDepth >= 1)) {
+    throw new UsageError(expectedMessage('a positive integer', 'queueDepth', opts.queueDepth));
+  }
   const { shortestEdge, cropWidth, cropHeight } = opts.preprocess;
   if (opts.resize === 'fast' && (cropWidth !== shortestEdge || cropHeight !== shortestEdge)) {
     throw new UsageError(`--resize fast needs a square crop equal to the resize size, but this model crops ${cropWidth}x${cropHeight} after resizing to ${shortestEdge}`);
@@ -31,6 +43,7 @@ function checkOptions(opts: ImagePoolOptions): void {
 
 export class ImagePool {
   private readonly opts: ImagePoolOptions;
+  private readonly queueDepth: number;
   private readonly slots: Slot[] = [];
   private readonly waiting: Pending[] = [];
   private closed = false;
@@ -38,6 +51,7 @@ export class ImagePool {
   constructor(opts: ImagePoolOptions) {
     checkOptions(opts);
     this.opts = { ...opts, preprocess: { ...opts.preprocess } };
+    this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
   }
 
   /** Resolves with the prepared pixels, or ok:false and the reason; never rejects for a bad image. */
@@ -53,19 +67,28 @@ export class ImagePool {
     this.closed = true;
     for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
     const slots = this.slots.splice(0);
-    for (const slot of slots) slot.current?.resolve({ ok: false, error: 'image pool is closed' });
+    for (const slot of slots) for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
     // A worker terminated in the middle of an image could leave terminate() unsettled with nothing else
     // keeping the event loop alive: an interrupted `eval` then ended with exit 13 and wrote no report.
-    // So a busy worker finishes its image (its answer is dropped) before it is terminated.
+    // So a busy worker finishes the images it holds (their answers are dropped) before it is terminated.
     await Promise.all(slots.map(async (slot) => {
-      if (slot.current) await new Promise((settled) => { slot.worker.once('message', settled); slot.worker.once('exit', settled); });
+      if (slot.outstanding > 0) await new Promise<void>((settled) => { slot.onIdle = settled; slot.worker.once('exit', () => settled()); });
       await slot.worker.terminate();
     }));
   }
 
+  /** An idle worker first, then a new one while under `threads`, then the least loaded one with room. */
+  private pickSlot(): Slot | undefined {
+    const idle = this.slots.find((s) => s.outstanding === 0);
+    if (idle) return idle;
+    if (this.slots.length < this.opts.threads) return this.startWorker();
+    const withRoom = this.slots.filter((s) => s.outstanding < this.queueDepth);
+    return withRoom.reduce<Slot | undefined>((best, s) => (best && best.outstanding <= s.outstanding ? best : s), undefined);
+  }
+
   private dispatch(): void {
     while (this.waiting.length > 0) {
-      const slot = this.slots.find((s) => !s.current) ?? (this.slots.length < this.opts.threads ? this.startWorker() : undefined);
+      const slot = this.pickSlot();
       if (!slot) return;
       const pending = this.waiting.shift() as Pending;
       try {
@@ -75,7 +98,8 @@ export class ImagePool {
         pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${err instanceof Error ? err.message : String(err)}` });
         continue;
       }
-      slot.current = pending;
+      slot.queue.push(pending);
+      slot.outstanding++;
       slot.worker.ref();
     }
   }
@@ -83,13 +107,16 @@ export class ImagePool {
   private startWorker(): Slot {
     const { preprocess, exif, resize, maxPixels } = this.opts;
     const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, exif, resize, maxPixels } });
-    const slot: Slot = { worker };
-    // One image per worker at a time, so a reply always answers the slot's current image.
+    const slot: Slot = { worker, queue: [], outstanding: 0 };
+    // The worker answers its images in the order it received them, so a reply answers the oldest.
     worker.on('message', (result: PreparedImage) => {
-      const pending = slot.current;
-      slot.current = undefined;
-      // An idle worker must not keep the process alive if a caller forgets close().
-      worker.unref();
+      slot.outstanding--;
+      const pending = slot.queue.shift();
+      if (slot.outstanding === 0) {
+        // An idle worker must not keep the process alive if a caller forgets close().
+        worker.unref();
+        slot.onIdle?.();
+      }
       pending?.resolve(result);
       this.dispatch();
     });
@@ -97,8 +124,7 @@ export class ImagePool {
       const index = this.slots.indexOf(slot);
       if (index < 0) return;
       this.slots.splice(index, 1);
-      slot.current?.resolve({ ok: false, error: `internal error: image worker ${reason}` });
-      slot.current = undefined;
+      for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: `internal error: image worker ${reason}` });
       void worker.terminate();
       if (!this.closed) this.dispatch();
     };

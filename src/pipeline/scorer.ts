@@ -2,14 +2,19 @@
  * The scoring engine shared by `rank`, `eval` and the library API.
  *
  * Images stream through the worker pool inside a bounded read-ahead window while the encoder runs the
- * previous batch; pixels are copied into one of two preallocated batch buffers, so memory stays flat
- * for any number of images. Embeddings already in the SQLite cache skip the encoder, and records carry
- * numbers only.
+ * previous batch on its own thread (openEncodersInThread: onnxruntime's run blocks the thread that calls
+ * it, so on the main thread it would stall the pool's replies and the next batch). Pixels are copied
+ * into one of two preallocated batch buffers, which travel to the encoder thread and back without a
+ * copy, so memory stays flat for any number of images. Batch k+1 is launched as soon as batch k ends,
+ * before k's cache writes and results. Embeddings already in the SQLite cache skip the encoder, and
+ * records carry numbers only.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { resolveModel, pickscoreHome } from '../model/registry.js';
 import { openEncoders, type EncoderSessions } from '../model/session.js';
+import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
+import type { OpenEncodersOptions } from '../model/session.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
@@ -51,7 +56,21 @@ export interface ScorerStats {
   encoderBusyMs: number;
   /** Wall time of the image streams in which the image encoder was not running: time spent waiting for decoded images. */
   waitingForImagesMs: number;
+  /**
+   * How long the image encoder sat idle between consecutive runs of one stream (end of run k to start
+   * of run k+1, as the encoder thread timed them): what a GPU waits for its next batch. Count, sum, largest.
+   */
+  encoderIdleGaps: number;
+  encoderIdleGapMs: number;
+  encoderIdleGapMaxMs: number;
 }
+
+/**
+ * How the pipeline is laid out; the benchmark compares layouts in one run. The defaults are the fast
+ * ones: encoders on their own thread, two images queued per pool worker.
+ */
+export interface PipelineLayout { encoderThread: boolean; queueDepth: number }
+const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: 2 };
 
 /** One image to embed, with whatever the caller needs back beside its embedding. */
 export interface ImageJob<T> { source: ImageInput; payload: T }
@@ -64,6 +83,10 @@ export interface StreamOptions { signal?: AbortSignal; onProgress?: (done: numbe
 
 interface Started<T> { job: ImageJob<T>; prepared: Promise<PreparedImage> }
 interface BatchEntry<T> { job: ImageJob<T>; prepared: PreparedImage; slot: number | null; embedding: Float32Array | null }
+/** An encoded batch whose fresh embeddings are still to be written to the cache. */
+interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, Float32Array> }
+/** A stream's two batch buffers (one filled while the other is with the encoder) and the end of its last run. */
+interface StreamBuffers { pair: [Float32Array, Float32Array]; lastRunEnd: number | null }
 
 const TEXT_BATCH = 64;
 /** Prompt embeddings kept in memory; the SQLite cache holds the rest, so per-image prompts stay bounded. */
@@ -96,13 +119,14 @@ export class Scorer {
   private readonly counters: ScorerStats = {
     imagesPrepared: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
     textsEncoded: 0, textCacheHits: 0, encoderBusyMs: 0, waitingForImagesMs: 0,
+    encoderIdleGaps: 0, encoderIdleGapMs: 0, encoderIdleGapMaxMs: 0,
   };
   private closed = false;
 
   private constructor(
     private readonly opts: ResolvedScorerOptions,
     private readonly manifest: ModelManifest,
-    private readonly sessions: EncoderSessions,
+    private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
     private readonly cache: EmbeddingCache | null,
@@ -113,14 +137,15 @@ export class Scorer {
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
   }
 
-  static async open(options: ScorerOptions = {}): Promise<Scorer> {
+  static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
-    const { dir, manifest, sessions } = await openModel(opts);
+    const { dir, manifest, sessions } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
     const opened: { close(): unknown }[] = [sessions];
     try {
       const tokenizer = await ClipTokenizer.fromDir(dir);
       const pool = new ImagePool({
         threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
+        queueDepth: layout.queueDepth,
       });
       opened.push(pool);
       const cache = opts.cacheDir === false
@@ -213,22 +238,28 @@ export class Scorer {
     );
     const started = performance.now();
     const busyBefore = this.counters.encoderBusyMs;
-    const buffers = this.takeBuffers();
-    let inFlight: Promise<EmbeddedImage<T>[]> | null = null;
+    const buffers: StreamBuffers = { pair: this.takeBuffers(), lastRunEnd: null };
+    let inFlight: Promise<EncodedBatch<T>> | null = null;
     let bufferIndex = 0;
     try {
       for (;;) {
-        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, buffers[bufferIndex]);
-        if (inFlight) yield* await inFlight;
+        // Batch k+1 is assembled while batch k runs on the encoder thread.
+        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, buffers.pair[bufferIndex]);
+        const finished = inFlight ? await inFlight : null;
         inFlight = null;
-        if (!batch || batch.length === 0 || opts.signal?.aborted) break;
-        inFlight = this.encodeBatch(batch, buffers[bufferIndex]);
-        bufferIndex = 1 - bufferIndex;
+        // Launched before k's cache writes and results, so the encoder does not wait for them.
+        if (batch && batch.length > 0 && !opts.signal?.aborted) {
+          inFlight = this.encodeBatch(batch, buffers, bufferIndex);
+          bufferIndex = 1 - bufferIndex;
+        }
+        if (finished) yield* this.finishBatch(finished);
+        if (!inFlight) break;
       }
     } finally {
       if (inFlight) await inFlight.catch(() => undefined);
       await window.stop();
-      this.idleBuffers.push(buffers);
+      // A batch that failed on the encoder thread may not have brought its buffer back.
+      if (buffers.pair.every((buffer) => buffer.length > 0)) this.idleBuffers.push(buffers.pair);
       const busy = this.counters.encoderBusyMs - busyBefore;
       this.counters.waitingForImagesMs += Math.max(0, performance.now() - started - busy);
     }
@@ -308,25 +339,54 @@ export class Scorer {
     return entries;
   }
 
-  private async encodeBatch<T>(entries: BatchEntry<T>[], buffer: Float32Array): Promise<EmbeddedImage<T>[]> {
+  /** Runs the batch's encoder slots; the buffer comes back into `buffers.pair[index]` when it was transferred. */
+  private async encodeBatch<T>(entries: BatchEntry<T>[], buffers: StreamBuffers, index: number): Promise<EncodedBatch<T>> {
+    const fresh = new Map<string, Float32Array>();
     const count = new Set(entries.map((e) => e.slot).filter((s) => s !== null)).size;
-    if (count > 0) {
-      const t0 = performance.now();
-      const raw = await this.sessions.encodeImages(buffer.subarray(0, count * this.pixelsPerImage), count);
-      this.counters.encoderBusyMs += performance.now() - t0;
-      this.counters.imageEncoderCalls++;
-      this.counters.imagesEncoded += count;
-      if (raw.length !== count * this.embedDim) {
-        throw new InternalError(expectedMessage(`${count * this.embedDim} floats`, 'the image encoder output', raw.length));
-      }
-      l2normalize(raw, this.embedDim);
-      const fresh = new Map<string, Float32Array>();
-      for (const entry of entries) {
-        if (entry.slot === null || !entry.prepared.ok) continue;
-        const embedding = raw.slice(entry.slot * this.embedDim, (entry.slot + 1) * this.embedDim);
-        entry.embedding = embedding;
-        fresh.set(entry.prepared.contentHash, embedding);
-      }
+    if (count === 0) return { entries, fresh };
+    const { embeddings: raw, ...run } = await this.runImageEncoder(buffers, index, count);
+    this.countRun(run, buffers);
+    this.counters.imageEncoderCalls++;
+    this.counters.imagesEncoded += count;
+    if (raw.length !== count * this.embedDim) {
+      throw new InternalError(expectedMessage(`${count * this.embedDim} floats`, 'the image encoder output', raw.length));
+    }
+    l2normalize(raw, this.embedDim);
+    for (const entry of entries) {
+      if (entry.slot === null || !entry.prepared.ok) continue;
+      const embedding = raw.slice(entry.slot * this.embedDim, (entry.slot + 1) * this.embedDim);
+      entry.embedding = embedding;
+      fresh.set(entry.prepared.contentHash, embedding);
+    }
+    return { entries, fresh };
+  }
+
+  private async runImageEncoder(buffers: StreamBuffers, index: number, count: number): Promise<EncoderRun & { embeddings: Float32Array }> {
+    const buffer = buffers.pair[index];
+    if ('encodeImagesTransferring' in this.sessions) {
+      const done = await this.sessions.encodeImagesTransferring(buffer, count);
+      buffers.pair[index] = done.pixels;
+      return done;
+    }
+    const startedAt = epochNow();
+    const embeddings = await this.sessions.encodeImages(buffer.subarray(0, count * this.pixelsPerImage), count);
+    return { embeddings, startedAt, endedAt: epochNow() };
+  }
+
+  private countRun(run: EncoderRun, buffers: StreamBuffers): void {
+    this.counters.encoderBusyMs += run.endedAt - run.startedAt;
+    if (buffers.lastRunEnd !== null) {
+      const gap = Math.max(0, run.startedAt - buffers.lastRunEnd);
+      this.counters.encoderIdleGaps++;
+      this.counters.encoderIdleGapMs += gap;
+      this.counters.encoderIdleGapMaxMs = Math.max(this.counters.encoderIdleGapMaxMs, gap);
+    }
+    buffers.lastRunEnd = run.endedAt;
+  }
+
+  /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
+  private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
+    if (fresh.size > 0) {
       this.cache?.putImages(this.manifest.fingerprint, this.imageMode, [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding })));
     }
     return entries.map(({ job, prepared, embedding }) => prepared.ok
@@ -378,6 +438,11 @@ export class Scorer {
   }
 }
 
+/** Epoch milliseconds, comparable with the encoder thread's timestamps. */
+function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 function dot(a: Float32Array, b: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
@@ -385,10 +450,12 @@ function dot(a: Float32Array, b: Float32Array): number {
 }
 
 /** Opens the encoders; precision 'auto' means fp16 on CUDA and fp32 on CPU, which needs the device first. */
-async function openModel(opts: ResolvedScorerOptions): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
+
+async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
   const firstPrecision: Precision = opts.precision !== 'auto' ? opts.precision : opts.device.startsWith('cuda') ? 'fp16' : 'fp32';
   const first = await resolveModel(opts.model, { precision: firstPrecision });
-  const sessions = await openEncoders(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
+  const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   if (sessions.fallbackReason) opts.log(`device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`);
   // A converted folder has one precision whatever was asked; only a checkpoint or a named model can be reconverted.
   const fixedPrecision = first.manifest.precision !== firstPrecision;
@@ -396,7 +463,7 @@ async function openModel(opts: ResolvedScorerOptions): Promise<{ dir: string; ma
   // 'auto' found CUDA with the fp32 encoders it opened to find out: reopen fp16 ones on that GPU.
   await sessions.close();
   const fp16 = await resolveModel(opts.model, { precision: 'fp16' });
-  const cudaSessions = await openEncoders(fp16.dir, fp16.manifest, { device: `cuda:${sessions.deviceId}`, threads: opts.threads });
+  const cudaSessions = await open(fp16.dir, fp16.manifest, { device: `cuda:${sessions.deviceId}`, threads: opts.threads });
   return { ...fp16, sessions: cudaSessions };
 }
 
