@@ -89,6 +89,7 @@ test('fast mode prepares the same shape', async () => {
 
 test('options are validated, and a closed pool answers without work', async () => {
   assert.throws(() => new ImagePool({ ...options, threads: 0 }), UsageError);
+  assert.throws(() => new ImagePool({ ...options, queueDepth: 0 }), { name: 'UsageError', message: 'Expected a positive integer for queueDepth but received number 0' });
   assert.throws(() => new ImagePool({ ...options, resize: 'fast', preprocess: { ...CLIP_PREPROCESS, cropWidth: 200 } }), /--resize fast needs a square crop/);
   const pool = new ImagePool(options);
   await pool.close();
