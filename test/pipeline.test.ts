@@ -135,7 +135,7 @@ test('Scorer turns a bad image into an error item and scores the rest; paths, by
 });
 
 // Batch k+1 is launched before batch k's results are yielded (so the encoder never waits for the
-// consumer); an abort while batch 1 is consumed therefore still yields batch 2, which was running, and no more.
+// consumer); an abort while batch 1 is consumed lets batch 2 finish its run but yields nothing of it.
 test('an aborted stream stops after the batch being encoded', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
   const images = ['astronaut.jpg', 'chelsea.webp', 'coffee.png', 'palette.gif', 'tiny-5x3.png', 'camera-gray.png'];
@@ -144,7 +144,7 @@ test('an aborted stream stops after the batch being encoded', { skip: skipWithou
     const controller = new AbortController();
     const requests = images.map((image) => ({ prompt: 'x', image: { path: path.join(referenceDir, 'images', image) }, key: image }));
     const items = await collect(scorer.scoreStream(requests, { signal: controller.signal, onProgress: () => controller.abort() }));
-    assert.deepEqual(items.map((i) => i.key), images.slice(0, 4));
+    assert.deepEqual(items.map((i) => i.key), images.slice(0, 2));
     assert.equal(scorer.stats().imageEncoderCalls, 2);
   } finally {
     await scorer.close();

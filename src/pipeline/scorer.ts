@@ -243,12 +243,15 @@ export class Scorer {
     let bufferIndex = 0;
     try {
       for (;;) {
+        // An abort while the consumer read batch k drops batch k+1, already running: the consumer gets
+        // exactly the batches it had asked for when it stopped.
+        if (opts.signal?.aborted) break;
         // Batch k+1 is assembled while batch k runs on the encoder thread.
-        const batch = opts.signal?.aborted ? null : await this.assembleBatch(window, buffers.pair[bufferIndex]);
+        const batch = await this.assembleBatch(window, buffers.pair[bufferIndex]);
         const finished = inFlight ? await inFlight : null;
         inFlight = null;
         // Launched before k's cache writes and results, so the encoder does not wait for them.
-        if (batch && batch.length > 0 && !opts.signal?.aborted) {
+        if (batch.length > 0 && !opts.signal?.aborted) {
           inFlight = this.encodeBatch(batch, buffers, bufferIndex);
           bufferIndex = 1 - bufferIndex;
         }
