@@ -2,7 +2,7 @@
  * Worker entry of openEncodersInThread: owns the onnxruntime sessions, so that a blocking
  * InferenceSession.run stalls this thread and not the main one, which meanwhile prepares the next batch.
  *
- * Protocol (one request at a time is not assumed; replies carry the request id):
+ * Protocol (replies carry the request id; requests are served in arrival order):
  * - workerData { modelDir, manifest, opts } opens the encoders; the first message is `opened` or `failed`.
  * - { id, op: 'text', inputIds, batch } and { id, op: 'images', pixels, batch } answer
  *   { id, ok: true, embeddings, pixels?, startedAt, endedAt } or { id, ok: false, error }. Image pixels

@@ -132,8 +132,14 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
         resolve: (reply) => (reply.ok ? resolve(reply) : reject(revive(reply.error))),
         reject,
       });
+      try {
+        this.worker.postMessage({ ...request, id } satisfies EncoderRequest, transfer);
+      } catch (err) {
+        // A detached or otherwise uncloneable input never reaches the thread.
+        this.pending.delete(id);
+        throw new InternalError(`Cannot pass the input to the encoder thread: ${err instanceof Error ? err.message : String(err)}`);
+      }
       this.worker.ref();
-      this.worker.postMessage({ ...request, id } satisfies EncoderRequest, transfer);
     });
   }
 

@@ -12,9 +12,8 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { resolveModel, pickscoreHome } from '../model/registry.js';
-import { openEncoders, type EncoderSessions } from '../model/session.js';
+import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
-import type { OpenEncodersOptions } from '../model/session.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
