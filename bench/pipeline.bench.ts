@@ -5,6 +5,11 @@
  *   encoder-only throughput on the same model, batch size and threads, with a ViT-B/16-sized CLIP
  *   (vision 768 wide, 12 layers, patch 16; a 2-layer text tower, which rank runs once per prompt)
  *   whose random weights are written here as model.safetensors and converted by convertCheckpoint;
+ * - the pipeline layout, before and after the encoders moved to their own thread (in-process encoders
+ *   with one image per pool worker, against the encoder thread with two queued per worker), run
+ *   interleaved A/B/B/A: images/s, encoder busy share, waiting for images, the encoder's idle gaps
+ *   between batches and the main thread's event-loop utilisation; once with the ViT-B/16-sized model
+ *   (inference-bound) and once decode-heavy with the tiny reference model over 1024 px PNGs;
  * - cache reuse: the same rank again over a warm embedding cache (time and encoder calls);
  * - peak RSS of rank over 1,000 and over 10,000 images (tiny model), each in its own child process.
  *
@@ -18,7 +23,7 @@ import { promisify } from 'node:util';
 import { convertCheckpoint, readModelManifest } from '../src/model/convert.js';
 import { expectedClipTensors, parseClipConfig } from '../src/model/clip-config.js';
 import { openEncoders } from '../src/model/session.js';
-import { Scorer } from '../src/pipeline/scorer.js';
+import { Scorer, type PipelineLayout } from '../src/pipeline/scorer.js';
 import { runRank } from '../src/commands/rank.js';
 import { mulberry32 } from '../src/score/stats.js';
 import { encodePng } from '../test/helpers/pipe-images.js';
@@ -31,6 +36,13 @@ const BATCH = 8;
 const THROUGHPUT_IMAGES = 32;
 const IMAGE_SIDE = 512;
 const RSS_COUNTS = [1_000, 10_000] as const;
+const DECODE_HEAVY_IMAGES = 48;
+const DECODE_HEAVY_SIDE = 1024;
+const LAYOUT_ROUNDS = 2;
+const LAYOUTS: Record<'before' | 'after', PipelineLayout> = {
+  before: { encoderThread: false, queueDepth: 1 },
+  after: { encoderThread: true, queueDepth: 2 },
+};
 
 function towerConfig(hidden: number, layers: number, heads: number) {
   return { hidden_size: hidden, intermediate_size: 4 * hidden, num_hidden_layers: layers, num_attention_heads: heads, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5 };
@@ -114,17 +126,53 @@ async function encoderOnly(modelDir: string, threads: number): Promise<number> {
   }
 }
 
-async function timedRank(modelDir: string, images: string, threads: number, cacheDir: string | false) {
-  const scorer = await Scorer.open({ model: modelDir, device: 'cpu', batchSize: BATCH, threads, cacheDir });
+async function timedRank(modelDir: string, images: string, threads: number, cacheDir: string | false, layout: PipelineLayout = LAYOUTS.after) {
+  const scorer = await Scorer.open({ model: modelDir, device: 'cpu', batchSize: BATCH, threads, cacheDir }, layout);
   try {
     await scorer.embedTexts(['a photo']);
+    const eluBefore = performance.eventLoopUtilization();
     const started = performance.now();
     const result = await runRank({ inputs: [images], prompts: ['a photo'], scorer });
     const seconds = (performance.now() - started) / 1000;
-    return { seconds, imagesPerSecond: result.records.length / seconds, stats: result.stats };
+    const eventLoopUtilization = performance.eventLoopUtilization(eluBefore).utilization;
+    return { seconds, imagesPerSecond: result.records.length / seconds, stats: scorer.stats(), eventLoopUtilization };
   } finally {
     await scorer.close();
   }
+}
+
+type RankRun = Awaited<ReturnType<typeof timedRank>>;
+
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+function summarise(runs: RankRun[]) {
+  return {
+    imagesPerSecond: runs.map((r) => r.imagesPerSecond),
+    meanImagesPerSecond: mean(runs.map((r) => r.imagesPerSecond)),
+    encoderBusyShare: mean(runs.map((r) => r.stats.encoderBusyMs / (r.seconds * 1000))),
+    waitingForImagesMs: mean(runs.map((r) => r.stats.waitingForImagesMs)),
+    encoderIdleGapMeanMs: mean(runs.map((r) => r.stats.encoderIdleGapMs / Math.max(1, r.stats.encoderIdleGaps))),
+    encoderIdleGapMaxMs: Math.max(...runs.map((r) => r.stats.encoderIdleGapMaxMs)),
+    mainThreadEventLoopUtilization: mean(runs.map((r) => r.eventLoopUtilization)),
+  };
+}
+
+/**
+ * Before and after layouts over the same images, interleaved A/B/B/A... so load drift and the order
+ * within a round hit both alike, after one untimed run that warms the page cache.
+ */
+async function compareLayouts(modelDir: string, images: string, threads: number) {
+  await timedRank(modelDir, images, threads, false, LAYOUTS.after);
+  const runs: Record<'before' | 'after', RankRun[]> = { before: [], after: [] };
+  for (let round = 0; round < LAYOUT_ROUNDS; round++) {
+    const order = round % 2 === 0 ? (['before', 'after'] as const) : (['after', 'before'] as const);
+    for (const name of order) runs[name].push(await timedRank(modelDir, images, threads, false, LAYOUTS[name]));
+  }
+  const before = summarise(runs.before);
+  const after = summarise(runs.after);
+  return { before, after, afterOverBefore: after.meanImagesPerSecond / before.meanImagesPerSecond };
 }
 
 /** Peak RSS of one rank run in a fresh process, so the runs do not share a heap. */
@@ -137,7 +185,11 @@ async function peakRss(ctx: BenchContext, model: string, count: number): Promise
     'const [images, model] = process.argv.slice(2);',
     'const started = performance.now();',
     `const result = await runRank({ inputs: [images], prompts: ['a photo'], model, device: 'cpu', cacheDir: false, batchSize: 32 });`,
-    'process.stdout.write(JSON.stringify({ rows: result.records.length, seconds: (performance.now() - started) / 1000, maxRssKiB: process.resourceUsage().maxRSS }));',
+    // VmHWM, not resourceUsage().maxRSS: getrusage keeps the peak across fork and exec, so the child
+    // would report this benchmark process's own peak (1.8 GiB with the ViT-B/16 sessions) instead of its own.
+    `const { readFileSync } = await import('node:fs');`,
+    `const maxRssKiB = Number(/VmHWM:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);`,
+    'process.stdout.write(JSON.stringify({ rows: result.records.length, seconds: (performance.now() - started) / 1000, maxRssKiB }));',
   ].join('\n'));
   const { stdout } = await promisify(execFile)(process.execPath, [script, images, model], { maxBuffer: 1 << 20 });
   const out = JSON.parse(stdout) as { rows: number; seconds: number; maxRssKiB: number };
@@ -157,6 +209,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const encoderAfter = await encoderOnly(model, threads);
   const encoderImagesPerSecond = (encoderBefore + encoderAfter) / 2;
 
+  ctx.log(`pipeline: layouts before/after, ${LAYOUT_ROUNDS} interleaved rounds, ViT-B/16-sized`);
+  const inferenceBound = await compareLayouts(model, images, threads);
+  const encoderAround = await encoderOnly(model, threads);
+  const tiny = await tinyModel();
+  const decodeImages = await writeImages(path.join(ctx.workDir, `pipeline-${DECODE_HEAVY_SIDE}px`), DECODE_HEAVY_IMAGES, DECODE_HEAVY_SIDE);
+  ctx.log(`pipeline: layouts before/after, ${LAYOUT_ROUNDS} interleaved rounds, decode-heavy (tiny model, ${DECODE_HEAVY_SIDE} px PNGs)`);
+  const decodeHeavy = await compareLayouts(tiny, decodeImages, threads);
+
   const cacheDir = path.join(ctx.workDir, 'pipeline-cache');
   await rm(cacheDir, { recursive: true, force: true });
   ctx.log('pipeline: rank with a cold, then a warm cache');
@@ -164,7 +224,6 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const warm = await timedRank(model, images, threads, cacheDir);
 
   ctx.log('pipeline: peak RSS');
-  const tiny = await tinyModel();
   const rss = [];
   for (const count of RSS_COUNTS) rss.push(await peakRss(ctx, tiny, count));
 
@@ -176,6 +235,16 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     // Within the rank run itself: the share of its wall time in which the image encoder was running.
     encoderBusyShareOfRank: endToEnd.stats.encoderBusyMs / (endToEnd.seconds * 1000),
     endToEndStats: endToEnd.stats,
+    layouts: {
+      before: LAYOUTS.before, after: LAYOUTS.after, rounds: LAYOUT_ROUNDS,
+      inferenceBound: {
+        ...inferenceBound,
+        encoderOnlyImagesPerSecond: encoderAround,
+        beforeOverEncoderOnly: inferenceBound.before.meanImagesPerSecond / encoderAround,
+        afterOverEncoderOnly: inferenceBound.after.meanImagesPerSecond / encoderAround,
+      },
+      decodeHeavy: { model: 'tiny reference CLIP', images: DECODE_HEAVY_IMAGES, imageSide: DECODE_HEAVY_SIDE, ...decodeHeavy },
+    },
     cache: {
       coldSeconds: cold.seconds, coldImagesEncoded: cold.stats.imagesEncoded, coldEncoderCalls: cold.stats.imageEncoderCalls,
       warmSeconds: warm.seconds, warmImagesEncoded: warm.stats.imagesEncoded, warmEncoderCalls: warm.stats.imageEncoderCalls, warmCacheHits: warm.stats.imageCacheHits,
