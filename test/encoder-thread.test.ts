@@ -1,5 +1,7 @@
 /** openEncodersInThread: the same embeddings and errors as in-process sessions, buffers that come back, a clean end. */
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import type { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, cp } from 'node:fs/promises';
 import os from 'node:os';
@@ -87,13 +89,40 @@ test('a crashed encoder thread rejects the calls waiting for it', { skip: skipWi
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
   const encoders = await openEncodersInThread(dir, manifest, { device: 'cpu' });
-  // The thread is private; ending it from outside is what a native crash looks like to the caller.
-  const worker = (encoders as unknown as { worker: import('node:worker_threads').Worker }).worker;
-  const pending = encoders.encodeImages(wave(3 * manifest.image.imageSize ** 2, 0), 1);
-  await worker.terminate();
-  await assert.rejects(pending, { name: 'InternalError', message: /encoder thread exited/ });
-  await assert.rejects(encoders.encodeText(new BigInt64Array(77), 1), { name: 'InternalError', message: /encoder thread exited/ });
+  // A request the thread cannot read throws inside it, and the uncaught error ends the thread with the
+  // next call still queued. (terminate() from outside is no substitute: cutting a running call aborts the process.)
+  const worker = (encoders as unknown as { worker: Worker }).worker;
+  worker.postMessage(null);
+  const pending = encoders.encodeText(new BigInt64Array(manifest.text.contextLength), 1);
+  await assert.rejects(pending, { name: 'InternalError', message: /The encoder thread (failed|exited)/ });
+  await assert.rejects(encoders.encodeText(new BigInt64Array(manifest.text.contextLength), 1), { name: 'InternalError' });
   await encoders.close();
+});
+
+test('process.exit() during a run (a second Ctrl-C) exits with its code instead of aborting in onnxruntime', { skip: skipWithoutReference }, async () => {
+  const dir = await tinyModel();
+  const threadedUrl = new URL('../src/model/threaded-encoders.js', import.meta.url).href;
+  const manifestUrl = new URL('../src/model/convert.js', import.meta.url).href;
+  const script = [
+    `const { openEncodersInThread } = await import(${JSON.stringify(threadedUrl)});`,
+    `const { readModelManifest } = await import(${JSON.stringify(manifestUrl)});`,
+    `const manifest = await readModelManifest(${JSON.stringify(dir)});`,
+    `const encoders = await openEncodersInThread(${JSON.stringify(dir)}, manifest, { device: 'cpu' });`,
+    'const batch = 64;',
+    'void encoders.encodeImages(new Float32Array(batch * 3 * manifest.image.imageSize ** 2), batch);',
+    'setTimeout(() => process.exit(130), 20);',
+  ].join('\n');
+  // A file, not --eval: the encoder thread would inherit --input-type and refuse to start.
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'pickscore-thread-exit-'));
+  try {
+    await writeFile(path.join(scratch, 'exit-during-run.mjs'), script);
+    const child = spawnSync(process.execPath, [path.join(scratch, 'exit-during-run.mjs')], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(child.signal, null, child.stderr);
+    assert.equal(child.status, 130, child.stderr);
+    assert.doesNotMatch(child.stderr, /terminate called/);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 });
 
 test('an image pool with several images queued per worker answers each with its own image', { skip: skipWithoutReference }, async () => {

@@ -9,12 +9,21 @@
  *   arrive transferred and go back transferred, so the caller reuses its buffer without a copy.
  * - { op: 'close' } releases the sessions and answers `closed`.
  * Times are epoch milliseconds (timeOrigin + now), comparable across threads.
+ *
+ * A thread terminated in the middle of InferenceSession.run aborts the whole process (onnxruntime-node
+ * throws a C++ Napi::Error into a dying environment: "terminate called", SIGABRT). process.exit()
+ * terminates every thread, so the owner waits for a running call to end first; `runState` is how the two
+ * threads agree: RUNNING is set around each call, STOPPING refuses calls that have not started.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from './session.js';
 import type { ModelManifest } from './convert.js';
 
-export interface EncoderThreadData { modelDir: string; manifest: ModelManifest; opts: OpenEncodersOptions }
+export interface EncoderThreadData { modelDir: string; manifest: ModelManifest; opts: OpenEncodersOptions; runState: Int32Array }
+
+/** Indexes into runState (an Int32Array over a SharedArrayBuffer). */
+export const RUNNING = 0;
+export const STOPPING = 1;
 
 export type EncoderCall = { op: 'text'; inputIds: BigInt64Array; batch: number } | { op: 'images'; pixels: Float32Array; batch: number };
 export type EncoderRequest = (EncoderCall & { id: number }) | { op: 'close' };
@@ -40,7 +49,11 @@ function epochNow(): number {
 async function serve(port: NonNullable<typeof parentPort>, sessions: EncoderSessions, perImage: number, request: Exclude<EncoderRequest, { op: 'close' }>): Promise<void> {
   const pixels = request.op === 'images' ? request.pixels : undefined;
   const transfer = pixels ? [pixels.buffer as ArrayBuffer] : [];
+  const { runState } = workerData as EncoderThreadData;
+  // Set before STOPPING is read: the owner sets STOPPING before it reads RUNNING, so one of them sees the other.
+  Atomics.store(runState, RUNNING, 1);
   try {
+    if (Atomics.load(runState, STOPPING) === 1) throw new Error('the process is exiting');
     const startedAt = epochNow();
     const embeddings = request.op === 'text'
       ? await sessions.encodeText(request.inputIds, request.batch)
@@ -52,6 +65,9 @@ async function serve(port: NonNullable<typeof parentPort>, sessions: EncoderSess
   } catch (err) {
     const reply: EncoderReply = { type: 'result', id: request.id, ok: false, error: serialize(err), pixels };
     port.postMessage(reply, transfer);
+  } finally {
+    Atomics.store(runState, RUNNING, 0);
+    Atomics.notify(runState, RUNNING);
   }
 }
 

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { InputError, InternalError, ModelError, UsageError } from '../errors.js';
 import type { ModelManifest } from './convert.js';
-import type { EncoderCall, EncoderReply, EncoderRequest, EncoderThreadData, SerializedError } from './encoder-thread.js';
+import { RUNNING, STOPPING, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData, type SerializedError } from './encoder-thread.js';
 import type { EncoderSessions, OpenEncodersOptions } from './session.js';
 
 /** One image run as the encoder thread timed it, in epoch milliseconds. */
@@ -39,10 +39,14 @@ function revive(error: SerializedError): Error {
   return new ErrorClass(error.message);
 }
 
+/** The longest process exit waits for a running encoder call, rather than abort the process by cutting it. */
+const EXIT_WAIT_MS = 60_000;
+
 interface PendingCall { resolve: (reply: Extract<EncoderReply, { type: 'result' }>) => void; reject: (err: Error) => void }
 
 export async function openEncodersInThread(modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions): Promise<ThreadedEncoderSessions> {
-  const workerData: EncoderThreadData = { modelDir, manifest, opts };
+  const runState = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
+  const workerData: EncoderThreadData = { modelDir, manifest, opts, runState };
   const worker = new Worker(new URL('./encoder-thread.js', import.meta.url), { workerData });
   const opened = await new Promise<Extract<EncoderReply, { type: 'opened' }>>((resolve, reject) => {
     const onExit = (code: number): void => reject(new InternalError(`The encoder thread exited with code ${code} while opening the model in ${modelDir}`));
@@ -58,7 +62,7 @@ export async function openEncodersInThread(modelDir: string, manifest: ModelMani
     await worker.terminate();
     throw err;
   });
-  return new ThreadedEncoders(worker, opened, 3 * manifest.image.imageSize ** 2);
+  return new ThreadedEncoders(worker, runState, opened, 3 * manifest.image.imageSize ** 2);
 }
 
 class ThreadedEncoders implements ThreadedEncoderSessions {
@@ -73,7 +77,18 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
   private failure: Error | undefined;
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly worker: Worker, opened: Extract<EncoderReply, { type: 'opened' }>, private readonly pixelsPerImage: number) {
+  /** process.exit() (a second Ctrl-C) lets a running call end before the thread is cut; see encoder-thread.ts. */
+  private readonly waitForRunningCall = (): void => {
+    Atomics.store(this.runState, STOPPING, 1);
+    Atomics.wait(this.runState, RUNNING, 1, EXIT_WAIT_MS);
+  };
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly runState: Int32Array,
+    opened: Extract<EncoderReply, { type: 'opened' }>,
+    private readonly pixelsPerImage: number,
+  ) {
     this.device = opened.device;
     this.deviceId = opened.deviceId;
     this.executionProvider = opened.executionProvider;
@@ -84,6 +99,7 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
     worker.on('exit', (code) => this.fail(new InternalError(`The encoder thread exited with code ${code}`)));
     // Idle between calls, the thread must not keep the process alive (an interrupted run exits).
     worker.unref();
+    process.on('exit', this.waitForRunningCall);
   }
 
   async encodeText(inputIds: BigInt64Array, batch: number): Promise<Float32Array> {
@@ -121,6 +137,7 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
     await closed;
     this.fail(new UsageError('The encoders are closed'));
     await this.worker.terminate();
+    process.off('exit', this.waitForRunningCall);
   }
 
   private call(request: EncoderCall, transfer: ArrayBuffer[]): Promise<Extract<EncoderReply, { type: 'result'; ok: true }>> {
@@ -154,6 +171,7 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
   /** A crashed or closed thread rejects every call still waiting for it. */
   private fail(error: Error): void {
     this.failure ??= error;
+    process.off('exit', this.waitForRunningCall);
     for (const call of this.pending.values()) call.reject(this.failure);
     this.pending.clear();
   }
