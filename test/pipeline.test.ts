@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Scorer, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
+import { batchSizeFor, encoderVariant } from '../src/pipeline/options.js';
+import { cudaProviderProblem } from '../src/model/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';
@@ -197,4 +199,22 @@ test('concurrent streams on one Scorer each get their own batch buffers and the 
   } finally {
     await scorer.close();
   }
+});
+
+test('encoders suit the device: fp16 with fused attention and batches of 128 on CUDA, fp32 plain and 16 on CPU', () => {
+  assert.deepEqual(encoderVariant('auto', true), { precision: 'fp16', attention: 'fused' });
+  assert.deepEqual(encoderVariant('auto', false), { precision: 'fp32', attention: 'plain' });
+  assert.deepEqual(encoderVariant('fp32', true), { precision: 'fp32', attention: 'plain' }, 'the fp32 graph stays plain ONNX on every provider');
+  assert.deepEqual(encoderVariant('int8', false), { precision: 'int8', attention: 'plain' });
+  assert.equal(batchSizeFor(undefined, true), 128);
+  assert.equal(batchSizeFor(undefined, false), 16);
+  assert.equal(batchSizeFor(7, true), 7);
+});
+
+test('without the CUDA provider libraries, the reason names the missing files and where they were looked for', async () => {
+  await withTempDir(async (emptyBindingDir) => {
+    const problem = cudaProviderProblem(emptyBindingDir);
+    assert.match(problem ?? '', /libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so missing in /);
+    assert.ok(problem?.includes(emptyBindingDir));
+  });
 });

@@ -73,6 +73,16 @@ function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: num
 export function diagnoseCudaProvider(error: unknown, bindingDir = onnxruntimeBindingDir()): string {
   const ortMessage = error instanceof Error ? error.message : String(error);
   if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}: ${ortMessage}`;
+  return cudaProviderProblem(bindingDir) ?? `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider failed: ${ortMessage}`;
+}
+
+/**
+ * Why the CUDA provider cannot load on this machine, or undefined when its libraries load. It creates
+ * no session, so it is cheap enough to decide up front which encoders to prepare for `--device auto`;
+ * a GPU that is absent or busy still shows only when a session starts.
+ */
+export function cudaProviderProblem(bindingDir = onnxruntimeBindingDir()): string | undefined {
+  if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}'s native binding folder was not found`;
   const missing = CUDA_PROVIDER_LIBRARIES.filter((lib) => !existsSync(path.join(bindingDir, lib)));
   if (missing.length > 0) {
     return `onnxruntime-node ${onnxruntimeVersion} has no CUDA provider: ${missing.join(' and ')} missing in ${bindingDir} `
@@ -82,7 +92,7 @@ export function diagnoseCudaProvider(error: unknown, bindingDir = onnxruntimeBin
     const loadError = dlopenError(path.join(bindingDir, lib));
     if (loadError) return `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider cannot load: ${loadError} (it needs CUDA 13 and cuDNN 9 on the library path)`;
   }
-  return `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider failed: ${ortMessage}`;
+  return undefined;
 }
 
 function onnxruntimeBindingDir(): string | undefined {

@@ -8,6 +8,8 @@ export type Precision = ModelManifest['precision'];
 /** Pillow's decompression-bomb limit, the default ceiling on decoded pixels. */
 export const DEFAULT_MAX_PIXELS = 178_956_970;
 export const DEFAULT_BATCH_SIZE = 16;
+/** A GPU needs big batches to fill its tensor cores; 128 is where PyTorch and onnxruntime peak for CLIP-H on an H100. */
+export const DEFAULT_CUDA_BATCH_SIZE = 128;
 
 export interface ScorerOptions {
   model?: string;
@@ -26,7 +28,8 @@ export interface ResolvedScorerOptions {
   model: string | undefined;
   device: DeviceRequest;
   precision: Precision | 'auto';
-  batchSize: number;
+  /** Undefined when not given: the default depends on the device the encoders end up on. */
+  batchSize: number | undefined;
   exif: 'apply' | 'ignore';
   resize: 'exact' | 'fast';
   maxPixels: number;
@@ -66,7 +69,7 @@ export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions
     model: opts.model,
     device: parseDevice(opts.device),
     precision: oneOf(opts.precision, ['auto', 'fp32', 'fp16', 'int8'] as const, 'precision', 'auto'),
-    batchSize: positiveInteger(opts.batchSize, 'batchSize', DEFAULT_BATCH_SIZE),
+    batchSize: opts.batchSize === undefined ? undefined : positiveInteger(opts.batchSize, 'batchSize', DEFAULT_BATCH_SIZE),
     exif: oneOf(opts.exif, ['apply', 'ignore'] as const, 'exif', 'apply'),
     resize: oneOf(opts.resize, ['exact', 'fast'] as const, 'resize', 'exact'),
     maxPixels: positiveInteger(opts.maxPixels, 'maxPixels', DEFAULT_MAX_PIXELS),
@@ -74,4 +77,20 @@ export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions
     cacheDir: opts.cacheDir,
     log: opts.log ?? (() => undefined),
   };
+}
+
+export interface EncoderVariant { precision: Precision; attention: 'plain' | 'fused' }
+
+/**
+ * Which encoders to run: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
+ * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
+ */
+export function encoderVariant(precision: Precision | 'auto', onCuda: boolean): EncoderVariant {
+  const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
+  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
+}
+
+/** The batch size given, else one that suits the device the encoders run on. */
+export function batchSizeFor(given: number | undefined, onCuda: boolean): number {
+  return given ?? (onCuda ? DEFAULT_CUDA_BATCH_SIZE : DEFAULT_BATCH_SIZE);
 }

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { resolveModel, pickscoreHome } from '../model/registry.js';
-import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
+import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
@@ -22,7 +22,7 @@ import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache } from '../io/embedding-cache.js';
 import { l2normalize } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage } from '../errors.js';
-import { resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
 import { PICKSCORE_VERSION } from './version.js';
 
@@ -122,6 +122,9 @@ export class Scorer {
   };
   private closed = false;
 
+  /** Images per encoder call: as given, else a size that suits the device the encoders run on. */
+  private readonly batchSize: number;
+
   private constructor(
     private readonly opts: ResolvedScorerOptions,
     private readonly manifest: ModelManifest,
@@ -134,6 +137,7 @@ export class Scorer {
     this.embedDim = manifest.image.embedDim;
     const { cropHeight, cropWidth } = manifest.preprocess;
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
+    this.batchSize = batchSizeFor(opts.batchSize, sessions.device === 'cuda');
   }
 
   static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
@@ -233,7 +237,7 @@ export class Scorer {
     this.assertOpen();
     const source = toAsyncIterator(jobs);
     const window = new ReadAheadWindow<ImageJob<T>, Started<T>>(
-      source, (job) => ({ job, prepared: this.prepare(job.source) }), 2 * this.opts.batchSize,
+      source, (job) => ({ job, prepared: this.prepare(job.source) }), 2 * this.batchSize,
     );
     const started = performance.now();
     const busyBefore = this.counters.encoderBusyMs;
@@ -279,7 +283,7 @@ export class Scorer {
   private takeBuffers(): [Float32Array, Float32Array] {
     const idle = this.idleBuffers.pop();
     if (idle) return idle;
-    const floats = this.opts.batchSize * this.pixelsPerImage;
+    const floats = this.batchSize * this.pixelsPerImage;
     return [new Float32Array(floats), new Float32Array(floats)];
   }
 
@@ -315,8 +319,8 @@ export class Scorer {
   private async assembleBatch<T>(window: ReadAheadWindow<ImageJob<T>, Started<T>>, buffer: Float32Array): Promise<BatchEntry<T>[]> {
     const entries: BatchEntry<T>[] = [];
     const slotByHash = new Map<string, number>();
-    const maxEntries = MAX_ENTRIES_PER_BATCH_FACTOR * this.opts.batchSize;
-    while (slotByHash.size < this.opts.batchSize && entries.length < maxEntries) {
+    const maxEntries = MAX_ENTRIES_PER_BATCH_FACTOR * this.batchSize;
+    while (slotByHash.size < this.batchSize && entries.length < maxEntries) {
       const started = await window.next();
       if (!started) break;
       const prepared = await started.prepared;
@@ -451,22 +455,27 @@ function dot(a: Float32Array, b: Float32Array): number {
   return sum;
 }
 
-/** Opens the encoders; precision 'auto' means fp16 on CUDA and fp32 on CPU, which needs the device first. */
 type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
 
+/**
+ * Opens the encoders that suit the device: fp16 with fused attention on CUDA, fp32 on CPU, unless a
+ * precision is given. For `auto` the device is guessed first from whether the CUDA provider's libraries
+ * load (cheap, no model needed), so only one model variant is converted; if no GPU session starts after
+ * all, the CPU variant is opened instead.
+ */
 async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
-  const firstPrecision: Precision = opts.precision !== 'auto' ? opts.precision : opts.device.startsWith('cuda') ? 'fp16' : 'fp32';
-  const first = await resolveModel(opts.model, { precision: firstPrecision });
+  const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaProviderProblem() === undefined);
+  const first = await resolveModel(opts.model, encoderVariant(opts.precision, expectCuda));
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   if (sessions.fallbackReason) opts.log(`device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`);
-  // A converted folder has one precision whatever was asked; only a checkpoint or a named model can be reconverted.
-  const fixedPrecision = first.manifest.precision !== firstPrecision;
-  if (opts.precision !== 'auto' || sessions.device !== 'cuda' || firstPrecision === 'fp16' || fixedPrecision) return { ...first, sessions };
-  // 'auto' found CUDA with the fp32 encoders it opened to find out: reopen fp16 ones on that GPU.
+  const onCuda = sessions.device === 'cuda';
+  const wanted = encoderVariant(opts.precision, onCuda);
+  // A converted folder has one variant whatever was asked; only a checkpoint or a named model can be reconverted.
+  const reconvertible = first.manifest.precision === encoderVariant(opts.precision, expectCuda).precision;
+  if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions };
   await sessions.close();
-  const fp16 = await resolveModel(opts.model, { precision: 'fp16' });
-  const cudaSessions = await open(fp16.dir, fp16.manifest, { device: `cuda:${sessions.deviceId}`, threads: opts.threads });
-  return { ...fp16, sessions: cudaSessions };
+  const second = await resolveModel(opts.model, wanted);
+  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
 }
 
 async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
