@@ -154,7 +154,7 @@ class TowerBuilder {
     const factor = (i: number) => spec.scales?.[i] ?? 1;
     const weight = async () => {
       const blocks: Float32Array[] = [];
-      for (const [i, entry] of weights.entries()) blocks.push(scaled(transpose2d(await this.readFloat32(entry), n, k), factor(i)));
+      for (const [i, entry] of weights.entries()) blocks.push(transpose2d(await this.readFloat32(entry), n, k, factor(i)));
       return blocks.length === 1 ? blocks[0] : concatColumns(blocks, k);
     };
     const bias = biases && (async () => {
