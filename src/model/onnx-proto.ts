@@ -277,6 +277,30 @@ async function initializerPayload(init: OnnxInitializer): Promise<Uint8Array> {
   return bytes;
 }
 
+/**
+ * Produces the items' results in order, starting item i + 1 as soon as item i is taken, so that the
+ * next tensor's transform runs while the previous one is written; at most two are held at once.
+ * A prefetched result that is never taken (the write failed) is not reported as an unhandled rejection.
+ */
+function prefetchedOneAhead<T, R>(items: readonly T[], produce: (item: T) => Promise<R>): { next(): Promise<R> } {
+  let index = 0;
+  let ahead: Promise<R> | undefined;
+  const start = (): Promise<R> | undefined => {
+    if (index >= items.length) return undefined;
+    const pending = produce(items[index++]);
+    pending.catch(() => undefined);
+    return pending;
+  };
+  return {
+    next() {
+      const current = ahead ?? start();
+      if (current === undefined) throw new InternalError('prefetchedOneAhead: no items left');
+      ahead = start();
+      return current;
+    },
+  };
+}
+
 export interface WriteOnnxResult { bytes: number; externalData: boolean; externalDataFile?: string }
 
 /**
@@ -324,12 +348,13 @@ export async function writeOnnxModel(model: OnnxModel, outPath: string, opts: { 
   try {
     await graphOut.write(modelHead.toBytes());
     await graphOut.write(graphHead.toBytes());
+    const payloads = prefetchedOneAhead(model.initializers, initializerPayload);
     for (const [i, init] of model.initializers.entries()) {
       const header = headers[i];
       const inline = isExternal[i] ? 0 : initializerByteLength(init);
       await graphOut.write(new ProtoMessage().lengthPrefix(5, header.byteLength + inline).toBytes());
       await graphOut.write(header.toBytes());
-      const payload = await initializerPayload(init);
+      const payload = await payloads.next();
       if (dataOut === undefined || !isExternal[i]) {
         await graphOut.write(payload);
       } else {
