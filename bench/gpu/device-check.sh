@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The GPU check of issue 5 in one device call (see docs/gpu.md): the PyTorch fp16 SDPA baseline and
+# pickscore's image encoder on the same random-weight CLIP-H/14 at batch 128, fp16 parity against
+# PyTorch's fp32 and fp16 embeddings, and `pickscore rank` end to end over 512 px JPEGs, with
+# --device cuda and once with --device auto. Everything lands in $OUT (gpu-check.json, logs).
+#
+#   source .gpu/b/env.sh && bash bench/gpu/device-check.sh        on the device machine
+#   DRY_RUN=1 OUT=/tmp/x bash bench/gpu/device-check.sh           here, on CPU, with the tiny reference model
+#
+# Settings (environment; dry-run defaults in brackets): OUT, IMAGES 2000 [6], IMAGE_SIZE 512 [96], BATCH 128 [4],
+# ITERATIONS 20 [1], WARMUP 3 [1], PRECISION fp16, ATTENTION fused, TOKENIZER .gpu/tokenizer
+# [$REFERENCE_DIR/clip-tokenizer], BUILD_DIR build (the `npm run build:test` output), PICKSCORE_BIN bin/pickscore.js.
+# A failed step is recorded in steps.tsv and the summary; later steps that do not need it still run.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+: "${OUT:?set OUT to the folder for the results}"
+mkdir -p "$OUT"
+BUILD_DIR=${BUILD_DIR:-build}
+PICKSCORE_BIN=${PICKSCORE_BIN:-bin/pickscore.js}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pickscore-gpu-check.XXXXXX")   # checkpoint, dump, model, JPEGs: gigabytes on the GPU run
+trap 'rm -rf "$WORK"' EXIT
+export PICKSCORE_HOME=$WORK/home          # no cache or model outside this run
+PROMPT="a watercolor painting of a lighthouse on a cliff at sunset"
+
+if [[ ${DRY_RUN:-0} == 1 ]]; then
+  DEVICE=cpu; AUTO_EXPECT=CPUExecutionProvider
+  REFERENCE_DIR=${REFERENCE_DIR:-../shared/reference}
+  TOKENIZER=${TOKENIZER:-$REFERENCE_DIR/clip-tokenizer}
+  IMAGES=${IMAGES:-6}; IMAGE_SIZE=${IMAGE_SIZE:-96}; BATCH=${BATCH:-4}; ITERATIONS=${ITERATIONS:-1}; WARMUP=${WARMUP:-1}
+  PRECISION=${PRECISION:-fp16}; ATTENTION=${ATTENTION:-fused}; MODEL_NAME=tiny-clip
+else
+  DEVICE=cuda; AUTO_EXPECT=CUDAExecutionProvider
+  TOKENIZER=${TOKENIZER:-.gpu/tokenizer}
+  IMAGES=${IMAGES:-2000}; IMAGE_SIZE=${IMAGE_SIZE:-512}; BATCH=${BATCH:-128}; ITERATIONS=${ITERATIONS:-20}; WARMUP=${WARMUP:-3}
+  PRECISION=${PRECISION:-fp16}; ATTENTION=${ATTENTION:-fused}; MODEL_NAME=clip-h-14-random
+fi
+CHECKPOINT=$WORK/checkpoint; DUMP=$WORK/dump; MODEL=$WORK/model-$PRECISION-$ATTENTION; JPEGS=$WORK/jpegs
+printf 'step\trc\tseconds\n' > "$OUT/steps.tsv"
+
+# step NAME LIMIT_S STDOUT_FILE CMD...: runs CMD under timeout, stdout to $OUT/STDOUT_FILE, stderr to $OUT/NAME.log
+step() {
+  local name=$1 limit=$2 stdout=$3; shift 3
+  local started rc ms seconds
+  echo "== $name: $*" >&2
+  started=$(date +%s%N)
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/$stdout" 2> "$OUT/$name.log"; rc=$?
+  ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  seconds=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$seconds" >> "$OUT/steps.tsv"
+  echo "   rc $rc in ${seconds}s" >&2
+  [[ $rc == 0 ]] || tail -n 5 "$OUT/$name.log" >&2
+  return "$rc"
+}
+
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+else
+  echo "none" > "$OUT/gpu.txt"
+fi
+echo "gpu: $(cat "$OUT/gpu.txt")" >&2
+
+if [[ ${DRY_RUN:-0} == 1 ]]; then
+  CHECKPOINT=$REFERENCE_DIR/tiny-clip
+  step reference-dump 60 reference-dump.out node "$BUILD_DIR/bench/gpu/reference-dump.js" "$DUMP"
+else
+  step torch 300 torch.json python3 bench/gpu/torch_baseline.py --checkpoint "$CHECKPOINT" --dump "$DUMP" --iterations "$ITERATIONS"
+fi
+step convert 240 convert.json node "$PICKSCORE_BIN" model convert "$CHECKPOINT" --out "$MODEL" --precision "$PRECISION" \
+  --attention "$ATTENTION" --tokenizer "$TOKENIZER" --name "$MODEL_NAME" --quiet --json
+step encoder 180 encoder.json node "$BUILD_DIR/bench/gpu/encoder.js" --model "$MODEL" --dump "$DUMP" --device "$DEVICE" \
+  --batch "$BATCH" --iterations "$ITERATIONS" --warmup "$WARMUP"
+step jpegs 120 jpegs.json env UV_THREADPOOL_SIZE="$(nproc)" node "$BUILD_DIR/bench/gpu/make-jpegs.js" "$JPEGS" "$IMAGES" "$IMAGE_SIZE"
+step rank 180 rank.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device "$DEVICE" \
+  --batch-size "$BATCH" --no-cache --stats --format jsonl --out "$OUT/rank.jsonl"
+step rank-auto 180 rank-auto.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device auto \
+  --no-cache --stats --format json --out "$OUT/rank-auto.json"
+
+node "$BUILD_DIR/bench/gpu/summary.js" "$OUT" "$AUTO_EXPECT" > "$OUT/gpu-check.json"
+summary_rc=$?
+cat "$OUT/gpu-check.json"
+exit "$summary_rc"
