@@ -56,11 +56,12 @@ export function toFloat16Bytes(values: Float32Array): Uint8Array {
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i];
     const exponent = (b >>> 23) & 0xff;
-    if (exponent > 112 && exponent < 143) {
-      // Round to nearest even: add half an ulp, less one unless the kept mantissa is odd; a carry into
-      // the exponent is still correct, up to infinity.
-      const half = (((b >>> 16) & 0x8000) | ((exponent - 112) << 10)) + ((b & 0x7fffff) >>> 13);
-      out[i] = half + ((((b & 0x1fff) + ((b >>> 13) & 1) + 0xfff) >>> 13));
+    if (exponent > 112 && exponent < 143) {                               // half exponents 1..30, rebiased by 127 - 15
+      const truncated = (((b >>> 16) & 0x8000) | ((exponent - 112) << 10)) + ((b & 0x7fffff) >>> 13);
+      // Round to nearest even: the 13 dropped bits plus the kept lowest bit plus 0xfff reach 0x2000
+      // exactly when they exceed half an ulp, or equal it with an odd result. A carry into the
+      // exponent is still correct, up to infinity.
+      out[i] = truncated + (((b & 0x1fff) + ((b >>> 13) & 1) + 0xfff) >>> 13);
     } else {
       out[i] = float32ToFloat16Bits(values[i]);
     }
