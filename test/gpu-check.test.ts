@@ -103,3 +103,19 @@ test('the summary fails the run when a step fails', { skip }, async () => {
     await rm(out, { recursive: true, force: true });
   }
 });
+
+test('steps that would run past DEADLINE_S are recorded as timed out, and the summary still comes', { skip }, async () => {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'pickscore-gpu-check-'));
+  try {
+    const run = spawnSync('bash', [script], {
+      cwd: repoRoot, encoding: 'utf8', timeout: 60_000,
+      env: { ...process.env, DRY_RUN: '1', OUT: out, BUILD_DIR: buildDir, PICKSCORE_BIN: cliEntry[0], DEADLINE_S: '20' },
+    });
+    assert.equal(run.status, 1, run.stderr);
+    const summary = JSON.parse(await readFile(path.join(out, 'gpu-check.json'), 'utf8')) as Summary;
+    assert.equal(summary.ok, false);
+    assert.deepEqual(summary.steps.map((s) => s.rc), [124, 124, 124, 124, 124, 124]);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});

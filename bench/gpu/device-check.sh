@@ -11,6 +11,7 @@
 # ITERATIONS 20 [1], WARMUP 3 [1], PRECISION fp16, ATTENTION fused, TOKENIZER .gpu/tokenizer
 # [$REFERENCE_DIR/clip-tokenizer], BUILD_DIR build (the `npm run build:test` output), PICKSCORE_BIN bin/pickscore.js.
 # A failed step is recorded in steps.tsv and the summary; later steps that do not need it still run.
+# DEADLINE_S (540) bounds the whole run, below the device call's 600 s.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?set OUT to the folder for the results}"
@@ -37,13 +38,23 @@ fi
 CHECKPOINT=$WORK/checkpoint; DUMP=$WORK/dump; MODEL=$WORK/model-$PRECISION-$ATTENTION; JPEGS=$WORK/jpegs
 printf 'step\trc\tseconds\n' > "$OUT/steps.tsv"
 
+# The device call is killed at 600 s, and then nothing is summarised: every step's limit is cut to what is
+# left before DEADLINE_S, keeping 20 s for the summary; a step with no time left is recorded as rc 124.
+DEADLINE_S=${DEADLINE_S:-540}
+script_started=$SECONDS
+
 # step NAME LIMIT_S STDOUT_FILE CMD...: runs CMD under timeout, stdout to $OUT/STDOUT_FILE, stderr to $OUT/NAME.log
 step() {
   local name=$1 limit=$2 stdout=$3; shift 3
-  local started rc ms seconds
-  echo "== $name: $*" >&2
+  local started rc ms seconds left=$(( DEADLINE_S - (SECONDS - script_started) - 20 ))
+  (( limit < left )) || limit=$left
+  echo "== $name (limit ${limit}s): $*" >&2
   started=$(date +%s%N)
-  timeout --kill-after=10 "$limit" "$@" > "$OUT/$stdout" 2> "$OUT/$name.log"; rc=$?
+  if (( limit > 0 )); then
+    timeout --kill-after=5 "$limit" "$@" > "$OUT/$stdout" 2> "$OUT/$name.log"; rc=$?
+  else
+    echo "no time left before DEADLINE_S=$DEADLINE_S" > "$OUT/$name.log"; rc=124
+  fi
   ms=$(( ($(date +%s%N) - started) / 1000000 ))
   seconds=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
   printf '%s\t%s\t%s\n' "$name" "$rc" "$seconds" >> "$OUT/steps.tsv"
@@ -63,16 +74,16 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then
   CHECKPOINT=$REFERENCE_DIR/tiny-clip
   step reference-dump 60 reference-dump.out node "$BUILD_DIR/bench/gpu/reference-dump.js" "$DUMP"
 else
-  step torch 300 torch.json python3 bench/gpu/torch_baseline.py --checkpoint "$CHECKPOINT" --dump "$DUMP" --iterations "$ITERATIONS"
+  step torch 180 torch.json python3 bench/gpu/torch_baseline.py --checkpoint "$CHECKPOINT" --dump "$DUMP" --iterations "$ITERATIONS"
 fi
-step convert 240 convert.json node "$PICKSCORE_BIN" model convert "$CHECKPOINT" --out "$MODEL" --precision "$PRECISION" \
+step convert 180 convert.json node "$PICKSCORE_BIN" model convert "$CHECKPOINT" --out "$MODEL" --precision "$PRECISION" \
   --attention "$ATTENTION" --tokenizer "$TOKENIZER" --name "$MODEL_NAME" --quiet --json
-step encoder 180 encoder.json node "$BUILD_DIR/bench/gpu/encoder.js" --model "$MODEL" --dump "$DUMP" --device "$DEVICE" \
+step encoder 150 encoder.json node "$BUILD_DIR/bench/gpu/encoder.js" --model "$MODEL" --dump "$DUMP" --device "$DEVICE" \
   --batch "$BATCH" --iterations "$ITERATIONS" --warmup "$WARMUP"
-step jpegs 120 jpegs.json env UV_THREADPOOL_SIZE="$(nproc)" node "$BUILD_DIR/bench/gpu/make-jpegs.js" "$JPEGS" "$IMAGES" "$IMAGE_SIZE"
-step rank 180 rank.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device "$DEVICE" \
+step jpegs 60 jpegs.json env UV_THREADPOOL_SIZE="$(nproc)" node "$BUILD_DIR/bench/gpu/make-jpegs.js" "$JPEGS" "$IMAGES" "$IMAGE_SIZE"
+step rank 120 rank.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device "$DEVICE" \
   --batch-size "$BATCH" --no-cache --stats --format jsonl --out "$OUT/rank.jsonl"
-step rank-auto 180 rank-auto.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device auto \
+step rank-auto 90 rank-auto.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device auto \
   --no-cache --stats --format json --out "$OUT/rank-auto.json"
 
 node "$BUILD_DIR/bench/gpu/summary.js" "$OUT" "$AUTO_EXPECT" > "$OUT/gpu-check.json"

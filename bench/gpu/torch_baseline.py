@@ -52,6 +52,11 @@ def timed(fn, iterations, warmup=3):
     return (time.perf_counter() - started) / iterations
 
 
+def features(output):
+    """get_*_features return the projected embeddings; transformers 5 may wrap them as pooler_output."""
+    return output if torch.is_tensor(output) else output.pooler_output
+
+
 def save_f32(tensor, path):
     tensor.detach().float().contiguous().cpu().numpy().tofile(path)
 
@@ -70,7 +75,8 @@ def main():
     cuda = torch.device("cuda")
 
     started = time.perf_counter()
-    model = CLIPModel(pickscore_config()).to(cuda).eval()
+    with cuda:  # random init on the GPU: seconds rather than a minute on the CPU
+        model = CLIPModel(pickscore_config()).eval()
     model.save_pretrained(args.checkpoint)  # safetensors, fp32
     save_s = time.perf_counter() - started
 
@@ -82,8 +88,8 @@ def main():
     with torch.inference_mode():
         for name, dtype in (("torch_fp32", torch.float32), ("torch_fp16", torch.float16)):
             model.to(dtype)
-            save_f32(model.get_image_features(pixel_values=pixels.to(dtype)), os.path.join(args.dump, f"image_{name}.f32"))
-            save_f32(model.get_text_features(input_ids=ids), os.path.join(args.dump, f"text_{name}.f32"))
+            save_f32(features(model.get_image_features(pixel_values=pixels.to(dtype))), os.path.join(args.dump, f"image_{name}.f32"))
+            save_f32(features(model.get_text_features(input_ids=ids)), os.path.join(args.dump, f"text_{name}.f32"))
             references[name] = {"image": f"image_{name}.f32", "text": f"text_{name}.f32"}
     logit_scale = float(model.logit_scale.float().exp())
     meta = {"images": args.dump_images, "prompts": args.dump_prompts, "contextLength": CONTEXT, "embedDim": 1024,
