@@ -6,7 +6,7 @@
  *   npm run bench                 all benchmarks
  *   npm run bench -- preprocess   only those whose name contains "preprocess"
  */
-import { readdir, mkdir } from 'node:fs/promises';
+import { readdir, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -43,7 +43,11 @@ async function main(): Promise<void> {
     }
   }
   const machine = { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, total_mem_gib: os.totalmem() / 2 ** 30, node: process.version };
-  process.stdout.write(`${JSON.stringify({ machine, results }, null, 2)}\n`);
+  const json = `${JSON.stringify({ machine, results }, null, 2)}\n`;
+  // Also kept on disk: npm prints its own banner on stdout around `npm run bench` (`npm run -s bench` does not).
+  await writeFile(path.join(workDir, 'results.json'), json);
+  ctx.log(`results also in ${path.join(workDir, 'results.json')}`);
+  process.stdout.write(json);
 }
 
 await main();
