@@ -28,10 +28,9 @@ export const cliEntry: string[] = [runsFromNpmBuild ? path.join(repoRoot, 'bin',
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [...cliEntry, ...args], {
-    cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Spawns `command` with stdin closed and collects its stdout and stderr as text. */
+export function spawnCollecting(command: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
@@ -41,6 +40,10 @@ export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
   return { child, done };
+}
+
+export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  return spawnCollecting(process.execPath, [...cliEntry, ...args], { cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env } });
 }
 
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {

@@ -2,10 +2,10 @@
  * Runs the real `pickscore` bin in child processes, as the scale-out tests need: shards are separate
  * processes, exactly as a job engine runs them.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { referenceDir, repoRoot } from './paths.js';
+import { spawnCollecting } from './pipe-cli.js';
 
 export const pickscoreBin = path.join(repoRoot, 'bin', 'pickscore.js');
 
@@ -13,19 +13,7 @@ export interface CliRun { code: number | null; stdout: string; stderr: string }
 
 /** `node bin/pickscore.js ...args` in `cwd`, stdin closed, with `env` added to a clean environment. */
 export function runCli(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [pickscoreBin, ...args], {
-      cwd: opts.cwd,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return spawnCollecting(process.execPath, [pickscoreBin, ...args], { cwd: opts.cwd, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env } }).done;
 }
 
 /**
