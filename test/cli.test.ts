@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { runCli, spawnCli } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 interface Reference {
   prompts: { prompt: string }[];
@@ -18,14 +18,6 @@ interface Row { path: string; prompt: string; score: number | null; prob: number
 
 const SCORE_TOLERANCE = 0.01;
 
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cli-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 function parseJsonl(text: string): Row[] {
   return text.trim().split('\n').map((line) => JSON.parse(line) as Row);
@@ -65,7 +57,7 @@ test('rank applies EXIF orientation by default and reproduces the reference scor
 
 test('a corrupt image becomes an error row, the run completes, and the exit code is 3', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('cli', async (dir) => {
     await writeGradientPngs(dir, 2);
     await writeFile(path.join(dir, 'broken.png'), Buffer.from('this is not a png'));
     const result = await runCli(['rank', dir, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--format', 'json', '--no-cache']);
@@ -122,9 +114,9 @@ test('--help shows the commands and examples; --version prints the version', asy
 test('SIGINT mid-run writes a valid output marked incomplete and exits 130; a rerun encodes only the rest', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
   const total = 120;
-  await withTempDir(async (dir) => {
+  await withTempDir('cli', async (dir) => {
     const images = path.join(dir, 'images');
-    await (await import('node:fs/promises')).mkdir(images);
+    await mkdir(images);
     await writeGradientPngs(images, total);
     const cacheDir = path.join(dir, 'cache');
     const out = path.join(dir, 'ranked.json');

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runEval, runEvalPart } from '../src/commands/eval.js';
 import { mergeEvalParts } from '../src/commands/merge.js';
@@ -13,20 +12,13 @@ import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths
 import { tinyModel } from './helpers/tiny-model.js';
 import { runCli } from './helpers/pipe-cli.js';
 import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 const evalDir = path.join(fixturesDir, 'eval');
 const SCORE_TOLERANCE = 0.01;   // the end-to-end parity bound of the rank pipeline
 
 interface Reference { prompts: { prompt: string }[]; images: { image: string; orientation: string }[]; scores: { values: number[][] } }
 
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-eval-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 function close(actual: number | null, expected: number, what: string): void {
   assert.ok(actual !== null && Math.abs(actual - expected) <= SCORE_TOLERANCE, `${what}: ${actual} is not within ${SCORE_TOLERANCE} of ${expected}`);
@@ -40,7 +32,7 @@ test('eval on reference images reproduces the Python scores, and the report agre
   const expected = (p: number, image: string): number => ref.scores.values[p][column(image)];
   const prompts = [0, 4];
   const models = { x: ['astronaut.jpg', 'chelsea.webp'], y: ['coffee.png', 'tiny-5x3.png'] };
-  await withTempDir(async (dir) => {
+  await withTempDir('eval', async (dir) => {
     const imagePath = (name: string): string => path.join(referenceDir, 'images', name);
     const lines = prompts.flatMap((p) => Object.entries(models).flatMap(([model, images]) =>
       images.map((image) => ({ prompt: ref.prompts[p].prompt, image: imagePath(image), model }))));
@@ -124,7 +116,7 @@ test('eval on the fixture manifests: identical files scored once, ties, validati
 
 test('the HTML report in headless Chromium: a plot per model, inlined thumbnails, the gate', { skip: skipWithoutReference || skipWithoutChromium }, async () => {
   const { report } = await fixtureEval();
-  await withTempDir(async (dir) => {
+  await withTempDir('eval', async (dir) => {
     const file = path.join(dir, 'report.html');
     await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
     const dom = await dumpDom(file);
@@ -150,7 +142,7 @@ test('CLI gate: exit 1 when the candidate is worse on every prompt, 0 the other 
     list.push({ image: item.image as string, score: item.score as number });
     byPrompt.set(item.prompt as string, list);
   }
-  await withTempDir(async (dir) => {
+  await withTempDir('eval', async (dir) => {
     const lines = [...byPrompt].flatMap(([prompt, [one, two]]) => {
       const [better, worse] = one.score >= two.score ? [one, two] : [two, one];
       assert.notEqual(better.score, worse.score);

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Scorer, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
@@ -10,6 +9,7 @@ import { cudaProviderProblem } from '../src/model/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 interface Reference {
   prompts: { prompt: string }[];
@@ -29,14 +29,6 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-pipe-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 test('groupConsecutive keeps order and groups only neighbours with the same key', async () => {
   const groups = await collect(groupConsecutive(['a1', 'a2', 'b1', 'a3'], (s) => s[0]));
@@ -71,7 +63,7 @@ test('Scorer matches the reference scores, keeps input order, and encodes each i
   const raw = reference.images.map((image, column) => ({ ...image, column })).filter((image) => image.orientation === 'raw');
   const requests: ScoreRequest[] = raw.flatMap((image) =>
     promptIndexes.map((p) => ({ prompt: reference.prompts[p].prompt, image: { path: path.join(referenceDir, 'images', image.image) }, key: image.image })));
-  await withTempDir(async (cacheDir) => {
+  await withTempDir('pipe', async (cacheDir) => {
     const warnings: string[] = [];
     const scorer = await Scorer.open({ model, device: 'cpu', exif: 'ignore', batchSize: 3, threads: 2, cacheDir, log: (l) => warnings.push(l) });
     try {
@@ -111,9 +103,9 @@ test('Scorer turns a bad image into an error item and scores the rest; paths, by
   const model = await tinyModel();
   const rgb = gradientRgb(40, 30, 7);
   const png = encodePng(rgb, 40, 30);
-  await withTempDir(async (dir) => {
+  await withTempDir('pipe', async (dir) => {
     const file = path.join(dir, 'gradient.png');
-    await (await import('node:fs/promises')).writeFile(file, png);
+    await writeFile(file, png);
     const scorer = await Scorer.open({ model, device: 'cpu', batchSize: 2, threads: 1, cacheDir: false });
     try {
       const prompt = 'a gradient';
@@ -212,7 +204,7 @@ test('encoders suit the device: fp16 with fused attention and batches of 128 on 
 });
 
 test('without the CUDA provider libraries, the reason names the missing files and where they were looked for', async () => {
-  await withTempDir(async (emptyBindingDir) => {
+  await withTempDir('pipe', async (emptyBindingDir) => {
     const problem = cudaProviderProblem(emptyBindingDir);
     assert.match(problem ?? '', /libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so missing in /);
     assert.ok(problem?.includes(emptyBindingDir));

@@ -1,26 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { rankRecords, runRank } from '../src/commands/rank.js';
 import type { ScoredItem } from '../src/pipeline/scorer.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 function item(key: string, prompt: string, score: number | null, error: string | null = null): ScoredItem {
   return { key, prompt, score, width: score === null ? null : 10, height: score === null ? null : 10, contentHash: null, error };
 }
 
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-rank-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 test('rankRecords ranks per prompt, breaks ties by path, and gives the model card probabilities', () => {
   const records = rankRecords([
@@ -81,7 +73,7 @@ test('runRank scores every image against every prompt, warns once about a trunca
 
 test('runRank --prompt-from sidecar: each image its own prompt; a missing sidecar is an error row', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('rank', async (dir) => {
     const names = await writeGradientPngs(dir, 3);
     await writeFile(path.join(dir, 'img-000.txt'), 'red\n');
     await writeFile(path.join(dir, 'img-001.txt'), 'red');
@@ -100,7 +92,7 @@ test('runRank --prompt-from sidecar: each image its own prompt; a missing sideca
 
 test('runRank stopped by its signal returns what was done, marked incomplete', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('rank', async (dir) => {
     await writeGradientPngs(dir, 12);
     const controller = new AbortController();
     const result = await runRank({
@@ -116,7 +108,7 @@ test('runRank stopped by its signal returns what was done, marked incomplete', {
 
 test('runRank scores a file whose name is not valid UTF-8', { skip: skipWithoutReference }, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('rank', async (dir) => {
     const rawName = Buffer.concat([Buffer.from(`${dir}/odd-`), Buffer.from([0xff, 0xfe]), Buffer.from(',"name.png')]);
     await copyFile(path.join(referenceDir, 'images', 'tiny-5x3.png'), rawName);
     const result = await runRank({ inputs: [dir], prompts: ['p'], model, device: 'cpu', cacheDir: false, threads: 1 });

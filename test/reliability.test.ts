@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { tinyModel } from './helpers/tiny-model.js';
 import { cliEntry, runCli, spawnCli, type CliResult } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
 import { writeBadInputFolder, writeDistinctPngs } from './helpers/bad-inputs.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 interface Row { path: string; prompt: string; score: number | null; prob: number | null; rank: number | null; error: string | null }
 interface RankJson { incomplete: boolean; rows: Row[]; provenance: { stats: { imagesEncoded: number; imageCacheHits: number; imageEncoderCalls: number } } }
@@ -25,14 +26,6 @@ const PROMPTS = ['a gradient', 'a cat'];
 /** A hung run (a FIFO read once blocked forever) fails the test instead of stalling the suite. */
 const SPAWNING = { skip: skipWithoutReference, timeout: 300_000 };
 
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-reliability-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 /** The CLI as another user (root reads chmod 000 files) or with stdout on a given file descriptor. */
 function runCliWith(args: string[], opts: { runAs?: { uid: number; gid: number }; stdoutFd?: number }): Promise<CliResult> {
@@ -111,7 +104,7 @@ test('every bad image becomes one row per prompt with a clear error, good ones a
 
 test('eval: invalid manifests stop the run with exit 4 and every bad line as file:line: field', SPAWNING, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     await writeGradientPngs(dir, 2);
     const manifest = path.join(dir, 'bad.jsonl');
     await writeFile(manifest, [
@@ -141,7 +134,7 @@ test('eval: invalid manifests stop the run with exit 4 and every bad line as fil
 
 test('eval: --skip-invalid scores the rest; an unreadable image is an error row (exit 3); unknown model names are usage errors', SPAWNING, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     await writeGradientPngs(dir, 3);
     await writeFile(path.join(dir, 'corrupt.png'), 'not a png');
     const manifest = path.join(dir, 'run.jsonl');
@@ -171,7 +164,7 @@ test('eval: --skip-invalid scores the rest; an unreadable image is an error row 
 
 test('models: a missing encoder file, a corrupt ONNX file or manifest exits 5 and names the file', SPAWNING, async () => {
   const source = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     await writeGradientPngs(dir, 1);
     const damaged = async (name: string, damage: (folder: string) => Promise<void>): Promise<CliResult> => {
       const folder = path.join(dir, name);
@@ -197,7 +190,7 @@ test('models: a missing encoder file, a corrupt ONNX file or manifest exits 5 an
 
 test('a corrupt cache file is moved aside with a warning, rebuilt, and serves the next run', SPAWNING, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     const images = path.join(dir, 'images');
     await mkdir(images);
     await writeGradientPngs(images, 4);
@@ -223,7 +216,7 @@ test('a corrupt cache file is moved aside with a warning, rebuilt, and serves th
 
 test('a full disk on stdout (/dev/full) is an error naming the output, not a silent truncation', SPAWNING, async () => {
   const model = await tinyModel();
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     await writeGradientPngs(dir, 2);
     const full = openSync('/dev/full', 'w');
     try {
@@ -243,7 +236,7 @@ const INTERRUPTED_RUN_IMAGES = Number(process.env.PICKSCORE_RELIABILITY_IMAGES ?
 test('SIGTERM halfway: the previous output stays whole until an incomplete one replaces it; exit 130; the rerun encodes only the rest', SPAWNING, async (t) => {
   const model = await tinyModel();
   const total = INTERRUPTED_RUN_IMAGES;
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     const images = path.join(dir, 'images');
     await mkdir(images);
     await writeDistinctPngs(images, total);
@@ -299,7 +292,7 @@ test('SIGTERM halfway: the previous output stays whole until an incomplete one r
 test('eval interrupted by SIGINT writes a report marked incomplete and exits 130', SPAWNING, async () => {
   const model = await tinyModel();
   const total = 200;
-  await withTempDir(async (dir) => {
+  await withTempDir('reliability', async (dir) => {
     const names = await writeDistinctPngs(dir, total);
     const manifest = path.join(dir, 'run.jsonl');
     await writeFile(manifest, names.map((name, i) => JSON.stringify({ prompt: 'a gradient', image: name, model: `m${i % 2}` })).join('\n'));
