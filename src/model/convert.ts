@@ -7,9 +7,9 @@
  * therefore always whole, and a later run can trust it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
 import { PICKSCORE_VERSION } from '../pipeline/version.js';
@@ -203,20 +203,58 @@ function withReadProgress(checkpoint: Checkpoint, onRead: (bytes: number) => voi
 }
 
 /** SHA-256 of each file, streamed; names are relative to the checkpoint folder. */
+/**
+ * SHA-256 of each source file, hashed on a worker thread: the main thread's time goes to the weight
+ * transforms, and hashing a 3.9 GB checkpoint is seconds of CPU of its own.
+ */
 async function hashFiles(files: string[], root: string, onBytes: (n: number) => void): Promise<ModelManifest['source']['files']> {
-  const hashed: ModelManifest['source']['files'] = [];
-  for (const file of files) {
+  const digests = await new Promise<{ size: number; sha256: string }[]>((resolve, reject) => {
+    const worker = new Worker(HASH_WORKER_SOURCE, { eval: true, workerData: files });
+    let result: { size: number; sha256: string }[] | undefined;
+    worker.on('message', (message: HashWorkerMessage) => {
+      if (!('bytes' in message)) {
+        result = message.digests;
+        return;
+      }
+      try {
+        onBytes(message.bytes);
+      } catch (err) {
+        // A progress callback that throws stops the conversion, as it would on the main thread.
+        reject(err);
+        void worker.terminate();
+      }
+    });
+    worker.on('error', (err) => reject(new ModelError(`Cannot hash the source files: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => (result ? resolve(result) : reject(new ModelError(`Hashing the source files stopped (exit code ${code})`))));
+  });
+  return files.map((file, i) => ({ name: path.relative(root, file), ...digests[i] }));
+}
+
+type HashWorkerMessage = { bytes: number } | { digests: { size: number; sha256: string }[] };
+
+/**
+ * Streams each file through sha256, reporting the bytes as it goes. Only dynamic imports: an eval
+ * worker is CommonJS or an ES module depending on the parent's --input-type.
+ */
+const HASH_WORKER_SOURCE = `
+(async () => {
+  const { createHash } = await import('node:crypto');
+  const { createReadStream } = await import('node:fs');
+  const { parentPort, workerData } = await import('node:worker_threads');
+  const digests = [];
+  for (const file of workerData) {
     const hash = createHash('sha256');
     let size = 0;
-    for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 }) as AsyncIterable<Buffer>) {
+    for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) {
       hash.update(chunk);
       size += chunk.length;
-      onBytes(chunk.length);
+      parentPort.postMessage({ bytes: chunk.length });
     }
-    hashed.push({ name: path.relative(root, file), size, sha256: hash.digest('hex') });
+    digests.push({ size, sha256: hash.digest('hex') });
   }
-  return hashed;
-}
+  parentPort.postMessage({ digests });
+})();   // a rejection ends the worker with an 'error' event, which rejects hashFiles
+`;
 
 /** The trained temperature is the `logit_scale` tensor; config.json's logit_scale_init_value is only its start. */
 async function readLogitScale(checkpoint: Checkpoint): Promise<number> {
