@@ -45,6 +45,10 @@ export function float16BitsToFloat32(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
+/** float32 magnitudes whose exponent is one of half's normal exponents (1..30): bits [113 << 23, 143 << 23). */
+const HALF_NORMAL_MIN_BITS = 113 << 23;
+const HALF_NORMAL_SPAN_BITS = 30 << 23;
+
 /**
  * float32ToFloat16Bits over a whole array, bit for bit: the float32 bits are read through an integer
  * view rather than a DataView per element, and half's normal range (the common case for weights) is
@@ -55,13 +59,12 @@ export function toFloat16Bytes(values: Float32Array): Uint8Array {
   const out = new Uint16Array(values.length);
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i];
-    const exponent = (b >>> 23) & 0xff;
-    if (exponent > 112 && exponent < 143) {                               // half exponents 1..30, rebiased by 127 - 15
-      const truncated = (((b >>> 16) & 0x8000) | ((exponent - 112) << 10)) + ((b & 0x7fffff) >>> 13);
-      // Round to nearest even: the 13 dropped bits plus the kept lowest bit plus 0xfff reach 0x2000
-      // exactly when they exceed half an ulp, or equal it with an odd result. A carry into the
-      // exponent is still correct, up to infinity.
-      out[i] = truncated + (((b & 0x1fff) + ((b >>> 13) & 1) + 0xfff) >>> 13);
+    const magnitude = b & 0x7fffffff;
+    if (((magnitude - HALF_NORMAL_MIN_BITS) >>> 0) < HALF_NORMAL_SPAN_BITS) {            // unsigned: below the range wraps high
+      // Rebias the exponent in place (127 - 15 = 112 steps), then round to nearest even: the 13 dropped
+      // bits plus 0xfff plus the kept lowest bit carry into bit 13 exactly when they exceed half an ulp,
+      // or equal it with an odd result. A carry into the exponent is still correct, up to infinity.
+      out[i] = ((b >>> 16) & 0x8000) | ((magnitude - (112 << 23) + 0xfff + ((b >>> 13) & 1)) >>> 13);
     } else {
       out[i] = float32ToFloat16Bits(values[i]);
     }
