@@ -2,8 +2,6 @@
  * `eval`: score the rows of one or more manifests and aggregate them into a report, with an optional
  * baseline/candidate gate. Options in, data out: printing and exit codes belong to src/cli.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readManifests, type ManifestRow, type PairwiseRow, type PointwiseRow } from '../io/manifest.js';
 import { buildReport, requireModel, UNNAMED_MODEL, type EvalReport, type GateDecision, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
@@ -11,6 +9,7 @@ import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
 import { selectShard, type Shard } from '../shard.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
+import { sha256File } from '../io/file-hash.js';
 
 export interface EvalOptions extends ScorerOptions {
   manifests: string[];
@@ -210,13 +209,6 @@ async function contentIdentities(paths: string[]): Promise<Map<string, string>> 
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, paths.length) }, worker));
   return identities;
-}
-
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path).on('data', (chunk) => hash.update(chunk)).on('error', reject).on('end', () => resolve(hash.digest('hex')));
-  });
 }
 
 interface ScoredRows { points: PointScore[]; pairs: PairScore[]; items: ItemRecord[]; notReached: number }

@@ -2,8 +2,6 @@
  * `pickscore model pull | list | info | verify | convert`: options in, data out. Nothing here prints;
  * src/cli/model-command.ts renders the results.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError } from '../errors.js';
@@ -14,6 +12,7 @@ import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model/m
 import {
   CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, writeChecksums, type KnownModel,
 } from '../model/registry.js';
+import { sha256File } from '../io/file-hash.js';
 
 export interface ConvertedModel { dir: string; manifest: ModelManifest; bytes: number }
 
@@ -107,12 +106,6 @@ export async function modelInfo(opts: { model: string }): Promise<ModelInfoResul
 
 export interface VerifyCheck { name: string; ok: boolean; skipped?: boolean; detail: string }
 export interface ModelVerifyResult { dir: string; name: string; precision: Precision; ok: boolean; checks: VerifyCheck[] }
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** The files of the folder against the checksums written at conversion time. */
 async function checkOutputFiles(dir: string): Promise<VerifyCheck> {

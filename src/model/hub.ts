@@ -11,14 +11,14 @@
  * size (X-Linked-Size or Content-Length); LFS files answer with a redirect to a CDN, which is then fetched
  * without the token. Partial downloads are kept as `blobs/{etag}.incomplete` and resumed with a Range request.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
+import { sha256File } from '../io/file-hash.js';
 
 export interface HubProgress { file: string; done: number; total: number }
 
@@ -327,10 +327,6 @@ async function fileSize(p: string): Promise<number> {
   }
 }
 
-async function hashFileInto(hash: Hash, p: string): Promise<void> {
-  for await (const chunk of createReadStream(p)) hash.update(chunk as Buffer);
-}
-
 /**
  * Streams the file into `{blob}.incomplete`, resuming with a Range request after a dropped connection,
  * then checks the size and (for LFS files) the sha256 before renaming it to its final name.
@@ -402,9 +398,7 @@ async function verifyBlob(ctx: RepoContext, file: string, meta: FileMetadata, pa
     throw new ModelError(`${expectedMessage(`${meta.size} bytes`, `${ctx.repo}/${file}`, `${size} bytes`)}; the bad download was deleted, run again to retry`);
   }
   if (!SHA256_PATTERN.test(meta.etag)) return; // a git object id: not a content hash we can recompute cheaply
-  const hash = createHash('sha256');
-  await hashFileInto(hash, partial);
-  const actual = hash.digest('hex');
+  const actual = await sha256File(partial);
   if (actual !== meta.etag) {
     await rm(partial, { force: true });
     throw new ModelError(`Corrupt download of ${ctx.repo}/${file}: sha256 ${actual} does not match the Hub's ${meta.etag}; the bad download was deleted, run again to retry`);

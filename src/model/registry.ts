@@ -9,7 +9,6 @@
  * file makes a second process wait for the first instead of downloading and converting the same model again.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import type { AttentionImpl, Precision } from './clip-graph.js';
 import { convertCheckpoint } from './convert.js';
 import { HubNotFoundError, hubDownload, withLockFile, type HubProgress } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
+import { sha256File } from '../io/file-hash.js';
 
 export interface KnownModel {
   name: string;
@@ -213,12 +213,6 @@ async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'h
   const weightsDir = await downloadWithFallback(weights.repo, weights.revision, weights.files, [], onProgress);
   const processorDir = await hubDownload({ repo: processor.repo, revision: processor.revision, files: processor.files, onProgress });
   return { weightsDir, processorDir, repo: weights.repo, commit: path.basename(weightsDir) };
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Records every file of a converted folder in CHECKSUM_FILE, so `model verify` can find a damaged one later. */
