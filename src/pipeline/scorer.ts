@@ -20,7 +20,7 @@ import { ImagePool, type ImageSource, type PreparedImage } from '../image/pool.j
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache } from '../io/embedding-cache.js';
-import { l2normalize } from '../score/similarity.js';
+import { l2normalize, scoreMatrix } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
@@ -404,7 +404,7 @@ export class Scorer {
     const base = { key: request.key, prompt: request.prompt, width: image.width, height: image.height, contentHash: image.contentHash };
     if (!image.embedding) return { ...base, score: null, error: image.error ?? 'image was not embedded' };
     const text = this.textMemo.get(request.prompt) ?? (await this.embedTexts([request.prompt]));
-    return { ...base, score: this.logitScale * dot(text, image.embedding), error: null };
+    return { ...base, score: scoreMatrix(text, image.embedding, this.embedDim, this.logitScale)[0], error: null };
   }
 
   private cachedText(prompt: string): Float32Array | undefined {
@@ -447,12 +447,6 @@ export class Scorer {
 /** Epoch milliseconds, comparable with the encoder thread's timestamps. */
 function epochNow(): number {
   return performance.timeOrigin + performance.now();
-}
-
-function dot(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
-  return sum;
 }
 
 type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
