@@ -4,7 +4,7 @@ import { readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
-import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir } from '../src/model/hub.js';
+import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir, parseRetryAfter, retryDelayMs, type HubRetry } from '../src/model/hub.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { fixturesDir } from './helpers/paths.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
@@ -31,7 +31,9 @@ describe('hubDownload against a loopback Hub', () => {
   });
 
   const download = (extra: Partial<Parameters<typeof hubDownload>[0]> = {}) =>
-    hubDownload({ repo: REPO, files: ['config.json', 'weights.bin', 'sub/notes.txt'], endpoint: server.endpoint, hfHome, ...extra });
+    // Pauses between tries shortened to milliseconds; the real schedule is checked on its own below.
+    hubDownload({ repo: REPO, files: ['config.json', 'weights.bin', 'sub/notes.txt'], endpoint: server.endpoint, hfHome,
+      retry: { baseDelayMs: 5, maxDelayMs: 20 }, ...extra });
 
   test('a fresh download lands in the Hub cache layout with relative symlinks and a ref', async () => {
     const progress: { file: string; done: number; total: number }[] = [];
@@ -66,11 +68,79 @@ describe('hubDownload against a loopback Hub', () => {
 
   test('a download that keeps failing keeps its bytes, and the next run resumes them', async () => {
     server.faults.dropAfter = { file: 'weights.bin', bytes: 10_000, times: 3 };
-    await assert.rejects(download({ files: ['weights.bin'] }), /weights\.bin was interrupted 3 times .* 30000 of 65536 bytes are kept .* the next run resumes/);
+    await assert.rejects(download({ files: ['weights.bin'], retry: { attempts: 3, baseDelayMs: 5 } }),
+      /weights\.bin failed 3 times \(last: .*\); 30000 of 65536 bytes are kept .* the next run resumes/);
     server.requests.length = 0;
     const snapshot = await download({ files: ['weights.bin'] });
     assert.deepEqual(server.requests.filter((r) => r.method === 'GET').map((r) => r.headers.range), ['bytes=30000-']);
     assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), weightsBytes);
+  });
+
+  test('an overloaded Hub (503 on metadata) is tried again after a pause, and the pauses are reported', async () => {
+    server.faults.overloaded = { status: 503, times: 2, on: 'metadata' };
+    const retries: HubRetry[] = [];
+    const snapshot = await download({ files: ['config.json'], onRetry: (e) => retries.push(e) });
+    assert.deepEqual(await readFile(path.join(snapshot, 'config.json')), await readFile(path.join(fixtureRepo, 'config.json')));
+    assert.deepEqual(retries.map((e) => [e.file, e.attempt, e.attempts, e.delayMs]), [['config.json', 1, 5, 5], ['config.json', 2, 5, 10]]);
+    assert.match(retries[0].reason, /HTTP 503 .*config\.json in acme\/tiny-repo/);
+    assert.equal(server.requests.filter((r) => r.method === 'HEAD').length, 3);
+  });
+
+  test('a 429 on the bytes waits as long as Retry-After asks, then resumes', async () => {
+    server.faults.dropAfter = { file: 'weights.bin', bytes: 20_000 };
+    server.faults.overloaded = { status: 429, times: 1, on: 'bytes', retryAfter: '1' };
+    const retries: HubRetry[] = [];
+    const started = Date.now();
+    const snapshot = await download({ files: ['weights.bin'], onRetry: (e) => retries.push(e) });
+    assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), weightsBytes);
+    // First GET refused with 429 and Retry-After: 1, the second dropped after 20,000 bytes, the third resumed.
+    assert.deepEqual(retries.map((e) => e.delayMs), [1000, 10]);
+    assert.match(retries[0].reason, /HTTP 429/);
+    assert.match(retries[1].reason, /closed early|connection/i);
+    assert.ok(Date.now() - started >= 1000, 'Retry-After was honoured');
+    const gets = server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/'));
+    assert.equal(gets.length, 3);
+    assert.match(String(gets[2].headers.range), /^bytes=\d+-$/);
+  });
+
+  test('a Hub that stays down fails after the last try and says what it answered', async () => {
+    server.faults.overloaded = { status: 500, times: 100, on: 'metadata' };
+    await assert.rejects(download({ files: ['config.json'], retry: { attempts: 3, baseDelayMs: 1 } }),
+      /The Hub answered HTTP 500 Internal Server Error for config\.json in acme\/tiny-repo at revision main/);
+    assert.equal(server.requests.filter((r) => r.method === 'HEAD').length, 3);
+  });
+
+  test('answers that will not change (404, 401) are not retried', async () => {
+    const retries: HubRetry[] = [];
+    await assert.rejects(download({ files: ['nope.json'], onRetry: (e) => retries.push(e) }), HubNotFoundError);
+    server.faults.requireToken = 'hf_secret';
+    await assert.rejects(download({ files: ['config.json'], onRetry: (e) => retries.push(e) }), /Access denied \(HTTP 401\)/);
+    assert.deepEqual(retries, []);
+    assert.equal(server.requests.length, 2);
+  });
+
+  test('a refused connection is retried, then named with what to check', async () => {
+    const closed = await startHubServer(path.join(fixturesDir, 'hub'));
+    const endpoint = closed.endpoint;
+    await closed.close();
+    const retries: HubRetry[] = [];
+    await assert.rejects(download({ files: ['config.json'], endpoint, retry: { attempts: 2, baseDelayMs: 1 }, onRetry: (e) => retries.push(e) }),
+      /Could not reach http:\/\/127\.0\.0\.1:\d+ to download acme\/tiny-repo\/config\.json: .*Check the network or HF_ENDPOINT/);
+    assert.equal(retries.length, 1);
+  });
+
+  test('the pause schedule: doubling from the base up to the cap; Retry-After in seconds or as a date, at most a minute', () => {
+    const policy = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 8000 };
+    assert.deepEqual([1, 2, 3, 4, 5].map((attempt) => retryDelayMs(policy, attempt)), [1000, 2000, 4000, 8000, 8000]);
+    assert.equal(retryDelayMs(policy, 1, 30_000), 30_000);
+    assert.equal(retryDelayMs(policy, 3, 0), 4000, 'a shorter Retry-After does not shorten the backoff');
+    assert.equal(retryDelayMs(policy, 1, 3_600_000), 60_000);
+    const now = Date.parse('2026-11-26T10:00:00Z');
+    assert.equal(parseRetryAfter('120', now), 120_000);
+    assert.equal(parseRetryAfter('Thu, 26 Nov 2026 10:00:30 GMT', now), 30_000);
+    assert.equal(parseRetryAfter('Thu, 26 Nov 2026 09:00:00 GMT', now), 0);
+    assert.equal(parseRetryAfter('soon', now), undefined);
+    assert.equal(parseRetryAfter(null, now), undefined);
   });
 
   test('a partial file left by an earlier run is resumed, not fetched again', async () => {

@@ -13,6 +13,7 @@ import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 import { buildHubRoot } from './helpers/tiny-hub.js';
+import { runCli } from './helpers/pipe-cli.js';
 
 after(removeTempDirs);
 
@@ -127,5 +128,16 @@ describe('resolveModel against a loopback Hub', { skip: skipWithoutReference }, 
     assert.equal(a.dir, path.join(home, 'pickscore-2', 'models', 'acme--tiny-clip--main--fp32'));
     assert.equal(server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/')).length, 1, 'the weights were fetched once');
     assert.equal(server.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith('/config.json')).length, 1, 'the second process waited, then found the model converted');
+  });
+
+  test('`model pull` rides out an overloaded Hub, saying on stderr what it answered and when it tries again', async () => {
+    server.requests.length = 0;
+    server.faults.overloaded = { status: 503, times: 1, on: 'metadata' };
+    const env = { ...process.env, PICKSCORE_HOME: path.join(home, 'pickscore-3'), HF_HOME: path.join(home, 'hf-3') };
+    const pulled = await runCli(['model', 'pull', 'acme/tiny-clip'], { env });
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(pulled.stderr, /^warning: The Hub answered HTTP 503 Service Unavailable for config\.json in acme\/tiny-clip at revision main; trying again in 1 s \(try 2 of 5\)$/m);
+    assert.match(pulled.stdout, /^converted: acme\/tiny-clip/m);
+    assert.equal(server.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith('/config.json')).length, 2);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
-import type { HubProgress } from '../model/hub.js';
+import { describeRetry, type HubProgress } from '../model/hub.js';
 import {
   modelConvert, modelInfo, modelList, modelPull, modelVerify, type ConvertedModel, type ModelInfoResult, type ModelListEntry, type ModelVerifyResult,
 } from '../commands/model.js';
@@ -125,7 +125,8 @@ export function registerModelCommand(program: Command): void {
     .action(async (name: string | undefined, flags: CommonFlags & { precision: Precision; attention: AttentionImpl }) => {
       const console = createConsole(flags);
       const progress = downloadProgress(console);
-      const result = await modelPull({ model: name, precision: flags.precision, attention: flags.attention, onProgress: progress.onProgress })
+      const result = await modelPull({ model: name, precision: flags.precision, attention: flags.attention, onProgress: progress.onProgress,
+        onRetry: (e) => console.log(`warning: ${describeRetry(e)}`) })
         .finally(progress.stop);
       if (flags.json) return printJson(result);
       await printText(`${result.alreadyPresent ? 'already converted' : 'converted'}: ${result.manifest.name}  ${describeConverted(result)}`);

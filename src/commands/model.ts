@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ModelError } from '../errors.js';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
 import { convertCheckpoint } from '../model/convert.js';
-import type { HubProgress } from '../model/hub.js';
+import type { HubProgress, HubRetry } from '../model/hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model/manifest.js';
 import {
   CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, writeChecksums, type KnownModel,
@@ -31,13 +31,19 @@ async function withSize(found: { dir: string; manifest: ModelManifest }): Promis
 
 // ---- pull ----
 
-export interface ModelPullOptions { model?: string; precision: Precision; attention?: AttentionImpl; onProgress?: (e: HubProgress) => void }
+export interface ModelPullOptions {
+  model?: string;
+  precision: Precision;
+  attention?: AttentionImpl;
+  onProgress?: (e: HubProgress) => void;
+  onRetry?: (e: HubRetry) => void;
+}
 export interface ModelPullResult extends ConvertedModel { alreadyPresent: boolean }
 
 export async function modelPull(opts: ModelPullOptions): Promise<ModelPullResult> {
   const { dir } = await locateModel(opts.model, opts);
   const alreadyPresent = await stat(path.join(dir, MANIFEST_FILE)).then(() => true, () => false);
-  const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress });
+  const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry });
   return { ...(await withSize(resolved)), alreadyPresent };
 }
 

@@ -22,6 +22,21 @@ import { sha256File } from '../io/file-hash.js';
 
 export interface HubProgress { file: string; done: number; total: number }
 
+/** A failed request that will be tried again after `delayMs`: attempt `attempt` of `attempts` failed. */
+export interface HubRetry { file: string; attempt: number; attempts: number; delayMs: number; reason: string }
+
+/** One line for a log: what failed, and when the next try comes. */
+export function describeRetry(e: HubRetry): string {
+  const seconds = e.delayMs >= 1000 ? `${Math.round(e.delayMs / 100) / 10} s` : `${e.delayMs} ms`;
+  return `${e.reason}; trying again in ${seconds} (try ${e.attempt + 1} of ${e.attempts})`;
+}
+
+/**
+ * How often a request is tried, and the pauses between tries: exponential from `baseDelayMs`, at most
+ * `maxDelayMs`, unless the server's Retry-After asks for longer (up to a minute).
+ */
+export interface RetryPolicy { attempts: number; baseDelayMs: number; maxDelayMs: number }
+
 export interface HubDownloadOptions {
   repo: string;
   revision?: string;
@@ -33,6 +48,9 @@ export interface HubDownloadOptions {
   /** Overrides $HF_HOME; the Hub cache is then `${hfHome}/hub`. */
   hfHome?: string;
   onProgress?: (e: HubProgress) => void;
+  /** Told before each pause between tries, so a long wait is never silent. */
+  onRetry?: (e: HubRetry) => void;
+  retry?: Partial<RetryPolicy>;
 }
 
 /** A file, revision or repository the Hub does not have (HTTP 404). Callers may fall back to another file. */
@@ -45,17 +63,31 @@ export class HubNotFoundError extends ModelError {
 /** HF_HUB_OFFLINE is set and the file is not in the cache. */
 export class HubOfflineError extends ModelError {}
 
-/** A dropped or refused connection: the download is retried, resuming from the bytes already on disk. */
-class InterruptedDownload extends ModelError {
-  readonly retryable = true;
+/**
+ * A failure that may pass: a dropped or refused connection, or an overloaded server (HTTP 429 or 5xx).
+ * The request is tried again after a pause; a download resumes from the bytes already on disk.
+ */
+class TransientHubError extends ModelError {
+  constructor(message: string, options?: ErrorOptions & { retryAfterMs?: number }) {
+    super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  readonly retryAfterMs: number | undefined;
 }
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const REPO_PATTERN = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-/** Attempts per file: a dropped connection is resumed from where it stopped. */
-const MAX_ATTEMPTS = 3;
+/** As huggingface_hub: five tries, pausing 1, 2, 4 and 8 s between them. */
+const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 8000 };
+/** A Retry-After beyond this is not waited for in full: the run would look hung. */
+const MAX_RETRY_AFTER_MS = 60_000;
+/** Overload, maintenance and gateway answers, from the Hub or its CDN: worth another try. */
+const TRANSIENT_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+/** Connection errors that do not pass with a retry: the name does not resolve, or the address is wrong. */
+const PERMANENT_NETWORK_CODES = new Set(['ENOTFOUND', 'ERR_INVALID_URL', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE']);
 const MAX_REDIRECTS = 5;
 
 const LOCK_POLL_MS = 250;
@@ -132,6 +164,8 @@ interface RepoContext {
   token: string | undefined;
   repoDir: string;
   onProgress?: (e: HubProgress) => void;
+  onRetry?: (e: HubRetry) => void;
+  retry: RetryPolicy;
 }
 
 /**
@@ -152,6 +186,8 @@ export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
     token: opts.token ?? (await hubToken(opts.hfHome)),
     repoDir: hubRepoDir(opts.repo, opts.hfHome),
     onProgress: opts.onProgress,
+    onRetry: opts.onRetry,
+    retry: { ...DEFAULT_RETRY, ...opts.retry },
   };
   let commit: string | undefined;
   const wanted = [...opts.files.map((f) => ({ file: f, optional: false })), ...(opts.optionalFiles ?? []).map((f) => ({ file: f, optional: true }))];
@@ -197,7 +233,7 @@ async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | 
   // Once the first file has told us the commit, the rest are fetched at that commit, so that one
   // snapshot never mixes two commits when the branch moves during the pull.
   const revision = knownCommit ?? ctx.revision;
-  const meta = await fetchMetadata(ctx, file, revision);
+  const meta = await withRetries(ctx, file, () => fetchMetadata(ctx, file, revision));
   const blobPath = path.join(ctx.repoDir, 'blobs', meta.etag);
   // Two processes may want the same blob (two models share the LAION processor files): one downloads, the other waits.
   await withLockFile(`${blobPath}.lock`, async () => ((await exists(blobPath)) ? true : undefined), async () => {
@@ -230,8 +266,43 @@ async function head(ctx: RepoContext, file: string, url: string): Promise<Respon
   try {
     return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: headersFor(ctx, url) });
   } catch (err) {
-    throw new ModelError(`Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}. ` +
-      'Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network', { cause: err });
+    const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}. ` +
+      'Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network';
+    throw isPermanentNetworkError(err) ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
+  }
+}
+
+function isPermanentNetworkError(err: unknown): boolean {
+  const codes = [err, err instanceof Error ? err.cause : undefined].map((e) => (e as NodeJS.ErrnoException | undefined)?.code);
+  return codes.some((code) => code !== undefined && PERMANENT_NETWORK_CODES.has(code));
+}
+
+/** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** The pause after failed attempt `attempt` (1-based). */
+export function retryDelayMs(policy: RetryPolicy, attempt: number, retryAfterMs?: number): number {
+  const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  return retryAfterMs === undefined ? backoff : Math.min(Math.max(backoff, retryAfterMs), MAX_RETRY_AFTER_MS);
+}
+
+/** Runs `request` until it succeeds, fails for good, or has failed transiently `ctx.retry.attempts` times. */
+async function withRetries<T>(ctx: RepoContext, file: string, request: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      if (!(err instanceof TransientHubError) || attempt >= ctx.retry.attempts) throw err;
+      const delayMs = retryDelayMs(ctx.retry, attempt, err.retryAfterMs);
+      ctx.onRetry?.({ file, attempt, attempts: ctx.retry.attempts, delayMs, reason: err.message });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
   }
 }
 
@@ -260,7 +331,9 @@ function statusError(ctx: RepoContext, file: string, revision: string, res: Stat
         : `File ${file} not found in ${ctx.repo} at revision ${revision}`;
     return new HubNotFoundError(`${what} (HTTP 404 from ${ctx.endpoint})`, file);
   }
-  return new ModelError(`The Hub answered HTTP ${res.status} ${res.statusText} for ${where}`);
+  const message = `The Hub answered HTTP ${res.status} ${res.statusText} for ${where}`;
+  if (TRANSIENT_STATUSES.has(res.status)) return new TransientHubError(message, { retryAfterMs: parseRetryAfter(res.header('retry-after')) });
+  return new ModelError(message);
 }
 
 /** "abc", W/"abc" -> abc */
@@ -306,7 +379,8 @@ async function getFollowing(ctx: RepoContext, file: string, start: string, extra
       const client = url.startsWith('https:') ? https : http;
       client.get(url, { headers: headersFor(ctx, url, extra) }, resolve).on('error', reject);
     }).catch((err: unknown) => {
-      throw new InterruptedDownload(`Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
+      const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}`;
+      throw isPermanentNetworkError(err) ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
     });
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
@@ -334,20 +408,12 @@ async function fileSize(p: string): Promise<number> {
 async function downloadBlob(ctx: RepoContext, file: string, meta: FileMetadata, blobPath: string): Promise<void> {
   await mkdir(path.dirname(blobPath), { recursive: true });
   const partial = `${blobPath}.incomplete`;
-  let lastError: unknown;
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    try {
-      await fetchInto(ctx, file, meta, partial);
-      lastError = undefined;
-      break;
-    } catch (err) {
-      if (!(err instanceof InterruptedDownload)) throw err;
-      lastError = err;
-    }
-  }
-  if (lastError) {
-    throw new ModelError(`Download of ${ctx.repo}/${file} was interrupted ${MAX_ATTEMPTS} times (${describeCause(lastError)}); ` +
-      `${await fileSize(partial)} of ${meta.size} bytes are kept in ${partial} and the next run resumes from there`, { cause: lastError });
+  try {
+    await withRetries(ctx, file, () => fetchInto(ctx, file, meta, partial));
+  } catch (err) {
+    if (!(err instanceof TransientHubError)) throw err;
+    throw new ModelError(`Download of ${ctx.repo}/${file} failed ${ctx.retry.attempts} times (last: ${describeCause(err)}); ` +
+      `${await fileSize(partial)} of ${meta.size} bytes are kept in ${partial} and the next run resumes from there`, { cause: err });
   }
   await verifyBlob(ctx, file, meta, partial);
   await rename(partial, blobPath);
@@ -384,11 +450,11 @@ async function fetchInto(ctx: RepoContext, file: string, meta: FileMetadata, par
       res.on('aborted', () => reject(new Error('the connection was closed early')));
     });
   } catch (err) {
-    throw new InterruptedDownload(`Connection lost while downloading ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
+    throw new TransientHubError(`Connection lost while downloading ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
   } finally {
     closeSync(fd);
   }
-  if (done < meta.size) throw new InterruptedDownload(`The connection closed after ${done} of ${meta.size} bytes of ${ctx.repo}/${file}`);
+  if (done < meta.size) throw new TransientHubError(`The connection closed after ${done} of ${meta.size} bytes of ${ctx.repo}/${file}`);
 }
 
 async function verifyBlob(ctx: RepoContext, file: string, meta: FileMetadata, partial: string): Promise<void> {

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import type { AttentionImpl, Precision } from './clip-graph.js';
 import { convertCheckpoint } from './convert.js';
-import { HubNotFoundError, hubDownload, withLockFile, type HubProgress } from './hub.js';
+import { HubNotFoundError, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
 import { sha256File } from '../io/file-hash.js';
 
@@ -34,7 +34,11 @@ export interface ResolveOptions {
   /** false: use only what is already converted; never download or convert. */
   pull?: boolean;
   onProgress?: (e: HubProgress) => void;
+  onRetry?: (e: HubRetry) => void;
 }
+
+/** What a download reports as it goes: bytes, and the pauses before another try. */
+type DownloadCallbacks = Pick<HubDownloadOptions, 'onProgress' | 'onRetry'>;
 
 /** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
 export const CHECKSUM_FILE = 'checksums.sha256';
@@ -189,14 +193,14 @@ export async function cacheKey(source: Exclude<ModelSource, { kind: 'converted' 
   return `local--${slug(path.basename(source.dir))}--${hash.digest('hex').slice(0, 12)}--${variant}`;
 }
 
-async function downloadWithFallback(repo: string, revision: string, files: string[], optionalFiles: string[], onProgress?: (e: HubProgress) => void): Promise<string> {
+async function downloadWithFallback(repo: string, revision: string, files: string[], optionalFiles: string[], callbacks: DownloadCallbacks): Promise<string> {
   try {
-    return await hubDownload({ repo, revision, files, optionalFiles, onProgress });
+    return await hubDownload({ repo, revision, files, optionalFiles, ...callbacks });
   } catch (err) {
     if (!(err instanceof HubNotFoundError) || !WEIGHT_FALLBACKS[err.file] || !files.includes(err.file)) throw err;
     const missing = err.file;
     const replaced = files.map((f) => (f === missing ? WEIGHT_FALLBACKS[missing] : f));
-    return hubDownload({ repo, revision, files: replaced, optionalFiles, onProgress });
+    return hubDownload({ repo, revision, files: replaced, optionalFiles, ...callbacks });
   }
 }
 
@@ -204,14 +208,14 @@ async function downloadWithFallback(repo: string, revision: string, files: strin
  * Fetches the weights snapshot and the processor snapshot (another repository for PickScore; the same
  * snapshot for a plain `org/repo`). Both stay in the Hub cache, where the manifest's source.dir points.
  */
-async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'hub' }>, onProgress?: (e: HubProgress) => void): Promise<{ weightsDir: string; processorDir: string; repo: string; commit: string }> {
+async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'hub' }>, callbacks: DownloadCallbacks): Promise<{ weightsDir: string; processorDir: string; repo: string; commit: string }> {
   if (source.kind === 'hub') {
-    const dir = await downloadWithFallback(source.repo, source.revision, ['config.json', 'model.safetensors'], PROCESSOR_FILES, onProgress);
+    const dir = await downloadWithFallback(source.repo, source.revision, ['config.json', 'model.safetensors'], PROCESSOR_FILES, callbacks);
     return { weightsDir: dir, processorDir: dir, repo: source.repo, commit: path.basename(dir) };
   }
   const { weights, processor } = source.model;
-  const weightsDir = await downloadWithFallback(weights.repo, weights.revision, weights.files, [], onProgress);
-  const processorDir = await hubDownload({ repo: processor.repo, revision: processor.revision, files: processor.files, onProgress });
+  const weightsDir = await downloadWithFallback(weights.repo, weights.revision, weights.files, [], callbacks);
+  const processorDir = await hubDownload({ repo: processor.repo, revision: processor.revision, files: processor.files, ...callbacks });
   return { weightsDir, processorDir, repo: weights.repo, commit: path.basename(weightsDir) };
 }
 
@@ -302,7 +306,7 @@ export async function resolveModel(nameOrDir: string | undefined, opts: ResolveO
       const manifest = await convertInto(source.dir, target, { precision: opts.precision, attention, name, onProgress: onConvert });
       return { dir: target, manifest };
     }
-    const fetched = await downloadSources(source, opts.onProgress);
+    const fetched = await downloadSources(source, { onProgress: opts.onProgress, onRetry: opts.onRetry });
     const manifest = await convertInto(fetched.weightsDir, target, { precision: opts.precision, attention, tokenizerDir: fetched.processorDir, name,
       source: { repo: fetched.repo, revision: fetched.commit }, onProgress: onConvert });
     return { dir: target, manifest };

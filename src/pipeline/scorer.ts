@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { resolveModel, pickscoreHome } from '../model/registry.js';
+import { describeRetry, type HubRetry } from '../model/hub.js';
 import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
@@ -459,7 +460,8 @@ type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncode
  */
 async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
   const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaProviderProblem() === undefined);
-  const first = await resolveModel(opts.model, encoderVariant(opts.precision, expectCuda));
+  const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
+  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   if (sessions.fallbackReason) opts.log(`device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`);
   const onCuda = sessions.device === 'cuda';
@@ -468,7 +470,7 @@ async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promi
   const reconvertible = first.manifest.precision === encoderVariant(opts.precision, expectCuda).precision;
   if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions };
   await sessions.close();
-  const second = await resolveModel(opts.model, wanted);
+  const second = await resolveModel(opts.model, { ...wanted, onRetry });
   return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
 }
 

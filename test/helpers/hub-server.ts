@@ -21,6 +21,11 @@ export interface HubServerFaults {
   missing?: string;
   /** Answer 401 unless `Authorization: Bearer <token>` is sent. */
   requireToken?: string;
+  /**
+   * Answer `status` (with Retry-After when given) to the next `times` requests: metadata requests on
+   * `/resolve/`, or GETs of LFS bytes.
+   */
+  overloaded?: { status: number; times: number; on: 'metadata' | 'bytes'; retryAfter?: string };
 }
 
 export interface HubServer {
@@ -111,8 +116,18 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     res.end(body);
   };
 
+  /** Answers the request with the overload fault if it is armed for this kind of request. */
+  const refusedAsOverloaded = (res: http.ServerResponse, on: 'metadata' | 'bytes'): boolean => {
+    const fault = faults.overloaded;
+    if (!fault || fault.on !== on || fault.times <= 0) return false;
+    fault.times -= 1;
+    res.writeHead(fault.status, fault.retryAfter ? { 'Retry-After': fault.retryAfter } : {}).end();
+    return true;
+  };
+
   let cdnOrigin = '';
   const serveLfs = (req: http.IncomingMessage, res: http.ServerResponse, sha: string) => {
+    if (req.method === 'GET' && refusedAsOverloaded(res, 'bytes')) return;
     const blob = blobsBySha.get(sha);
     if (!blob) return void res.writeHead(404).end();
     sendBody(req, res, blob.file, blob.entry, { ETag: `"${sha}"` });
@@ -129,6 +144,7 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     const match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url);
     if (!match) return void res.writeHead(404).end();
     const [, repo, revision, file] = match;
+    if (refusedAsOverloaded(res, 'metadata')) return;
     if (faults.requireToken && req.headers.authorization !== `Bearer ${faults.requireToken}`) {
       return void res.writeHead(401, { 'X-Error-Code': 'GatedRepo' }).end();
     }
