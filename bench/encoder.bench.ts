@@ -9,20 +9,18 @@
  *   PICKSCORE_BENCH_CLIP_H=1 npm run bench -- encoder  also CLIP-H/14-sized (3.9 GB of weights; many minutes)
  *   PICKSCORE_BENCH_CLIP_H=only npm run bench -- encoder  only CLIP-H/14-sized
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Checkpoint, TensorEntry } from '../src/model/checkpoint.js';
-import { expectedClipTensors, type ClipConfig } from '../src/model/clip-config.js';
-import { writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/model/clip-graph.js';
+import type { ClipConfig } from '../src/model/clip-config.js';
+import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
 import type { ModelManifest } from '../src/model/convert.js';
 import { openEncoders } from '../src/model/session.js';
-import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { kendallTau } from '../src/score/rank.js';
-import { mulberry32 } from '../src/score/stats.js';
+import { rankingAgreement, relativeError } from '../src/score/agreement.js';
 import {
-  PIXELS_PER_IMAGE, cosineScores, distinctImageIndices, loadReference, loadReferencePixels, referenceInputIds, relativeError,
+  PIXELS_PER_IMAGE, cosineScores, distinctImageIndices, loadReference, loadReferencePixels, referenceInputIds,
 } from '../test/helpers/graph-models.js';
+import { CLIP_H_14, VIT_B_16, convertRandomClip } from './random-clip.js';
 import type { BenchContext } from './run.js';
 
 export const name = 'encoder';
@@ -31,68 +29,6 @@ export const name = 'encoder';
 interface RunSize { imageBatch: number; repeats: number; prompts: number; images: number }
 const VIT_B_RUN: RunSize = { imageBatch: 8, repeats: 3, prompts: 27, images: 11 };
 const CLIP_H_RUN: RunSize = { imageBatch: 2, repeats: 2, prompts: 8, images: 4 };
-
-function towerConfig(hiddenSize: number, numLayers: number, numHeads: number) {
-  return { hiddenSize, intermediateSize: 4 * hiddenSize, numLayers, numHeads, layerNormEps: 1e-5, hiddenAct: 'gelu' as const };
-}
-
-const VIT_B_16: ClipConfig = {
-  projectionDim: 512,
-  logitScaleInit: Math.log(100),
-  text: { ...towerConfig(512, 12, 8), vocabSize: 49408, maxPositionEmbeddings: 77, eosTokenId: 2, bosTokenId: 49406, padTokenId: 1 },
-  vision: { ...towerConfig(768, 12, 12), imageSize: 224, patchSize: 16, numChannels: 3 },
-};
-
-const CLIP_H_14: ClipConfig = {
-  projectionDim: 1024,
-  logitScaleInit: Math.log(100),
-  text: { ...towerConfig(1024, 24, 16), vocabSize: 49408, maxPositionEmbeddings: 77, eosTokenId: 2, bosTokenId: 49406, padTokenId: 1 },
-  vision: { ...towerConfig(1280, 32, 16), imageSize: 224, patchSize: 14, numChannels: 3 },
-};
-
-/**
- * A checkpoint whose tensors are generated on read, seeded by name: LayerNorm scales near 1, biases and
- * embeddings small, Linear weights with std 1/sqrt(fan_in) so activations keep their scale through the layers.
- */
-function randomCheckpoint(config: ClipConfig): Checkpoint {
-  const tensors = new Map<string, TensorEntry>();
-  for (const [index, expected] of expectedClipTensors(config).entries()) {
-    const shape = expected.dims.map((d) => d.size);
-    const count = shape.reduce((a, b) => a * b, 1);
-    const fanIn = shape.length > 1 ? count / shape[0] : 1;
-    const isNormScale = /norm\d?\.weight$/.test(expected.name);
-    const std = shape.length > 1 && !expected.name.includes('embedding') ? 1 / Math.sqrt(fanIn) : 0.02;
-    tensors.set(expected.name, {
-      name: expected.name, dtype: 'F32', shape, byteLength: count * 4, file: 'generated',
-      read: async () => {
-        const random = mulberry32(index + 1);
-        const values = new Float32Array(count);
-        // Uniform on [-a, a] has std a/sqrt(3).
-        const a = std * Math.sqrt(3);
-        for (let i = 0; i < count; i++) values[i] = (isNormScale ? 1 : 0) + (2 * random() - 1) * a;
-        if (expected.name === 'logit_scale') values[0] = config.logitScaleInit;
-        return Buffer.from(values.buffer);
-      },
-    });
-  }
-  return { format: 'safetensors', files: ['generated'], tensors, close: async () => undefined };
-}
-
-async function convert(config: ClipConfig, precision: Precision, attention: AttentionImpl, dir: string): Promise<{ manifest: ModelManifest; seconds: number }> {
-  await mkdir(dir, { recursive: true });
-  const started = performance.now();
-  const checkpoint = randomCheckpoint(config);
-  for (const tower of ['text', 'image'] as const) {
-    await writeClipTowerOnnx({ tower, config, checkpoint, precision, attention, outPath: path.join(dir, `${tower}.onnx`) });
-  }
-  const manifest: ModelManifest = {
-    schema: 1, name: `bench ${precision} ${attention}`, fingerprint: 'bench', source: { files: [] }, logitScale: 100, precision, attention,
-    text: { file: 'text.onnx', contextLength: 77, embedDim: config.projectionDim },
-    image: { file: 'image.onnx', imageSize: config.vision.imageSize, embedDim: config.projectionDim },
-    preprocess: CLIP_PREPROCESS, tokenizerFiles: [], pickscoreVersion: '0.1.0', onnxOpset: 17,
-  };
-  return { manifest, seconds: (performance.now() - started) / 1000 };
-}
 
 interface VariantResult { imagesPerSecond: number; promptsPerSecond: number; convertSeconds: number; text: Float32Array; images: Float32Array }
 interface BenchInputs { ids: BigInt64Array; prompts: number; pixels: Float32Array }
@@ -137,18 +73,15 @@ async function measureInTurns(variants: { key: string; dir: string; manifest: Mo
 }
 
 function drift(candidate: VariantResult, baseline: VariantResult, dim: number) {
-  const scores = cosineScores(candidate.text, candidate.images, dim, 100);
-  const base = cosineScores(baseline.text, baseline.images, dim, 100);
-  const argmax = (row: number[]) => row.indexOf(Math.max(...row));
-  const taus = scores.map((row, p) => kendallTau(row, base[p]));
+  const ranking = rankingAgreement(cosineScores(candidate.text, candidate.images, dim, 100), cosineScores(baseline.text, baseline.images, dim, 100));
   return {
     text_embed_rel_error: relativeError(candidate.text, baseline.text),
     image_embed_rel_error: relativeError(candidate.images, baseline.images),
-    max_score_drift: Math.max(...scores.flatMap((row, p) => row.map((s, i) => Math.abs(s - base[p][i])))),
-    score_spread_fp32: Math.max(...base.flat()) - Math.min(...base.flat()),
-    kendall_tau_mean: taus.reduce((a, b) => a + b, 0) / taus.length,
-    kendall_tau_min: Math.min(...taus),
-    top1_agreement: scores.filter((row, p) => argmax(row) === argmax(base[p])).length / scores.length,
+    max_score_drift: ranking.maxScoreDrift,
+    score_spread_fp32: ranking.scoreSpread,
+    kendall_tau_mean: ranking.kendallTauMean,
+    kendall_tau_min: ranking.kendallTauMin,
+    top1_agreement: ranking.top1Agreement,
   };
 }
 
@@ -167,7 +100,7 @@ async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, 
       const key = `${precision}_${attention}`;
       ctx.log(`encoder ${label}: converting ${key}`);
       const dir = path.join(root, key);
-      converted.push({ key, dir, ...(await convert(config, precision, attention, dir)) });
+      converted.push({ key, dir, ...(await convertRandomClip(config, precision, attention, dir)) });
     }
     ctx.log(`encoder ${label}: measuring ${converted.map((c) => c.key).join(', ')} in turns`);
     results = await measureInTurns(converted.map((c) => ({ key: c.key, dir: c.dir, manifest: c.manifest, convertSeconds: c.seconds })), inputs, size);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { l2normalize, scoreMatrix, softmax, rankDescending, kendallTau, pairwiseAccuracy, chooseTieThreshold, type ScoredPair } from '../src/score/index.js';
+import { l2normalize, scoreMatrix, softmax, rankDescending, kendallTau, pairwiseAccuracy, chooseTieThreshold, embeddingDrift, rankingAgreement, relativeError, type ScoredPair } from '../src/score/index.js';
 import { compareCodePoints } from '../src/score/rank.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
@@ -105,4 +105,31 @@ test('rankDescending breaks ties by code point, so an astral character sorts aft
   const ranked = rankDescending([{ key: 'a\u{1F600}.png', score: 1 }, { key: 'a\uFF01.png', score: 1 }]);
   assert.deepEqual(ranked.map((r) => r.key), ['a\uFF01.png', 'a\u{1F600}.png']);
   assert.ok(compareCodePoints('\uFF01', '\u{1F600}') < 0);
+});
+
+test('rankingAgreement: drift, tau, top-1 and what a wrong pick costs, worked by hand', () => {
+  const baseline = [[3, 2, 1], [1, 2, 3]];
+  const same = rankingAgreement(baseline, baseline);
+  assert.deepEqual(same, { maxScoreDrift: 0, scoreSpread: 2, kendallTauMean: 1, kendallTauMin: 1, top1Agreement: 1, top1RegretMean: 0, top1RegretMax: 0 });
+  // Prompt 0: the first two images swap (tau 1/3, the pick costs 3 - 2 = 1); prompt 1 drifts by 0.25 without reordering.
+  const swapped = rankingAgreement([[2, 3, 1], [1.25, 2, 3]], baseline);
+  assert.equal(swapped.maxScoreDrift, 1);
+  assertClose(swapped.kendallTauMean, (1 / 3 + 1) / 2, 1e-15, 'mean tau');
+  assertClose(swapped.kendallTauMin, 1 / 3, 1e-15, 'min tau');
+  assert.equal(swapped.top1Agreement, 0.5);
+  assert.equal(swapped.top1RegretMean, 0.5);
+  assert.equal(swapped.top1RegretMax, 1);
+  assert.throws(() => rankingAgreement([[1, 2]], baseline), /same prompts/);
+  assert.throws(() => rankingAgreement([[1, 2], [1, 2]], baseline), /prompt 0/);
+});
+
+test('embeddingDrift: largest error, error relative to the scale, and the worst row cosine', () => {
+  const expected = Float32Array.from([1, 0, 0, 2]);
+  const actual = Float32Array.from([1, 0, 0.5, 2]);
+  const drift = embeddingDrift(actual, expected, 2);
+  assert.equal(drift.maxAbsError, 0.5);
+  assert.equal(drift.relError, 0.25);
+  assertClose(drift.minCosine, 4 / (2 * Math.hypot(0.5, 2)), 1e-7, 'row 1 turned; row 0 is identical');
+  assertClose(embeddingDrift(Float32Array.from([0, 1]), Float32Array.from([1, 1]), 2).minCosine, Math.SQRT1_2, 1e-15, 'cosine of 45 degrees');
+  assert.equal(relativeError([1, 2], [1, 4]), 0.5);
 });

@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 import { expectedMessage, InputError } from '../../src/errors.js';
 import { readModelManifest } from '../../src/model/convert.js';
 import { openEncoders, type DeviceRequest, type EncoderSessions } from '../../src/model/session.js';
-import { kendallTau } from '../../src/score/rank.js';
-import { cosineScores, relativeError } from '../../test/helpers/graph-models.js';
+import { embeddingDrift, rankingAgreement } from '../../src/score/agreement.js';
+import { cosineScores } from '../../test/helpers/graph-models.js';
 
 export interface DumpReference { image: Float32Array; text: Float32Array }
 export interface Dump {
@@ -64,45 +64,23 @@ export async function readDump(dir: string, imageSize: number): Promise<Dump> {
   };
 }
 
-function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
-
-/** The smallest cosine between matching rows: 1 when every embedding points the same way. */
-function minRowCosine(a: Float32Array, b: Float32Array, dim: number): number {
-  let min = 1;
-  for (let row = 0; row < a.length / dim; row++) {
-    let dot = 0, na = 0, nb = 0;
-    for (let k = row * dim; k < (row + 1) * dim; k++) {
-      dot += a[k] * b[k];
-      na += a[k] * a[k];
-      nb += b[k] * b[k];
-    }
-    min = Math.min(min, dot / Math.sqrt(na * nb));
-  }
-  return min;
-}
-
-function embeddingDrift(actual: Float32Array, expected: Float32Array, dim: number) {
-  return { max_abs_error: maxAbsDifference(actual, expected), rel_error: relativeError(actual, expected), min_cosine: minRowCosine(actual, expected, dim) };
+/** Embedding drift in the JSON's snake_case, as the rest of gpu-check.json. */
+function driftFields(actual: Float32Array, expected: Float32Array, dim: number) {
+  const d = embeddingDrift(actual, expected, dim);
+  return { max_abs_error: d.maxAbsError, rel_error: d.relError, min_cosine: d.minCosine };
 }
 
 /** How far `candidate` is from `baseline`: embeddings, scores (logitScale * cosine) and each prompt's ranking of the images. */
 export function compareEmbeddings(candidate: DumpReference, baseline: DumpReference, dim: number, logitScale: number) {
-  const scores = cosineScores(candidate.text, candidate.image, dim, logitScale);
-  const base = cosineScores(baseline.text, baseline.image, dim, logitScale);
-  const argmax = (row: number[]) => row.indexOf(Math.max(...row));
-  const taus = scores.map((row, p) => kendallTau(row, base[p]));
+  const a = rankingAgreement(cosineScores(candidate.text, candidate.image, dim, logitScale), cosineScores(baseline.text, baseline.image, dim, logitScale));
   return {
-    image: embeddingDrift(candidate.image, baseline.image, dim),
-    text: embeddingDrift(candidate.text, baseline.text, dim),
-    max_score_drift: Math.max(...scores.flatMap((row, p) => row.map((s, i) => Math.abs(s - base[p][i])))),
-    score_spread: Math.max(...base.flat()) - Math.min(...base.flat()),
-    kendall_tau_mean: taus.reduce((a, b) => a + b, 0) / taus.length,
-    kendall_tau_min: Math.min(...taus),
-    top1_agreement: scores.filter((row, p) => argmax(row) === argmax(base[p])).length / scores.length,
+    image: driftFields(candidate.image, baseline.image, dim),
+    text: driftFields(candidate.text, baseline.text, dim),
+    max_score_drift: a.maxScoreDrift,
+    score_spread: a.scoreSpread,
+    kendall_tau_mean: a.kendallTauMean,
+    kendall_tau_min: a.kendallTauMin,
+    top1_agreement: a.top1Agreement,
   };
 }
 

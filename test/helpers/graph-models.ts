@@ -94,15 +94,7 @@ export async function buildReferenceEncoders(which: ReferenceCheckpoint, precisi
 }
 
 /** max |a - b| / max |b|: the parity measure of the issue, relative to the reference's scale. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
-  }
-  return maxDiff / maxAbs;
-}
+export { relativeError } from '../../src/score/agreement.js';
 
 /** logitScale * cos(text_p, image_i) for every pair, rows by prompt. */
 export function cosineScores(text: Float32Array, images: Float32Array, dim: number, logitScale: number): number[][] {
