@@ -95,3 +95,31 @@ test('options are validated, and a closed pool answers without work', async () =
   await pool.close();
   assert.deepEqual(await pool.prepare({ path: 'x.png' }), { ok: false, error: 'image pool is closed' });
 });
+
+test('recycled pixel buffers are written afresh: the next image has its own pixels, none of the last one', async () => {
+  const pool = new ImagePool({ ...options, threads: 1 });
+  try {
+    const image = async (seed: number) => {
+      const raw = Buffer.alloc(260 * 190 * 3);
+      for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919 + seed * 104729) % 253;
+      const png = await sharp(raw, { raw: { width: 260, height: 190, channels: 3 } }).png().toBuffer();
+      const expected = new Float32Array(3 * 224 * 224);
+      normalizeInto(resizeAndCrop(await decodeImage(png, options), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
+      return { png, expected };
+    };
+    const a = await image(1);
+    const b = await image(2);
+    for (const { png, expected } of [a, b, a, b]) {
+      const prepared = await pool.prepare({ bytes: png, label: 'x.png' });
+      assert.ok(prepared.ok, prepared.ok ? '' : prepared.error);
+      assert.deepEqual(prepared.pixels, expected);
+      pool.recycle(prepared.pixels);
+      assert.equal(prepared.pixels.length, 0, 'the buffer went back to the worker');
+    }
+    const notFromThePool = new Float32Array(4).fill(1);
+    pool.recycle(notFromThePool);
+    assert.deepEqual([...notFromThePool], [1, 1, 1, 1], 'pixels the pool did not make are left alone');
+  } finally {
+    await pool.close();
+  }
+});

@@ -57,7 +57,8 @@ async function readRegularFile(file: string): Promise<Uint8Array> {
   }
 }
 
-export async function prepareImage(source: ImageSource, opts: PrepareOptions): Promise<PreparedImage> {
+/** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
+export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
@@ -72,7 +73,8 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions): P
   try {
     const { crop, width, height } = await decodeAndCrop(bytes, opts);
     const cfg = opts.preprocess;
-    const pixels = new Float32Array(3 * cfg.cropHeight * cfg.cropWidth);
+    const length = 3 * cfg.cropHeight * cfg.cropWidth;
+    const pixels = into?.length === length ? into : new Float32Array(length);
     normalizeInto(crop, cfg, pixels, 0);
     return { ok: true, pixels, width, height, contentHash };
   } catch (err) {

@@ -67,10 +67,11 @@ export interface ScorerStats {
 
 /**
  * How the pipeline is laid out; the benchmark compares layouts in one run. The defaults are the fast
- * ones: encoders on their own thread, two images queued per pool worker.
+ * ones: encoders on their own thread, two images queued per pool worker, and each image's pixel buffer
+ * handed back to its worker once copied into a batch (`recyclePixels`).
  */
-export interface PipelineLayout { encoderThread: boolean; queueDepth: number }
-const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: 2 };
+export interface PipelineLayout { encoderThread: boolean; queueDepth: number; recyclePixels?: boolean }
+const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: 2, recyclePixels: true };
 
 /** One image to embed, with whatever the caller needs back beside its embedding. */
 export interface ImageJob<T> { source: ImageInput; payload: T }
@@ -133,6 +134,7 @@ export class Scorer {
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
     private readonly cache: EmbeddingCache | null,
+    private readonly recyclePixels: boolean,
   ) {
     this.logitScale = manifest.logitScale;
     this.embedDim = manifest.image.embedDim;
@@ -155,7 +157,7 @@ export class Scorer {
       const cache = opts.cacheDir === false
         ? null
         : EmbeddingCache.open(opts.cacheDir ?? defaultCacheDir(), { onWarning: (message) => opts.log(`warning: ${message}`) });
-      return new Scorer(opts, manifest, sessions, tokenizer, pool, cache);
+      return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
       throw err;
@@ -329,11 +331,24 @@ export class Scorer {
       const entry: BatchEntry<T> = { job: started.job, prepared, slot: null, embedding: null };
       entries.push(entry);
       if (!prepared.ok) continue;
+      const placed = this.placeInBatch(prepared, buffer, slotByHash);
+      entry.slot = placed.slot;
+      entry.embedding = placed.embedding;
+    }
+    return entries;
+  }
+
+  /**
+   * The batch slot an image's embedding will come from: none for a cache hit, the slot of an identical
+   * image already in the batch, or a new slot its pixels are copied into. Its pixel buffer then goes back
+   * to the pool, whose worker writes the next image into it.
+   */
+  private placeInBatch(prepared: Extract<PreparedImage, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
+    try {
       const cached = this.cache?.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode);
       if (cached) {
         this.counters.imageCacheHits++;
-        entry.embedding = cached;
-        continue;
+        return { slot: null, embedding: cached };
       }
       let slot = slotByHash.get(prepared.contentHash);
       if (slot === undefined) {
@@ -341,9 +356,10 @@ export class Scorer {
         slotByHash.set(prepared.contentHash, slot);
         buffer.set(prepared.pixels, slot * this.pixelsPerImage);
       }
-      entry.slot = slot;
+      return { slot, embedding: null };
+    } finally {
+      if (this.recyclePixels) this.pool.recycle(prepared.pixels);
     }
-    return entries;
   }
 
   /** Runs the batch's encoder slots; the buffer comes back into `buffers.pair[index]` when it was transferred. */
