@@ -5,7 +5,7 @@
  *
  * Every graph runs on onnxruntime's CPU provider here. An fp16 graph there keeps fp16 values between
  * operators but computes each operator in fp32 (onnxruntime inserts the casts), much as the GPU's fp16
- * kernels accumulate in fp32; the GPU's own figure comes from bench/gpu (issue 5's device check).
+ * kernels accumulate in fp32; the GPU's own figure comes from the device check in bench/gpu.
  *
  * Inputs: the reference prompts, and the reference images' distinct pixel tensors, each also mirrored
  * left-right and upside down, so there are three times as many images to rank. One model variant is

@@ -1,6 +1,6 @@
 /**
  * Reliability end to end: the real CLI over folders, manifests, models, caches and outputs that are
- * wrong in every way issue 6 lists. Each run must finish with a row or a message for everything, lose
+ * wrong in every way docs/reliability.md lists. Each run must finish with a row or a message for everything, lose
  * nothing, and exit with the documented code. Unit-level cases live beside their modules (image-codec,
  * image-pool, discover, manifest, cache, atomic, writers); these tests cover what only a whole run shows.
  */

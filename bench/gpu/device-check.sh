@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 5 in one device call (see docs/gpu.md): the PyTorch fp16 SDPA baseline and
+# The GPU check in one device call (see docs/gpu.md): the PyTorch fp16 SDPA baseline and
 # pickscore's image encoder on the same random-weight CLIP-H/14 at batch 128, fp16 parity against
 # PyTorch's fp32 and fp16 embeddings, and `pickscore rank` end to end over 512 px JPEGs, with
 # --device cuda and once with --device auto. Everything lands in $OUT (gpu-check.json, logs).

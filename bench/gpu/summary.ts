@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../../src/errors.js';
 
-/** The model card's pipeline end to end on one H100 (../shared/reference/README.md), the yardstick. */
+/** The model card's pipeline end to end on one H100 (../shared/reference/README.md), the yardstick of the GPU goals. */
 const MODEL_CARD_IMAGES_PER_S = 248;
 const GOALS = { encoderImagesPerS: 1400, endToEndImagesPerS: 1200 };
 

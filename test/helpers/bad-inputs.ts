@@ -1,5 +1,5 @@
 /**
- * A folder of every bad image input of issue 6, generated into a temporary folder, beside good images
+ * A folder of every kind of bad image input, generated into a temporary folder, beside good images
  * and odd names. Each case says what the run must make of it: a score, or an error row whose message
  * matches. Everything is generated here and stays small on disk (the 30,000 x 30,000 bomb is ~110 KB).
  */
@@ -15,7 +15,7 @@ import { encodePng, gradientRgb } from './pipe-images.js';
 export interface BadInputCase {
   /** The file's name in the folder as pickscore prints it: non-UTF-8 bytes as \xNN. */
   name: string;
-  /** What issue 6 calls this case. */
+  /** What kind of bad input this is, in words. */
   kind: string;
   /** Undefined: the image must be scored. Otherwise the error row's message must match. */
   error?: RegExp;

@@ -93,7 +93,7 @@ export async function buildReferenceEncoders(which: ReferenceCheckpoint, precisi
   return { dir: outDir, manifest, config };
 }
 
-/** max |a - b| / max |b|: the parity measure of the issue, relative to the reference's scale. */
+/** max |a - b| / max |b|: the parity measure, relative to the reference's scale. */
 export { relativeError } from '../../src/score/agreement.js';
 
 /** logitScale * cos(text_p, image_i) for every pair, rows by prompt. */
