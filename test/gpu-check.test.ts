@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { markdownShellBlocks } from './helpers/docs-lint-shell.js';
 import { cliEntry } from './helpers/pipe-cli.js';
+import { gpuUtilization } from '../bench/gpu/summary.js';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 
 const bashMissing = spawnSync('bash', ['--version']).error !== undefined;
@@ -118,4 +119,12 @@ test('steps that would run past DEADLINE_S are recorded as timed out, and the su
   } finally {
     await rm(out, { recursive: true, force: true });
   }
+});
+
+test('GPU utilisation is averaged over the span the GPU was busy, not the idle start-up before it', () => {
+  const csv = ['0, 500', '0, 900', '90, 20000', '100, 21000', '70, 21000', '0, 21000', '100, 21000', '0, 800', ''].join('\n');
+  assert.deepEqual(gpuUtilization(csv), { samples: 8, active_samples: 5, mean_pct_while_active: (90 + 100 + 70 + 0 + 100) / 5, peak_memory_mib: 21000 });
+  assert.deepEqual(gpuUtilization('0, 10\n0, 10\n'), { samples: 2, active_samples: 0, mean_pct_while_active: 0, peak_memory_mib: 10 });
+  assert.equal(gpuUtilization(''), null);
+  assert.equal(gpuUtilization('[N/A], [N/A]\n'), null);
 });

@@ -81,10 +81,27 @@ step convert 180 convert.json node "$PICKSCORE_BIN" model convert "$CHECKPOINT" 
 step encoder 150 encoder.json node "$BUILD_DIR/bench/gpu/encoder.js" --model "$MODEL" --dump "$DUMP" --device "$DEVICE" \
   --batch "$BATCH" --iterations "$ITERATIONS" --warmup "$WARMUP"
 step jpegs 60 jpegs.json env UV_THREADPOOL_SIZE="$(nproc)" node "$BUILD_DIR/bench/gpu/make-jpegs.js" "$JPEGS" "$IMAGES" "$IMAGE_SIZE"
+# The GPU's own view of how busy it was during rank: nvidia-smi's utilisation (the share of each 100 ms
+# in which a kernel ran), sampled in the background; the summary averages it over the span it was busy.
+sampler=
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/gpu-util.csv" 2> /dev/null &
+  sampler=$!
+fi
 step rank 120 rank.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device "$DEVICE" \
   --batch-size "$BATCH" --no-cache --stats --format jsonl --out "$OUT/rank.jsonl"
+[[ -n $sampler ]] && { kill "$sampler" 2> /dev/null; wait "$sampler" 2> /dev/null; }
 step rank-auto 90 rank-auto.stdout node "$PICKSCORE_BIN" rank "$JPEGS" --prompt "$PROMPT" --model "$MODEL" --device auto \
   --no-cache --stats --format json --out "$OUT/rank-auto.json"
+
+# Last, with whatever time is left: where the encoder's GPU time goes (kernels by total time, host-device
+# copies), from Nsight Systems when the machine has it. Not a pass/fail step.
+if command -v nsys > /dev/null; then
+  step nsys 120 nsys.txt nsys profile --stats=true --force-overwrite=true -o "$WORK/encoder-profile" \
+    node "$BUILD_DIR/bench/gpu/encoder.js" --model "$MODEL" --dump "$DUMP" --device "$DEVICE" --batch "$BATCH" --iterations 3 --warmup 1
+else
+  echo "nsys not found on this machine" > "$OUT/nsys.txt"
+fi
 
 node "$BUILD_DIR/bench/gpu/summary.js" "$OUT" "$AUTO_EXPECT" > "$OUT/gpu-check.json"
 summary_rc=$?
