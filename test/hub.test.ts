@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { copyFile, link, lstat, readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
-import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir, parseRetryAfter, retryDelayMs, type HubRetry } from '../src/model/hub.js';
+import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir, linkSnapshotFile, parseRetryAfter, retryDelayMs, type HubRetry, type SnapshotFileOps } from '../src/model/hub.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { fixturesDir } from './helpers/paths.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
@@ -204,6 +204,18 @@ describe('hubDownload against a loopback Hub', () => {
     assert.equal(await readFile(path.join(snapshot, 'config.json'), 'utf8'), await readFile(path.join(fixtureRepo, 'config.json'), 'utf8'));
   });
 
+  test('a cache whose snapshots hold plain files (huggingface_hub on Windows without symlinks) is used as is', async () => {
+    const commit = server.commitOf(REPO);
+    const snapshotDir = path.join(hubRepoDir(REPO, hfHome), 'snapshots', commit);
+    await mkdir(path.join(hubRepoDir(REPO, hfHome), 'refs'), { recursive: true });
+    await writeFile(path.join(hubRepoDir(REPO, hfHome), 'refs', 'main'), commit);
+    await mkdir(snapshotDir, { recursive: true });
+    await copyFile(path.join(fixtureRepo, 'config.json'), path.join(snapshotDir, 'config.json'));
+    const snapshot = await download({ files: ['config.json'], endpoint: 'http://127.0.0.1:9' }); // nothing listens there
+    assert.equal(snapshot, snapshotDir);
+    assert.equal(server.requests.length, 0);
+  });
+
   test('HF_HUB_OFFLINE with nothing cached says so', async () => {
     process.env.HF_HUB_OFFLINE = '1';
     try {
@@ -287,3 +299,37 @@ describe('hubDownload with the LFS file on a CDN origin and plain files behind a
 });
 
 
+
+describe('snapshot links where the filesystem refuses symlinks', () => {
+  const refuse = (code: string) => async () => { throw Object.assign(new Error(`${code}: operation not permitted`), { code }); };
+  const nodeOps: SnapshotFileOps = { symlink: (t, l) => symlink(t, l), link, copyFile };
+
+  test('a symlink when it can, else a hard link to the blob, else a copy; the snapshot file reads the same each way', async () => {
+    const dir = await makeTempDir('links');
+    const blob = path.join(dir, 'blobs', 'abc');
+    await mkdir(path.dirname(blob), { recursive: true });
+    await writeFile(blob, 'weights');
+    const cases: [SnapshotFileOps, string][] = [
+      [nodeOps, 'symlink'],
+      [{ ...nodeOps, symlink: refuse('EPERM') }, 'hardlink'],
+      [{ ...nodeOps, symlink: refuse('EPERM'), link: refuse('ENOTSUP') }, 'copy'],
+    ];
+    for (const [ops, expected] of cases) {
+      const snapshot = path.join(dir, 'snapshots', expected, 'sub', 'weights.bin');
+      assert.equal(await linkSnapshotFile(blob, snapshot, ops), expected);
+      assert.equal(await readFile(snapshot, 'utf8'), 'weights', expected);
+      assert.equal((await lstat(snapshot)).isSymbolicLink(), expected === 'symlink', expected);
+      assert.equal((await stat(snapshot)).ino === (await stat(blob)).ino, expected !== 'copy', `${expected} shares the blob's inode`);
+      assert.deepEqual((await readdir(path.dirname(snapshot))).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left');
+    }
+  });
+
+  test('a failure that is not about links (a full disk) is not papered over', async () => {
+    const dir = await makeTempDir('links');
+    const blob = path.join(dir, 'blob');
+    await writeFile(blob, 'x');
+    await assert.rejects(linkSnapshotFile(blob, path.join(dir, 'snap', 'f'), { ...nodeOps, symlink: refuse('ENOSPC') }), /ENOSPC/);
+    await assert.rejects(linkSnapshotFile(blob, path.join(dir, 'snap', 'g'), { ...nodeOps, symlink: refuse('EPERM'), link: refuse('EPERM'), copyFile: refuse('ENOSPC') }), /ENOSPC/);
+    assert.deepEqual(await readdir(path.join(dir, 'snap')), [], 'no temporary file left');
+  });
+});

@@ -14,7 +14,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
@@ -471,11 +471,24 @@ async function verifyBlob(ctx: RepoContext, file: string, meta: FileMetadata, pa
   }
 }
 
-/** snapshots/{commit}/{file} -> relative link to blobs/{etag}, as huggingface_hub writes it. */
-async function linkSnapshot(ctx: RepoContext, commit: string, file: string, etag: string): Promise<void> {
-  const linkPath = path.join(ctx.repoDir, 'snapshots', commit, file);
+/** The file operations linkSnapshot uses; tests replace `symlink` to stand for a filesystem without links. */
+export interface SnapshotFileOps {
+  symlink: (target: string, linkPath: string) => Promise<void>;
+  link: (existing: string, newPath: string) => Promise<void>;
+  copyFile: (from: string, to: string) => Promise<void>;
+}
+const NODE_FILE_OPS: SnapshotFileOps = { symlink: (t, l) => symlink(t, l), link, copyFile };
+
+/** Errors of a filesystem or an account that cannot make the link asked for (Windows without the privilege, FAT, some mounts). */
+const LINK_UNSUPPORTED = new Set(['EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EINVAL', 'EXDEV', 'EMLINK']);
+
+/**
+ * snapshots/{commit}/{file} -> relative link to blobs/{etag}, as huggingface_hub writes it. Where symlinks
+ * cannot be made, a hard link to the blob (no extra space), and failing that a copy, as huggingface_hub
+ * falls back on Windows: the snapshot path is what readers open, whichever it is.
+ */
+export async function linkSnapshotFile(blobPath: string, linkPath: string, ops: SnapshotFileOps = NODE_FILE_OPS): Promise<'symlink' | 'hardlink' | 'copy'> {
   await mkdir(path.dirname(linkPath), { recursive: true });
-  const target = path.relative(path.dirname(linkPath), path.join(ctx.repoDir, 'blobs', etag));
   try {
     await lstat(linkPath);
     await rm(linkPath, { force: true }); // a dangling or stale link
@@ -483,6 +496,30 @@ async function linkSnapshot(ctx: RepoContext, commit: string, file: string, etag
     // absent: nothing to replace
   }
   const temp = `${linkPath}.${process.pid}.tmp`;
-  await symlink(target, temp);
-  await rename(temp, linkPath);
+  const unsupported = (err: unknown) => LINK_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '');
+  let made: 'symlink' | 'hardlink' | 'copy' = 'symlink';
+  try {
+    try {
+      await ops.symlink(path.relative(path.dirname(linkPath), blobPath), temp);
+    } catch (err) {
+      if (!unsupported(err)) throw err;
+      made = 'hardlink';
+      try {
+        await ops.link(blobPath, temp);
+      } catch (linkErr) {
+        if (!unsupported(linkErr)) throw linkErr;
+        made = 'copy';
+        await ops.copyFile(blobPath, temp);
+      }
+    }
+    await rename(temp, linkPath);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  return made;
+}
+
+async function linkSnapshot(ctx: RepoContext, commit: string, file: string, etag: string): Promise<void> {
+  await linkSnapshotFile(path.join(ctx.repoDir, 'blobs', etag), path.join(ctx.repoDir, 'snapshots', commit, file));
 }
