@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Scorer, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
+import { Scorer, autoFallbackNotice, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
 import { batchSizeFor, encoderVariant } from '../src/pipeline/options.js';
 import { cudaProviderProblem } from '../src/model/session.js';
@@ -209,4 +209,11 @@ test('without the CUDA provider libraries, the reason names the missing files an
     assert.match(problem ?? '', /libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so missing in /);
     assert.ok(problem?.includes(emptyBindingDir));
   });
+});
+
+test('--device auto ending on the CPU warns where the CUDA provider is installed, and only informs where it is not', () => {
+  const fellBack = { executionProvider: 'CPUExecutionProvider', fallbackReason: 'CUDA unavailable, using CPU: no CUDA-capable device is detected' };
+  assert.equal(autoFallbackNotice(fellBack, true), 'warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
+  assert.equal(autoFallbackNotice(fellBack, false), 'device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
+  assert.equal(autoFallbackNotice({ executionProvider: 'CUDAExecutionProvider' }, true), undefined);
 });

@@ -469,6 +469,16 @@ function epochNow(): number {
 type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
 
 /**
+ * The line `--device auto` prints when it ends on the CPU. A warning, printed even in CI, when the CUDA
+ * provider's libraries are installed, for then a GPU run was evidently meant; an informational line
+ * (terminal only) on a machine without them, where the CPU is what anyone would expect.
+ */
+export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, cudaLibrariesLoad: boolean): string | undefined {
+  if (!sessions.fallbackReason) return undefined;
+  return `${cudaLibrariesLoad ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
+}
+
+/**
  * Opens the encoders that suit the device: fp16 with fused attention on CUDA, fp32 on CPU, unless a
  * precision is given. For `auto` the device is guessed first from whether the CUDA provider's libraries
  * load (cheap, no model needed), so only one model variant is converted; if no GPU session starts after
@@ -479,7 +489,8 @@ async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promi
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
   const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
-  if (sessions.fallbackReason) opts.log(`device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`);
+  const notice = autoFallbackNotice(sessions, expectCuda);
+  if (notice) opts.log(notice);
   const onCuda = sessions.device === 'cuda';
   const wanted = encoderVariant(opts.precision, onCuda);
   // A converted folder has one variant whatever was asked; only a checkpoint or a named model can be reconverted.
