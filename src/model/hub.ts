@@ -80,7 +80,7 @@ const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const REPO_PATTERN = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-/** As huggingface_hub: five tries, pausing 1, 2, 4 and 8 s between them. */
+/** Five tries, pausing 1, 2, 4 and 8 s between them: about 15 s of patience before a pull gives up. */
 const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 8000 };
 /** A Retry-After beyond this is not waited for in full: the run would look hung. */
 const MAX_RETRY_AFTER_MS = 60_000;
