@@ -36,9 +36,9 @@ const BATCH = 8;
 const THROUGHPUT_IMAGES = 32;
 const IMAGE_SIDE = 512;
 /**
- * Peak RSS at three sizes. Most of the growth from 1,000 to 10,000 is the worker threads' heaps and the
- * allocator reaching their steady size in the first seconds (a 1,000-image run ends before that); 10,000
- * to 20,000 shows what is left, which grows with the number of images.
+ * Peak RSS at three sizes. Sampled through a run, most of the growth from 1,000 to 10,000 comes in the
+ * first seconds and lies outside the main thread's JS heap (a 1,000-image run ends before it levels off);
+ * 10,000 to 20,000 shows what still grows with the number of images.
  */
 const RSS_COUNTS = [1_000, 10_000, 20_000] as const;
 const DECODE_HEAVY_IMAGES = 48;
