@@ -133,3 +133,13 @@ test('embeddingDrift: largest error, error relative to the scale, and the worst 
   assertClose(embeddingDrift(Float32Array.from([0, 1]), Float32Array.from([1, 1]), 2).minCosine, Math.SQRT1_2, 1e-15, 'cosine of 45 degrees');
   assert.equal(relativeError([1, 2], [1, 4]), 0.5);
 });
+
+test('softmax and rankingAgreement take one prompt over 300,000 images (no spread of the list onto the call stack)', () => {
+  const scores = Array.from({ length: 300_000 }, (_, i) => (i % 1000) / 100);
+  const probs = softmax(scores);
+  assertClose(probs.reduce((a, b) => a + b, 0), 1, 1e-9, 'probabilities sum to 1');
+  assertClose(probs[999] / probs[0], Math.exp(9.99), 1e-9, 'ratio of the largest to the smallest');
+  const agreement = rankingAgreement([scores.slice(0, 200_000)], [scores.slice(0, 200_000)]);
+  assert.equal(agreement.scoreSpread, 9.99);
+  assert.equal(agreement.top1RegretMax, 0);
+});

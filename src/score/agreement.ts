@@ -70,7 +70,7 @@ export function rankingAgreement(scores: readonly (readonly number[])[], baselin
   if (scores.length !== baseline.length || scores.length === 0) {
     throw new UsageError(expectedMessage(`two non-empty score tables with the same prompts (${baseline.length})`, 'rankingAgreement', scores.length));
   }
-  const argmax = (row: readonly number[]) => row.indexOf(Math.max(...row));
+  const argmax = (row: readonly number[]) => row.indexOf(largest(row));
   let maxScoreDrift = 0;
   let top1 = 0;
   const taus: number[] = [];
@@ -87,13 +87,18 @@ export function rankingAgreement(scores: readonly (readonly number[])[], baselin
   const all = baseline.flat();
   return {
     maxScoreDrift,
-    scoreSpread: Math.max(...all) - Math.min(...all),
+    scoreSpread: largest(all) + largest(all.map((s) => -s)),
     kendallTauMean: taus.reduce((a, b) => a + b, 0) / taus.length,
-    kendallTauMin: Math.min(...taus),
+    kendallTauMin: -largest(taus.map((t) => -t)),
     top1Agreement: top1 / scores.length,
     top1RegretMean: regrets.reduce((a, b) => a + b, 0) / regrets.length,
-    top1RegretMax: Math.max(...regrets),
+    top1RegretMax: largest(regrets),
   };
+}
+
+/** By a loop: Math.max(...values) overflows the call stack on long lists. */
+function largest(values: readonly number[]): number {
+  return values.reduce((m, v) => (v > m ? v : m), -Infinity);
 }
 
 function checkSameLength(a: ArrayLike<number>, b: ArrayLike<number>, where: string): void {

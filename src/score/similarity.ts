@@ -53,7 +53,8 @@ export function scoreMatrix(text: Float32Array, images: Float32Array, dim: numbe
 export function softmax(scores: ArrayLike<number>): number[] {
   const values = Array.from(scores);
   if (values.length === 0) return [];
-  const max = Math.max(...values);
+  // A loop, not Math.max(...values): spreading one prompt's scores over 150,000 or more images overflows the call stack.
+  const max = values.reduce((m, s) => (s > m ? s : m), -Infinity);
   const exps = values.map((s) => Math.exp(s - max));
   const total = exps.reduce((a, b) => a + b, 0);
   return exps.map((e) => e / total);
