@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/prom
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { openRankWriter, resolveOutputFormat, type OutputFormat, type RankRecord } from '../src/io/writers/index.js';
+import { openRankWriter, type OutputFormat, type RankRecord } from '../src/io/writers/index.js';
+import { chooseFormat } from '../src/cli/output.js';
 import { markdownCell } from '../src/io/writers/markdown.js';
 import { renderTable, terminalSafe } from '../src/io/table.js';
 import { nodeAtomicFs, type AtomicFs } from '../src/io/atomic.js';
@@ -122,15 +123,18 @@ test('the terminal table aligns its columns per prompt and escapes control chara
 });
 
 test('the format follows --format, else the --out extension, else table on a TTY and JSONL in a pipe', () => {
-  assert.equal(resolveOutputFormat({ format: 'md', out: 'x.csv', isTTY: true }), 'md');
-  const byExtension: [string, OutputFormat][] = [['r.csv', 'csv'], ['r.JSON', 'json'], ['r.jsonl', 'jsonl'], ['r.md', 'md'], ['r.html', 'html'], ['dir/r.htm', 'html']];
-  for (const [out, format] of byExtension) assert.equal(resolveOutputFormat({ out, isTTY: false }), format);
-  assert.equal(resolveOutputFormat({ isTTY: true }), 'table');
-  assert.equal(resolveOutputFormat({ isTTY: false }), 'jsonl');
-  assert.throws(() => resolveOutputFormat({ format: 'xml', isTTY: true }), (e: unknown) =>
-    e instanceof UsageError && e.message === 'Expected one of csv, json, jsonl, md, html, table for --format but received "xml"');
-  assert.throws(() => resolveOutputFormat({ out: 'ranking.txt', isTTY: true }), (e: unknown) =>
-    e instanceof UsageError && /^Expected an extension of \.csv .* for --out but received "ranking\.txt"; or name the format with --format$/.test(e.message));
+  assert.equal(chooseFormat('md', 'x.csv', true), 'md');
+  const byExtension: [string, OutputFormat][] = [
+    ['r.csv', 'csv'], ['r.JSON', 'json'], ['r.jsonl', 'jsonl'], ['r.ndjson', 'jsonl'], ['r.md', 'md'], ['r.markdown', 'md'],
+    ['r.html', 'html'], ['dir/r.htm', 'html'], ['ranking.txt', 'table'],
+  ];
+  for (const [out, format] of byExtension) assert.equal(chooseFormat(undefined, out, false), format);
+  assert.equal(chooseFormat(undefined, undefined, true), 'table');
+  assert.equal(chooseFormat(undefined, undefined, false), 'jsonl');
+  assert.throws(() => chooseFormat('xml', undefined, true), (e: unknown) =>
+    e instanceof UsageError && e.message === 'Expected csv, json, jsonl, md, html, table for --format but received "xml"');
+  assert.throws(() => chooseFormat(undefined, 'ranking.xml', true), (e: unknown) =>
+    e instanceof UsageError && /^Cannot tell the output format from --out ranking\.xml: use an extension \(\.csv .*\) or pass --format$/.test(e.message));
 });
 
 test('a file output appears only at finish; csv and jsonl stream rows to the temporary file meanwhile', async () => {

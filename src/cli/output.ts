@@ -7,18 +7,11 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError } from 'commander';
 import { UsageError, expectedMessage } from '../errors.js';
+import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
-import type { StreamingFormat } from '../io/writers/format.js';
-import type { RankRecord } from '../io/writers/record.js';
 import { ExitCode } from './exit-codes.js';
 
-export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
-
-const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = {
-  '.csv': 'csv', '.json': 'json', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.md': 'md', '.markdown': 'md',
-  '.html': 'html', '.htm': 'html', '.txt': 'table',
-};
+export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 
 /** --format wins; else the --out extension; else a table for a person at a terminal, JSONL for a pipe. */
 export function chooseFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): OutputFormat {
@@ -108,15 +101,6 @@ export async function writeOutput(target: { out?: string }, produce: (write: (te
 /** One finished document (a report rendered whole). */
 export function writeDocument(text: string, target: { out?: string }): Promise<void> {
   return writeOutput(target, (write) => write(text));
-}
-
-/** Records in a streaming format (csv, json, jsonl, md). */
-export function writeRecords(records: readonly RankRecord[], format: StreamingFormat, target: { out?: string }, incomplete: boolean): Promise<void> {
-  return writeOutput(target, async (write) => {
-    await write(format.header());
-    for (const record of records) await write(format.row(record));
-    await write(format.footer(incomplete));
-  });
 }
 
 /** Commander argument parser for counts: the flag is named in commander's message. */

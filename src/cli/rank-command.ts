@@ -5,16 +5,12 @@
 import { Command, Option } from 'commander';
 import { runRank, type RankOptions, type RankResult } from '../commands/rank.js';
 import { formatShard, shardFromEnv } from '../shard.js';
-import { csvFormat } from '../io/writers/csv.js';
-import { jsonFormat, jsonlFormat } from '../io/writers/json.js';
-import { markdownFormat } from '../io/writers/markdown.js';
+import { openRankWriter } from '../io/writers/index.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
-import { renderTable } from '../io/table.js';
-import { renderGallery } from '../io/html-gallery.js';
 import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 import {
-  chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, writeDocument, writeOutput, writeRecords, OUTPUT_FORMATS, type Console, type OutputFormat,
+  chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
 } from './output.js';
 
 interface RankFlags extends ScorerFlags {
@@ -89,21 +85,10 @@ export async function writeRankResult(
   format: OutputFormat,
   target: { out?: string },
 ): Promise<void> {
-  const records = result.records;
-  switch (format) {
-    case 'table':
-      return writeDocument(renderTable(records, { incomplete: result.incomplete }), target);
-    case 'html':
-      return writeOutput(target, (write) => renderGallery(records, { provenance: result.provenance, incomplete: result.incomplete }, write));
-    case 'csv':
-      return writeRecords(records, csvFormat(false), target, result.incomplete);
-    case 'json':
-      return writeRecords(records, jsonFormat(jsonProvenance(result)), target, result.incomplete);
-    case 'jsonl':
-      return writeRecords(records, jsonlFormat, target, result.incomplete);
-    case 'md':
-      return writeRecords(records, markdownFormat, target, result.incomplete);
-  }
+  const writer = await openRankWriter(format, target.out !== undefined ? { path: target.out } : { stream: process.stdout },
+    { provenance: format === 'json' ? jsonProvenance(result) : result.provenance });
+  for (const record of result.records) await writer.write(record);
+  await writer.finish({ incomplete: result.incomplete });
 }
 
 function jsonProvenance(result: Pick<RankResult, 'provenance' | 'shard'> & { stats?: object }): object {

@@ -11,8 +11,7 @@
  * full disk) leaves any previous file untouched. A stream target (stdout) is written as rows arrive
  * and never ended here.
  */
-import path from 'node:path';
-import { InternalError, UsageError, expectedMessage } from '../../errors.js';
+import { InternalError } from '../../errors.js';
 import { renderGallery, type ThumbnailFn } from '../html-gallery.js';
 import { renderTable } from '../table.js';
 import { csvFormat } from './csv.js';
@@ -29,31 +28,11 @@ export { JSON_SCHEMA_VERSION } from './json.js';
 export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = {
-  '.csv': 'csv',
-  '.json': 'json',
-  '.jsonl': 'jsonl',
-  '.md': 'md',
-  '.html': 'html',
-  '.htm': 'html',
+/** The `--out` extensions each format is recognised by. */
+export const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
+  '.csv': 'csv', '.json': 'json', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.md': 'md', '.markdown': 'md',
+  '.html': 'html', '.htm': 'html', '.txt': 'table',
 };
-
-/**
- * `--format` wins; else the extension of `--out`; else a table on a terminal and JSONL into a pipe
- * (one object per line is what a program reading stdout parses most easily).
- */
-export function resolveOutputFormat(opts: { format?: string; out?: string; isTTY: boolean }): OutputFormat {
-  if (opts.format !== undefined) {
-    if ((OUTPUT_FORMATS as readonly string[]).includes(opts.format)) return opts.format as OutputFormat;
-    throw new UsageError(expectedMessage(`one of ${OUTPUT_FORMATS.join(', ')}`, '--format', opts.format));
-  }
-  if (opts.out !== undefined) {
-    const format = FORMAT_BY_EXTENSION[path.extname(opts.out).toLowerCase()];
-    if (format) return format;
-    throw new UsageError(`${expectedMessage(`an extension of ${Object.keys(FORMAT_BY_EXTENSION).join(' ')}`, '--out', opts.out)}; or name the format with --format`);
-  }
-  return opts.isTTY ? 'table' : 'jsonl';
-}
 
 export interface WriterMeta {
   /** Written into the JSON document and the gallery footer; see Provenance in src/pipeline. */
