@@ -1,12 +1,7 @@
 /** `pickscore cache info | clear`: flag parsing and printing; the work is in src/commands/cache.ts. */
 import type { Command } from 'commander';
 import { cacheClear, cacheInfo } from '../commands/cache.js';
-import { formatBytes } from './model-command.js';
-import { createConsole, writeOutput } from './output.js';
-
-function print(text: string): Promise<void> {
-  return writeOutput({}, (write) => write(`${text}\n`));
-}
+import { createConsole, formatBytes, printJson, printText } from './output.js';
 
 export function registerCacheCommand(program: Command): void {
   const cache = program.command('cache').description('the embedding cache (text and image embeddings in SQLite)');
@@ -19,9 +14,9 @@ export function registerCacheCommand(program: Command): void {
     .option('--json', 'print JSON', false)
     .action(async (flags: { cacheDir?: string; json: boolean }) => {
       const info = await cacheInfo({ cacheDir: flags.cacheDir, onWarning });
-      if (flags.json) return print(JSON.stringify(info, null, 2));
-      if (!info.exists) return print(`${info.path}: no cache yet`);
-      await print([
+      if (flags.json) return printJson(info);
+      if (!info.exists) return printText(`${info.path}: no cache yet`);
+      await printText([
         `${info.path}  ${formatBytes(info.bytes)}`,
         `  text embeddings   ${info.textRows}`,
         `  image embeddings  ${info.imageRows}`,
@@ -35,7 +30,7 @@ export function registerCacheCommand(program: Command): void {
     .option('--json', 'print JSON', false)
     .action(async (flags: { cacheDir?: string; json: boolean }) => {
       const result = await cacheClear({ cacheDir: flags.cacheDir, onWarning });
-      if (flags.json) return print(JSON.stringify(result, null, 2));
-      await print(`${result.path}: removed ${result.textRows} text and ${result.imageRows} image embeddings (${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)})`);
+      if (flags.json) return printJson(result);
+      await printText(`${result.path}: removed ${result.textRows} text and ${result.imageRows} image embeddings (${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)})`);
     });
 }

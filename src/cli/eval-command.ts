@@ -3,7 +3,6 @@
  * src/commands/eval.ts and the report in src/eval/.
  */
 import { appendFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runEval, runEvalPart, type EvalOptions, type EvalResult } from '../commands/eval.js';
 import type { EvalReport } from '../eval/report.js';
@@ -15,9 +14,9 @@ import { renderHtml } from '../eval/render-html.js';
 import { fileThumbnails } from '../eval/thumbnails.js';
 import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/scores-file.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { UsageError, expectedMessage } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
-import { createConsole, withInterruptSignal, writeOutput, type Console } from './output.js';
+import { createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
 import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
@@ -93,32 +92,28 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
   const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));
-  await writeOutput({ out: flags.out }, (write) => write(`${JSON.stringify(result.part)}\n`));
+  await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
   if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
   return exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
 }
 
 /** Interrupted beats row errors, which beat the gate: a run that could not score everything says so first. */
 export function evalExitCode(result: Pick<EvalResult, 'incomplete' | 'gate'> & { counts: { errors: number } }): ExitCodeValue {
-  if (result.incomplete) return ExitCode.interrupted;
-  if (result.counts.errors > 0) return ExitCode.rowErrors;
-  if (result.gate?.worse) return ExitCode.gateFailed;
-  return ExitCode.ok;
+  const code = exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+  return code === ExitCode.ok && result.gate?.worse ? ExitCode.gateFailed : code;
 }
+
+const EVAL_FORMAT_CHOICE = {
+  formats: EVAL_FORMATS,
+  byExtension: { '.json': 'json', '.md': 'md', '.markdown': 'md', '.html': 'html', '.htm': 'html' },
+  onTerminal: 'md',
+  inPipe: 'json',
+  unknownOut: (out: string) => `Cannot tell the report format from --out ${out}: use .json, .md or .html, or pass --format`,
+} as const;
 
 /** --format wins; else the --out extension; else Markdown for a person at a terminal, JSON for a pipe. */
 export function chooseEvalFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): EvalFormat {
-  if (format !== undefined) {
-    if ((EVAL_FORMATS as readonly string[]).includes(format)) return format as EvalFormat;
-    throw new UsageError(expectedMessage(EVAL_FORMATS.join(', '), '--format', format));
-  }
-  if (out !== undefined) {
-    const ext = path.extname(out).toLowerCase();
-    const byExtension: Record<string, EvalFormat> = { '.json': 'json', '.md': 'md', '.markdown': 'md', '.html': 'html', '.htm': 'html' };
-    if (byExtension[ext]) return byExtension[ext];
-    throw new UsageError(`Cannot tell the report format from --out ${out}: use .json, .md or .html, or pass --format`);
-  }
-  return stdoutIsTTY ? 'md' : 'json';
+  return pickFormat<EvalFormat>(EVAL_FORMAT_CHOICE, format, out, stdoutIsTTY);
 }
 
 function evalOptions(manifests: string[], flags: EvalFlags, console: Console, signal: AbortSignal): EvalOptions {
@@ -147,13 +142,13 @@ export async function writeEvalOutputs(
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
     : format === 'md' ? renderMarkdown(report)
       : await renderHtml(report, fileThumbnails(target.exif));
-  await writeOutput({ out: target.out }, (write) => write(text));
+  await writeDocument(text, { out: target.out });
   if (target.scores !== undefined) {
     const scores = scoresFormatFor(target.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);
     await writeFileAtomic(target.scores, scores);
   }
   const summary = process.env.GITHUB_STEP_SUMMARY;
-  if (summary) await appendFile(summary, `${renderMarkdown(report)}\n`);
+  if (summary) await appendFile(summary, `${format === 'md' ? text : renderMarkdown(report)}\n`);
 }
 
 function parseNumber(value: string): number {

@@ -9,7 +9,7 @@ import {
   modelConvert, modelInfo, modelList, modelPull, modelVerify, type ConvertedModel, type ModelInfoResult, type ModelListEntry, type ModelVerifyResult,
 } from '../commands/model.js';
 import { ExitCode } from './exit-codes.js';
-import { createConsole, writeOutput, type Console, type Progress } from './output.js';
+import { createConsole, formatBytes, printJson, printText, type Console, type Progress } from './output.js';
 
 const PRECISION_CHOICES = ['fp32', 'fp16', 'int8'];
 const ATTENTION_CHOICES = ['plain', 'fused'];
@@ -23,25 +23,6 @@ function quietVerbose(command: Command): Command {
   return command
     .option('-q, --quiet', 'no progress or informational lines', false)
     .option('-v, --verbose', 'progress lines on stderr even when it is not a terminal', false);
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
-
-function printText(text: string): Promise<void> {
-  return writeOutput({}, (write) => write(text.endsWith('\n') ? text : `${text}\n`));
-}
-
-function printJson(value: unknown): Promise<void> {
-  return printText(JSON.stringify(value, null, 2));
 }
 
 /**

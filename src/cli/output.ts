@@ -13,18 +13,58 @@ import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 
-/** --format wins; else the --out extension; else a table for a person at a terminal, JSONL for a pipe. */
-export function chooseFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): OutputFormat {
+/** How a command picks its output format: its formats, their --out extensions, and its defaults. */
+interface FormatChoice<F extends string> {
+  formats: readonly F[];
+  byExtension: Readonly<Record<string, F>>;
+  onTerminal: F;
+  inPipe: F;
+  unknownOut: (out: string) => string;
+}
+
+/** --format wins; else the --out extension; else one format for a person at a terminal, another for a pipe. */
+export function pickFormat<F extends string>(choice: FormatChoice<F>, format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): F {
   if (format !== undefined) {
-    if ((OUTPUT_FORMATS as readonly string[]).includes(format)) return format as OutputFormat;
-    throw new UsageError(expectedMessage(OUTPUT_FORMATS.join(', '), '--format', format));
+    if ((choice.formats as readonly string[]).includes(format)) return format as F;
+    throw new UsageError(expectedMessage(choice.formats.join(', '), '--format', format));
   }
   if (out !== undefined) {
-    const byExtension = FORMAT_BY_EXTENSION[path.extname(out).toLowerCase()];
+    const byExtension = choice.byExtension[path.extname(out).toLowerCase()];
     if (byExtension) return byExtension;
-    throw new UsageError(`Cannot tell the output format from --out ${out}: use an extension (${Object.keys(FORMAT_BY_EXTENSION).join(' ')}) or pass --format`);
+    throw new UsageError(choice.unknownOut(out));
   }
-  return stdoutIsTTY ? 'table' : 'jsonl';
+  return stdoutIsTTY ? choice.onTerminal : choice.inPipe;
+}
+
+const RANK_FORMATS: FormatChoice<OutputFormat> = {
+  formats: OUTPUT_FORMATS, byExtension: FORMAT_BY_EXTENSION, onTerminal: 'table', inPipe: 'jsonl',
+  unknownOut: (out) => `Cannot tell the output format from --out ${out}: use an extension (${Object.keys(FORMAT_BY_EXTENSION).join(' ')}) or pass --format`,
+};
+
+/** rank's and merge's rank outputs: a table for a person at a terminal, JSONL for a pipe. */
+export function chooseFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): OutputFormat {
+  return pickFormat(RANK_FORMATS, format, out, stdoutIsTTY);
+}
+
+/** Decimal units, one decimal place above bytes: 3.9 GB, 512 B. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** A command's text result on stdout, ending in one newline. */
+export function printText(text: string): Promise<void> {
+  return writeOutput({}, (write) => write(text.endsWith('\n') ? text : `${text}\n`));
+}
+
+export function printJson(value: unknown): Promise<void> {
+  return printText(JSON.stringify(value, null, 2));
 }
 
 export interface Console {

@@ -7,7 +7,7 @@ import { discoverImages, type DiscoveredImage } from '../io/discover.js';
 import type { ImageSource } from '../image/pool.js';
 import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
 import { softmax } from '../score/similarity.js';
-import { compareCodePoints, rankDescending } from '../score/rank.js';
+import { compareCodePoints, groupBy, rankDescending } from '../score/rank.js';
 import type { RankRecord } from '../io/writers/record.js';
 import { selectShard, type Shard } from '../shard.js';
 import { UsageError, expectedMessage } from '../errors.js';
@@ -167,12 +167,7 @@ async function imageSource(image: DiscoveredImage): Promise<ImageSource> {
  * rows, by path; `top` keeps the best K scored rows of each prompt and every failed one.
  */
 export function rankRecords(items: ScoredItem[], top?: number): RankRecord[] {
-  const byPrompt = new Map<string, ScoredItem[]>();
-  for (const item of items) {
-    const group = byPrompt.get(item.prompt);
-    if (group) group.push(item);
-    else byPrompt.set(item.prompt, [item]);
-  }
+  const byPrompt = groupBy(items, (item) => item.prompt);
   const records: RankRecord[] = [];
   for (const [prompt, group] of byPrompt) {
     const scored = group.filter((item): item is ScoredItem & { score: number } => item.score !== null);

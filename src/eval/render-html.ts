@@ -2,6 +2,7 @@
  * The eval report as one self-contained HTML page: no external requests, thumbnails inlined as data
  * URIs, and an inline SVG histogram of each model's scores on a shared axis.
  */
+import { escapeHtml } from '../io/html-escape.js';
 import type { EvalReport, Example, Histogram, Interval95, ModelSummary, SideBySide } from './report.js';
 
 /** Returns a data: URI for an image path, or null when it cannot be read (the page shows the path instead). */
@@ -15,18 +16,18 @@ export async function renderHtml(report: EvalReport, thumbnail: ThumbnailLoader)
   };
   const sections = [
     report.incomplete ? '<p class="banner">Incomplete: the run was interrupted; the figures cover the rows scored before it stopped.</p>' : '',
-    report.gate ? `<p class="gate ${report.gate.meanDiff === null ? 'undecided' : report.gate.worse ? 'fail' : 'pass'}" id="gate">${esc(report.gate.reason)}</p>` : '',
+    report.gate ? `<p class="gate ${report.gate.meanDiff === null ? 'undecided' : report.gate.worse ? 'fail' : 'pass'}" id="gate">${escapeHtml(report.gate.reason)}</p>` : '',
     modelsTable(report.models),
     ...(await Promise.all(report.models.map((m) => modelSection(m, thumb)))),
     ...(await Promise.all(report.comparisons.map(async (c) => `<section class="comparison">
-<h2>${esc(c.candidate)} vs ${esc(c.baseline)}</h2>
+<h2>${escapeHtml(c.candidate)} vs ${escapeHtml(c.baseline)}</h2>
 <p>${c.prompts} shared prompts · win rate ${pct(c.winRate)} (${c.wins} wins, ${c.losses} losses, ${c.ties} ties) · mean difference ${num(c.meanDiff)}, 95% CI ${ci(c.ci95)} · sign test p = ${c.signTestP.toPrecision(3)}</p>
 ${await sideBySide('Largest gains', c.baseline, c.candidate, c.largestGains, thumb)}
 ${await sideBySide('Largest drops', c.baseline, c.candidate, c.largestDrops, thumb)}
 </section>`))),
     pairwiseSection(report),
     errorsSection(report),
-    `<details><summary>Provenance and settings</summary><pre>${esc(JSON.stringify({ provenance: report.provenance, settings: report.settings, manifests: report.manifests, counts: report.counts }, null, 2))}</pre></details>`,
+    `<details><summary>Provenance and settings</summary><pre>${escapeHtml(JSON.stringify({ provenance: report.provenance, settings: report.settings, manifests: report.manifests, counts: report.counts }, null, 2))}</pre></details>`,
   ];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>PickScore eval</title>
@@ -46,14 +47,14 @@ figcaption{font-size:12px;word-break:break-all}.pair{display:flex;gap:12px;align
 
 function modelsTable(models: ModelSummary[]): string {
   if (models.length === 0) return '';
-  const rows = models.map((m) => `<tr><td>${esc(m.model)}</td><td class="n">${m.n}</td><td class="n">${num(m.mean)}</td><td class="n">${num(m.std)}</td><td class="n">${num(m.median)}</td><td>${ci(m.ci95)}</td><td class="n">${m.errors}</td></tr>`);
+  const rows = models.map((m) => `<tr><td>${escapeHtml(m.model)}</td><td class="n">${m.n}</td><td class="n">${num(m.mean)}</td><td class="n">${num(m.std)}</td><td class="n">${num(m.median)}</td><td>${ci(m.ci95)}</td><td class="n">${m.errors}</td></tr>`);
   return `<table id="models"><tr><th>model</th><th>n</th><th>mean</th><th>std</th><th>median</th><th>95% CI of the mean</th><th>errors</th></tr>
 ${rows.join('\n')}</table>`;
 }
 
 async function modelSection(m: ModelSummary, thumb: ThumbnailLoader): Promise<string> {
-  return `<section class="model" data-model="${esc(m.model)}">
-<h2>${esc(m.model)}</h2>
+  return `<section class="model" data-model="${escapeHtml(m.model)}">
+<h2>${escapeHtml(m.model)}</h2>
 ${histogramSvg(m.histogram, m.model)}
 ${await examples('Best', m.best, thumb)}
 ${await examples('Worst', m.worst, thumb)}
@@ -72,7 +73,7 @@ function histogramSvg(h: Histogram, model: string): string {
     const height = (count / tallest) * (plotHeight - 4);
     return `<rect x="${(i * barWidth + 1).toFixed(1)}" y="${(plotHeight - height).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${height.toFixed(1)}" fill="#4a7bd0"><title>${count}</title></rect>`;
   });
-  return `<svg class="distribution" role="img" aria-label="score distribution of ${esc(model)}" width="${SVG_WIDTH}" height="${SVG_HEIGHT}" viewBox="0 0 ${SVG_WIDTH} ${SVG_HEIGHT}" xmlns="http://www.w3.org/2000/svg">
+  return `<svg class="distribution" role="img" aria-label="score distribution of ${escapeHtml(model)}" width="${SVG_WIDTH}" height="${SVG_HEIGHT}" viewBox="0 0 ${SVG_WIDTH} ${SVG_HEIGHT}" xmlns="http://www.w3.org/2000/svg">
 ${bars.join('')}<line x1="0" y1="${plotHeight}" x2="${SVG_WIDTH}" y2="${plotHeight}" stroke="#555"/>
 <text x="2" y="${SVG_HEIGHT - 4}" font-size="11">${h.low.toFixed(2)}</text><text x="${SVG_WIDTH - 2}" y="${SVG_HEIGHT - 4}" font-size="11" text-anchor="end">${h.high.toFixed(2)}</text></svg>`;
 }
@@ -86,21 +87,21 @@ async function examples(title: string, list: Example[], thumb: ThumbnailLoader):
 /** One image with its score; `model` labels a side of a comparison, whose row already names the prompt. */
 async function figure(e: Example, thumb: ThumbnailLoader, model?: string): Promise<string> {
   const uri = await thumb(e.path);
-  const picture = uri ? `<img src="${esc(uri)}" alt="${esc(e.image)}">` : `<div>(no preview)</div>`;
-  const caption = model === undefined ? `${e.score.toFixed(3)} · ${esc(e.image)}<br>${esc(e.prompt)}` : `${esc(model)}: ${e.score.toFixed(3)}<br>${esc(e.image)}`;
+  const picture = uri ? `<img src="${escapeHtml(uri)}" alt="${escapeHtml(e.image)}">` : `<div>(no preview)</div>`;
+  const caption = model === undefined ? `${e.score.toFixed(3)} · ${escapeHtml(e.image)}<br>${escapeHtml(e.prompt)}` : `${escapeHtml(model)}: ${e.score.toFixed(3)}<br>${escapeHtml(e.image)}`;
   return `<figure>${picture}<figcaption>${caption}</figcaption></figure>`;
 }
 
 async function sideBySide(title: string, baseline: string, candidate: string, sides: SideBySide[], thumb: ThumbnailLoader): Promise<string> {
   if (sides.length === 0) return '';
-  const rows = await Promise.all(sides.map(async (s) => `<div class="pair">${await figure(s.baseline, thumb, baseline)}${await figure(s.candidate, thumb, candidate)}<p>${esc(s.prompt)}<br>difference of prompt means ${s.diff >= 0 ? '+' : ''}${s.diff.toFixed(3)}</p></div>`));
+  const rows = await Promise.all(sides.map(async (s) => `<div class="pair">${await figure(s.baseline, thumb, baseline)}${await figure(s.candidate, thumb, candidate)}<p>${escapeHtml(s.prompt)}<br>difference of prompt means ${s.diff >= 0 ? '+' : ''}${s.diff.toFixed(3)}</p></div>`));
   return `<h3>${title}</h3>${rows.join('\n')}`;
 }
 
 function pairwiseSection(report: EvalReport): string {
   const pw = report.pairwise;
   if (!pw) return '';
-  const source = pw.validation ? `chosen on ${esc(pw.validation.manifest)} (${pw.validation.n} pairs)` : pw.thresholdSource;
+  const source = pw.validation ? `chosen on ${escapeHtml(pw.validation.manifest)} (${pw.validation.n} pairs)` : pw.thresholdSource;
   return `<section id="pairwise"><h2>Pairwise preference accuracy</h2><table>
 <tr><th>protocol</th><th>accuracy</th><th>counts</th></tr>
 <tr><td>paper (tie threshold ${pw.threshold}, ${source})</td><td class="n">${pct(pw.paper.accuracy)}</td><td>${pw.paper.points} points / ${pw.paper.n} pairs; ${pw.paper.tieLabels} tie labels; ${pw.paper.predictedTies} predicted ties</td></tr>
@@ -110,12 +111,8 @@ function pairwiseSection(report: EvalReport): string {
 
 function errorsSection(report: EvalReport): string {
   if (report.errors.length === 0) return '';
-  const rows = report.errors.map((e) => `<tr><td>${esc(e.image)}</td><td>${esc(e.error)}</td></tr>`);
+  const rows = report.errors.map((e) => `<tr><td>${escapeHtml(e.image)}</td><td>${escapeHtml(e.error)}</td></tr>`);
   return `<section id="errors"><h2>Rows with errors</h2><table><tr><th>image</th><th>error</th></tr>${rows.join('')}</table></section>`;
-}
-
-function esc(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 function num(x: number | null): string {

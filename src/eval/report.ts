@@ -7,7 +7,7 @@ import {
   mean, std, median, bootstrapMeanCI, pairedBootstrapCI, signTestP, winRate, DEFAULT_BOOTSTRAP,
 } from '../score/stats.js';
 import { pairwiseAccuracy, chooseTieThreshold, PAPER_THRESHOLDS, type PairLabel, type ScoredPair } from '../score/pairwise.js';
-import { rankDescending } from '../score/rank.js';
+import { groupBy, rankDescending } from '../score/rank.js';
 import type { Provenance } from '../pipeline/scorer.js';
 
 export const REPORT_SCHEMA_VERSION = 1;
@@ -275,17 +275,6 @@ function gateDecision(comparisons: Comparison[], opts: ReportOptions, incomplete
 /** Four decimals at most, and never "-0". */
 function fmt(x: number): string {
   return (Number(x.toFixed(4)) + 0).toString();
-}
-
-function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const group = groups.get(k);
-    if (group) group.push(item);
-    else groups.set(k, [item]);
-  }
-  return groups;
 }
 
 function perPromptGroups(points: Scored[]): Map<string, Scored[]> {

@@ -5,6 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { thumbnailDataUri } from '../image/codec.js';
+import { escapeHtml } from './html-escape.js';
+import { groupBy } from '../score/rank.js';
 import { formatProb, formatScore, formatSize, type RankRecord } from './writers/record.js';
 
 /** Returns a `data:` URI for the image at this record's path; may throw (the card then has no preview). */
@@ -46,12 +48,7 @@ export async function renderGallery(records: readonly RankRecord[], opts: Galler
 
 /** Prompts in first-seen order; within one, by rank, with unranked (error) rows last in arrival order. */
 function groupByPrompt(records: readonly RankRecord[]): Map<string, RankRecord[]> {
-  const groups = new Map<string, RankRecord[]>();
-  for (const rec of records) {
-    const group = groups.get(rec.prompt);
-    if (group) group.push(rec);
-    else groups.set(rec.prompt, [rec]);
-  }
+  const groups = groupBy(records, (rec) => rec.prompt);
   for (const group of groups.values()) group.sort((a, b) => (a.rank ?? Infinity) - (b.rank ?? Infinity));
   return groups;
 }
@@ -109,8 +106,3 @@ figcaption { padding: 6px 8px; display: flex; flex-wrap: wrap; gap: 2px 8px; ali
 footer { margin-top: 2rem; color: var(--muted); } dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; } dd { margin: 0; overflow-wrap: anywhere; }
 `;
 
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}

@@ -8,7 +8,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { InputError, describeValue } from '../errors.js';
+import { InputError, expectedMessage } from '../errors.js';
 
 export type PairLabel = 0 | 0.5 | 1;
 
@@ -122,7 +122,7 @@ function parseLine(raw: string, ctx: LineContext, report: Report): ManifestRow |
     return undefined;
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    report('json', `Expected a JSON object for the line but received ${describeValue(value)}`);
+    report('json', expectedMessage('a JSON object', 'the line', value));
     return undefined;
   }
   const obj = value as Record<string, unknown>;
@@ -163,13 +163,13 @@ function parsePairwise(obj: Record<string, unknown>, ctx: LineContext, report: R
 
 function requirePrompt(value: unknown, field: string, report: Report): string {
   if (typeof value === 'string') return value;
-  report(value === undefined ? 'prompt' : field, value === undefined ? 'missing (a string; "caption" is accepted for pairwise lines)' : expected('a string', field, value));
+  report(value === undefined ? 'prompt' : field, value === undefined ? 'missing (a string; "caption" is accepted for pairwise lines)' : expectedMessage('a string', field, value));
   return '';
 }
 
 function requireText(value: unknown, field: string, report: Report): string {
   if (typeof value === 'string' && value !== '') return value;
-  report(field, value === undefined ? 'missing' : expected('a non-empty string', field, value));
+  report(field, value === undefined ? 'missing' : expectedMessage('a non-empty string', field, value));
   return '';
 }
 
@@ -180,19 +180,15 @@ function requireImage(value: unknown, field: string, base: string, report: Repor
 
 function requireLabel(value: unknown, report: Report): PairLabel {
   if (value === 0 || value === 0.5 || value === 1) return value;
-  report('label_0', value === undefined ? 'missing (1, 0 or 0.5)' : expected('1, 0 or 0.5 (0.5 is a tie)', 'label_0', value));
+  report('label_0', value === undefined ? 'missing (1, 0 or 0.5)' : expectedMessage('1, 0 or 0.5 (0.5 is a tie)', 'label_0', value));
   return 0.5;
 }
 
 function optionalId(value: unknown, report: Report): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) return String(value);
-  report('id', expected('a string or a number', 'id', value));
+  report('id', expectedMessage('a string or a number', 'id', value));
   return null;
-}
-
-function expected(what: string, field: string, value: unknown): string {
-  return `Expected ${what} for ${field} but received ${describeValue(value)}`;
 }
 
 function extraFields(obj: Record<string, unknown>, known: Set<string>): Record<string, unknown> {

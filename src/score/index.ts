@@ -1,6 +1,6 @@
 /** Scores and statistics: pure numeric code shared by rank, eval and the library API. */
 export { l2normalize, scoreMatrix, softmax } from './similarity.js';
-export { rankDescending, kendallTau, type Rankable } from './rank.js';
+export { rankDescending, kendallTau, groupBy, type Rankable } from './rank.js';
 export { embeddingDrift, rankingAgreement, relativeError, type EmbeddingDrift, type RankingAgreement } from './agreement.js';
 export {
   mean, std, median, quantileSorted, mulberry32, bootstrapMeanCI, pairedDifferences, pairedBootstrapCI, signTestP, winRate,

@@ -3,6 +3,18 @@ import { UsageError, expectedMessage } from '../errors.js';
 
 export interface Rankable { key: string; score: number }                          // key: the path, breaks ties
 
+/** Items grouped by `key`, groups in first-seen order and items in arrival order within each. */
+export function groupBy<T>(items: Iterable<T>, key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
 /**
  * The one order for paths and keys everywhere (discovery, ranking ties, merged shards): by code point,
  * not locale, so every machine agrees, and not by UTF-16 code unit, which misplaces astral characters.

@@ -65,17 +65,8 @@ sys.stdout.buffer.write(im.tobytes())
   return { data: new Uint8Array(run.stdout.subarray(newline + 1)), width, height };
 }
 
-/** Seeded PRNG (mulberry32) for reproducible generated images. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG for reproducible generated images: the project's own mulberry32. */
+export { mulberry32 as seededRandom } from '../../src/score/stats.js';
 
 /** Per-value comparison of two uint8 buffers. */
 export function compareBytes(ours: Uint8Array, theirs: Uint8Array): { maxDiff: number; identical: number; total: number } {
