@@ -10,7 +10,7 @@ import { InputError, ModelError, UsageError } from '../src/errors.js';
 import { hubRepoDir } from '../src/model/hub.js';
 import { CHECKSUM_FILE, identifyModel, knownModels, pickscoreHome, resolveModel } from '../src/model/registry.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
-import { referenceDir, skipWithoutReference } from './helpers/paths.js';
+import { skipWithoutReference } from './helpers/paths.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 import { buildHubRoot } from './helpers/tiny-hub.js';
 import { runCli } from './helpers/pipe-cli.js';

@@ -10,7 +10,7 @@ import { convertCheckpoint } from '../model/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model/manifest.js';
 import {
-  CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, writeChecksums, type KnownModel,
+  CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
 } from '../model/registry.js';
 import { sha256File } from '../io/file-hash.js';
 
@@ -238,10 +238,9 @@ export interface ModelConvertOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Converts a checkpoint folder into `out` (the converter writes a temporary folder and renames it), then records checksums. */
+/** Converts a checkpoint folder into `out`, checksums included (the converter writes a temporary folder and renames it). */
 export async function modelConvert(opts: ModelConvertOptions): Promise<ConvertedModel> {
   const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision: opts.precision, attention: opts.attention,
-    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress });
-  await writeChecksums(opts.out);
+    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true });
   return withSize({ dir: path.resolve(opts.out), manifest });
 }

@@ -38,6 +38,11 @@ export function isDType(value: unknown): value is DType {
   return typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
 }
 
+/** A non-negative safe integer: a size, offset or dimension read from a checkpoint. */
+export function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
@@ -135,7 +140,7 @@ function assemble(format: Checkpoint['format'], files: string[], opened: TensorF
   };
 }
 
-async function isFile(filePath: string): Promise<boolean> {
+export async function isFile(filePath: string): Promise<boolean> {
   try {
     return (await stat(filePath)).isFile();
   } catch {

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
-import type { Checkpoint } from './checkpoint.js';
+import { elementCount, type Checkpoint } from './checkpoint.js';
 
 export interface ClipTowerConfig {
   hiddenSize: number;
@@ -228,7 +228,7 @@ export function validateClipCheckpoint(config: ClipConfig, checkpoint: Checkpoin
     if (!entry) throw new ModelError(`Tensor ${expected.name} is missing from ${source}; ${configFile} describes a CLIP model that needs it`);
     const shape = expected.dims.map((d) => d.size);
     // logit_scale is a 0-d tensor in transformers; some exporters save it with shape [1].
-    const scalarOk = expected.dims.length === 0 && entry.shape.reduce((n, d) => n * d, 1) === 1;
+    const scalarOk = expected.dims.length === 0 && elementCount(entry.shape) === 1;
     if (scalarOk) continue;
     const mismatch = expected.dims.findIndex((d, i) => entry.shape[i] !== d.size);
     if (mismatch >= 0 || entry.shape.length !== shape.length) {

@@ -13,12 +13,13 @@ import { Worker } from 'node:worker_threads';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
 import { PICKSCORE_VERSION } from '../pipeline/version.js';
-import { openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
+import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
 import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
 import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from './manifest.js';
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
+import { sha256File } from '../io/file-hash.js';
 
 export { readModelManifest, type ModelManifest } from './manifest.js';
 
@@ -32,7 +33,12 @@ export interface ConvertOptions {
   source?: { repo?: string; revision?: string };
   /** Bytes hashed and tensor bytes converted so far, of a total known up front. */
   onProgress?: (done: number, total: number) => void;
+  /** Also write CHECKSUM_FILE, inside the folder before it is renamed into place, so no finished folder lacks it. */
+  checksums?: boolean;
 }
+
+/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
+export const CHECKSUM_FILE = 'checksums.sha256';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
 export const PREPROCESSOR_FILE = 'preprocessor_config.json';
@@ -62,6 +68,7 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
       await copySupportFiles(tmpDir, support);
       const manifestPath = path.join(tmpDir, MANIFEST_FILE);
       await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(built, null, 2)}\n`));
+      if (opts.checksums) await writeChecksums(tmpDir);
       return built;
     });
     progress.finish();
@@ -202,7 +209,6 @@ function withReadProgress(checkpoint: Checkpoint, onRead: (bytes: number) => voi
   return { ...checkpoint, tensors };
 }
 
-/** SHA-256 of each file, streamed; names are relative to the checkpoint folder. */
 /**
  * SHA-256 of each source file, hashed on a worker thread: the main thread's time goes to the weight
  * transforms, and hashing a 3.9 GB checkpoint is seconds of CPU of its own.
@@ -288,6 +294,14 @@ function buildManifest(parts: {
   };
 }
 
+/** Records every file of a converted folder in CHECKSUM_FILE, so `model verify` can find a damaged one later. */
+async function writeChecksums(dir: string): Promise<void> {
+  const names = (await readdir(dir)).filter((n) => n !== CHECKSUM_FILE).sort();
+  const lines: string[] = [];
+  for (const name of names) if ((await stat(path.join(dir, name))).isFile()) lines.push(`${await sha256File(path.join(dir, name))}  ${name}`);
+  await writeFile(path.join(dir, CHECKSUM_FILE), `${lines.join('\n')}\n`);
+}
+
 /** Identifies the converted weights: the same sources at the same precision and attention give the same value. */
 export function fingerprint(files: ModelManifest['source']['files'], precision: Precision, attention: AttentionImpl): string {
   const sources = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((f) => `${f.name}:${f.sha256}`);
@@ -362,10 +376,3 @@ export async function writingFile<T>(file: string, write: () => Promise<T>): Pro
   }
 }
 
-async function isFile(filePath: string): Promise<boolean> {
-  try {
-    return (await stat(filePath)).isFile();
-  } catch {
-    return false;
-  }
-}

@@ -77,7 +77,9 @@ class TransientHubError extends ModelError {
 }
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
-const REPO_PATTERN = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+/** A Hub repository id, `org/name`, as a regular-expression source (the registry adds `@revision`). */
+export const REPO_ID_SOURCE = String.raw`[A-Za-z0-9][\w.-]*\/[\w.-]+`;
+const REPO_PATTERN = new RegExp(`^${REPO_ID_SOURCE}$`);
 const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 /** Five tries, pausing 1, 2, 4 and 8 s between them: about 15 s of patience before a pull gives up. */
@@ -214,7 +216,8 @@ async function cachedCommit(ctx: RepoContext): Promise<string | undefined> {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
+/** Whether `p` exists; a symlink counts only if its target does. */
+export async function exists(p: string): Promise<boolean> {
   try {
     await stat(p); // follows the symlink: a dangling link does not count
     return true;
@@ -266,15 +269,16 @@ async function head(ctx: RepoContext, file: string, url: string): Promise<Respon
   try {
     return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: headersFor(ctx, url) });
   } catch (err) {
-    const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}. ` +
-      'Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network';
-    throw isPermanentNetworkError(err) ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
+    throw unreachable(ctx, file, url, err, '. Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network');
   }
 }
 
-function isPermanentNetworkError(err: unknown): boolean {
+/** A request that got no answer: retried unless the failure cannot pass (a name that does not resolve, a bad certificate). */
+function unreachable(ctx: RepoContext, file: string, url: string, err: unknown, advice = ''): ModelError {
+  const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}${advice}`;
   const codes = [err, err instanceof Error ? err.cause : undefined].map((e) => (e as NodeJS.ErrnoException | undefined)?.code);
-  return codes.some((code) => code !== undefined && PERMANENT_NETWORK_CODES.has(code));
+  const permanent = codes.some((code) => code !== undefined && PERMANENT_NETWORK_CODES.has(code));
+  return permanent ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
 }
 
 /** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
@@ -379,8 +383,7 @@ async function getFollowing(ctx: RepoContext, file: string, start: string, extra
       const client = url.startsWith('https:') ? https : http;
       client.get(url, { headers: headersFor(ctx, url, extra) }, resolve).on('error', reject);
     }).catch((err: unknown) => {
-      const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}`;
-      throw isPermanentNetworkError(err) ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
+      throw unreachable(ctx, file, url, err);
     });
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {

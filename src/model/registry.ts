@@ -9,16 +9,16 @@
  * file makes a second process wait for the first instead of downloading and converting the same model again.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import type { AttentionImpl, Precision } from './clip-graph.js';
-import { convertCheckpoint } from './convert.js';
-import { HubNotFoundError, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry } from './hub.js';
+import { PREPROCESSOR_FILE, TOKENIZER_FILES, convertCheckpoint } from './convert.js';
+export { CHECKSUM_FILE } from './convert.js';
+import { HubNotFoundError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
-import { sha256File } from '../io/file-hash.js';
 
 export interface KnownModel {
   name: string;
@@ -40,14 +40,11 @@ export interface ResolveOptions {
 /** What a download reports as it goes: bytes, and the pauses before another try. */
 type DownloadCallbacks = Pick<HubDownloadOptions, 'onProgress' | 'onRetry'>;
 
-/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
-export const CHECKSUM_FILE = 'checksums.sha256';
-
 /** A repository that lacks model.safetensors is fetched as pytorch_model.bin, as transformers does. */
 const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors': 'pytorch_model.bin' };
 /** Processor files a Hub repository given as `org/repo` may hold; whichever exist are fetched. */
-const PROCESSOR_FILES = ['preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
-const HUB_REPO_PATTERN = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?:@([\w./-]+))?$/;
+const PROCESSOR_FILES = [PREPROCESSOR_FILE, ...TOKENIZER_FILES];
+const HUB_REPO_PATTERN = new RegExp(String.raw`^(${REPO_ID_SOURCE})(?:@([\w./-]+))?$`);
 
 export function pickscoreHome(): string {
   if (process.env.PICKSCORE_HOME) return path.resolve(process.env.PICKSCORE_HOME);
@@ -143,15 +140,6 @@ async function isDirectory(p: string): Promise<boolean> {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `./x`, `/x`, `~/x`, `C:\x`, or anything with a separator that cannot be `org/name[@rev]`. */
 function looksLikePath(s: string): boolean {
   if (/^[.~/]/.test(s) || /^[A-Za-z]:[\\/]/.test(s)) return true;
@@ -166,12 +154,13 @@ export async function identifyModel(nameOrDir: string | undefined): Promise<Mode
     if (await exists(path.join(dir, 'config.json'))) return { kind: 'checkpoint', dir };
     throw new ModelError(`${dir} is neither a converted pickscore model (no ${MANIFEST_FILE}) nor a Hugging Face checkpoint (no config.json)`);
   }
-  const known = (await knownModels()).find((m) => m.name === nameOrDir);
+  const models = await knownModels();
+  const known = models.find((m) => m.name === nameOrDir);
   if (known) return { kind: 'known', model: known };
   if (looksLikePath(nameOrDir)) throw new InputError(`The model folder ${path.resolve(nameOrDir)} does not exist`);
   const hub = HUB_REPO_PATTERN.exec(nameOrDir);
   if (hub) return { kind: 'hub', repo: hub[1], revision: hub[2] ?? 'main' };
-  const names = (await knownModels()).map((m) => m.name).join(', ');
+  const names = models.map((m) => m.name).join(', ');
   throw new UsageError(expectedMessage(`a known model (${names}), a model folder, or a Hub repository "org/name[@revision]"`, 'the model', nameOrDir));
 }
 
@@ -219,14 +208,6 @@ async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'h
   return { weightsDir, processorDir, repo: weights.repo, commit: path.basename(weightsDir) };
 }
 
-/** Records every file of a converted folder in CHECKSUM_FILE, so `model verify` can find a damaged one later. */
-export async function writeChecksums(dir: string): Promise<void> {
-  const names = (await readdir(dir)).filter((n) => n !== CHECKSUM_FILE).sort();
-  const lines: string[] = [];
-  for (const name of names) if ((await stat(path.join(dir, name))).isFile()) lines.push(`${await sha256File(path.join(dir, name))}  ${name}`);
-  await writeFile(path.join(dir, CHECKSUM_FILE), `${lines.join('\n')}\n`);
-}
-
 /**
  * Converts into `<outDir>.tmp-<pid>-<random>` and renames it to outDir, so a crash never leaves a
  * half-written folder where a model should be. When another process renamed first, its folder is kept.
@@ -236,8 +217,7 @@ export async function convertInto(srcDir: string, outDir: string, opts: { precis
   const temp = `${outDir}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   await mkdir(path.dirname(outDir), { recursive: true });
   try {
-    await convertCheckpoint(srcDir, { outDir: temp, ...opts });
-    await writeChecksums(temp);
+    await convertCheckpoint(srcDir, { outDir: temp, ...opts, checksums: true });
     try {
       await rename(temp, outDir);
     } catch (err) {

@@ -3,7 +3,7 @@
  * shape and byte range, then the raw little-endian data. Only the header is read up front.
  */
 import { ModelError, expectedMessage } from '../errors.js';
-import { DTYPE_BYTES, elementCount, isDType, type TensorEntry, type TensorFile } from './checkpoint.js';
+import { DTYPE_BYTES, elementCount, isCount, isDType, type TensorEntry, type TensorFile } from './checkpoint.js';
 import { RandomAccessFile } from './zip.js';
 
 /** A header larger than this is not a real checkpoint's (PickScore's is about 60 kB). */
@@ -78,6 +78,3 @@ function toEntry(file: RandomAccessFile, name: string, info: unknown, dataStart:
   };
 }
 
-function isCount(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0;
-}

@@ -8,7 +8,7 @@
  * mapped to a plain record. There is nothing to execute, and anything else is refused with an error.
  */
 import { ModelError } from '../errors.js';
-import { DTYPE_BYTES, elementCount, type DType, type TensorEntry, type TensorFile } from './checkpoint.js';
+import { DTYPE_BYTES, elementCount, isCount, type DType, type TensorEntry, type TensorFile } from './checkpoint.js';
 import { RandomAccessFile, ZipArchive } from './zip.js';
 
 /** A storage as the persistent id names it: `('storage', torch.FloatStorage, key, location, numel)`. */
@@ -83,10 +83,6 @@ function tensorRecordFromArgs(args: unknown[], fail: (message: string) => never)
     fail('_rebuild_tensor_v2 called with a malformed size or stride');
   }
   return { storage: storage.record, offset, shape, stride };
-}
-
-function isCount(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 function isCountTuple(value: unknown): value is number[] {

@@ -10,8 +10,7 @@
  * records carry numbers only.
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
-import { resolveModel, pickscoreHome } from '../model/registry.js';
+import { embeddingsHome, resolveModel } from '../model/registry.js';
 import { describeRetry, type HubRetry } from '../model/hub.js';
 import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
@@ -95,10 +94,6 @@ const TEXT_MEMO_LIMIT = 4096;
 /** A batch of cache hits is closed at this many batches' worth of entries so records keep flowing. */
 const MAX_ENTRIES_PER_BATCH_FACTOR = 8;
 
-export function defaultCacheDir(): string {
-  return path.join(pickscoreHome(), 'embeddings');
-}
-
 function sourceIdentity(source: ImageInput): unknown {
   if ('path' in source) return source.path;
   if ('bytes' in source) return source.bytes;
@@ -156,7 +151,7 @@ export class Scorer {
       opened.push(pool);
       const cache = opts.cacheDir === false
         ? null
-        : EmbeddingCache.open(opts.cacheDir ?? defaultCacheDir(), { onWarning: (message) => opts.log(`warning: ${message}`) });
+        : EmbeddingCache.open(opts.cacheDir ?? embeddingsHome(), { onWarning: (message) => opts.log(`warning: ${message}`) });
       return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
