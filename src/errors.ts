@@ -33,6 +33,11 @@ export class InternalError extends PickScoreError {
 }
 
 /** Renders a value for an error message: short, and unambiguous about its type. */
+/** The message of anything thrown: an Error's message, else the value as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (value === null) return 'null';

@@ -9,14 +9,15 @@
  * Every failure is an InputError whose message says what is wrong with the file.
  */
 import sharp from 'sharp';
-import { InputError, expectedMessage } from '../errors.js';
+import { InputError, expectedMessage, errorMessage } from '../errors.js';
 import { shortSideSize } from './preprocess.js';
 
 export interface RgbImage { data: Uint8Array; width: number; height: number }
 export interface DecodeOptions { exif: 'apply' | 'ignore'; maxPixels: number }
 
-/** Pillow's `Image.MAX_IMAGE_PIXELS`, its decompression-bomb limit. */
-export const DEFAULT_MAX_PIXELS = 178_956_970;
+import { DEFAULT_MAX_PIXELS } from './limits.js';
+
+export { DEFAULT_MAX_PIXELS } from './limits.js';
 
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
 
@@ -38,7 +39,7 @@ function looksLikeSvg(bytes: Uint8Array): boolean {
 }
 
 function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
+  return errorMessage(err).split('\n')[0].trim();
 }
 
 async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Header> {
@@ -134,14 +135,19 @@ function checkOptions(opts: DecodeOptions): void {
 export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions): Promise<RgbImage & { format: string }> {
   checkOptions(opts);
   const header = await readHeader(bytes, opts.maxPixels);
-  const raw = await decodeSamples(bytes, header, opts.exif);
-  return { data: toRgb(raw, header.space === 'cmyk'), width: raw.width, height: raw.height, format: header.format };
+  return { ...(await decodeRgb(bytes, header, opts.exif)), format: header.format };
+}
+
+/** The decode of an image whose header was read and checked: samples, then Pillow's RGB conversion. */
+async function decodeRgb(bytes: Uint8Array, header: Header, exif: DecodeOptions['exif']): Promise<RgbImage> {
+  const raw = await decodeSamples(bytes, header, exif);
+  return { data: toRgb(raw, header.space === 'cmyk'), width: raw.width, height: raw.height };
 }
 
 /**
  * The opt-in fast path (`--resize fast`): sharp's own cubic resize to the processor's size, then the
  * processor's centre crop to size x size. Not Pillow-exact; its deviation is measured in the benchmark.
- * The image is decoded through decodeImage first, so alpha is dropped before sharp resizes (sharp would
+ * Images with alpha, CMYK or 16-bit samples are decoded to RGB first (decodeRgb), so alpha is dropped before sharp resizes (sharp would
  * premultiply it) and CMYK and 16-bit follow Pillow; plain 8-bit images go straight through sharp, which
  * lets JPEG shrink on load. `sourceWidth`/`sourceHeight` give the decoded (oriented) size.
  */
@@ -156,7 +162,7 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
     if (opts.exif === 'apply') pipeline = pipeline.autoOrient();
     oriented = opts.exif === 'apply' ? header.oriented : header;
   } else {
-    const rgb = await decodeImage(bytes, opts);
+    const rgb = await decodeRgb(bytes, header, opts.exif);
     pipeline = sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
     oriented = rgb;
   }

@@ -8,7 +8,7 @@
  * own images and is replaced.
  */
 import { Worker } from 'node:worker_threads';
-import { UsageError, expectedMessage } from '../errors.js';
+import { UsageError, expectedMessage, errorMessage } from '../errors.js';
 import type { PreprocessConfig } from './preprocess.js';
 import type { ImageSource, PreparedImage } from './prepare-image.js';
 
@@ -114,7 +114,7 @@ export class ImagePool {
         slot.worker.postMessage({ op: 'prepare', source: pending.source } satisfies PoolWorkerMessage);
       } catch (err) {
         // A source that cannot be copied to a thread (a library caller's odd object) fails alone.
-        pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${err instanceof Error ? err.message : String(err)}` });
+        pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${errorMessage(err)}` });
         continue;
       }
       slot.queue.push(pending);

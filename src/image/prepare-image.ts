@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
-import { PickScoreError } from '../errors.js';
+import { PickScoreError, errorMessage } from '../errors.js';
 import { decodeImage, decodeResizeFast } from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
 
@@ -28,7 +28,7 @@ async function readFailure(err: unknown, file: string): Promise<string> {
   }
   if (code === 'ELOOP') return 'cannot read file: symbolic link loop (ELOOP)';
   if (code === 'EACCES' || code === 'EPERM') return 'cannot read file: permission denied';
-  return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+  return `cannot read file: ${code ?? errorMessage(err)}`;
 }
 
 async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
@@ -79,6 +79,6 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions, in
     return { ok: true, pixels, width, height, contentHash };
   } catch (err) {
     if (err instanceof PickScoreError) return { ok: false, error: err.message, contentHash };
-    return { ok: false, error: `internal error while preparing the image: ${err instanceof Error ? err.message : String(err)}`, contentHash };
+    return { ok: false, error: `internal error while preparing the image: ${errorMessage(err)}`, contentHash };
   }
 }

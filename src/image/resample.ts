@@ -10,7 +10,7 @@
  * Pure: no I/O. Buffers are allocated once per call, never per pixel.
  */
 import type { RgbImage } from './codec.js';
-import { simdColumns, simdKernels, simdRows } from './resample-simd.js';
+import { simdColumns, simdKernels, simdRows, type Taps } from './resample-simd.js';
 
 const PRECISION_BITS = 32 - 8 - 2;
 const ROUNDING_HALF = 1 << (PRECISION_BITS - 1);
@@ -22,7 +22,8 @@ const BICUBIC_A = -0.5;
 export interface Region { left: number; top: number; width: number; height: number }
 
 /** Integer filter taps for one axis: output i reads `counts[i]` inputs from `starts[i]`. */
-interface AxisCoefficients { starts: Int32Array; counts: Int32Array; taps: Int32Array; tapsPerOutput: number }
+/** Per output position: first source index, tap count, and the fixed-point taps (the SIMD kernels read the same). */
+type AxisCoefficients = Taps;
 
 function bicubic(distance: number): number {
   const x = distance < 0 ? -distance : distance;

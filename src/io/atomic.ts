@@ -7,7 +7,7 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, errorMessage } from '../errors.js';
 
 /** The few filesystem calls an atomic write makes; tests inject failures (ENOSPC) through this. */
 export interface AtomicFs {
@@ -178,7 +178,7 @@ const OUTPUT_ERROR_REASONS: Record<string, string> = {
 function outputError(target: string, err: unknown): InputError {
   if (err instanceof InputError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const reason = (code && OUTPUT_ERROR_REASONS[code]) ?? (err instanceof Error ? err.message : String(err));
+  const reason = (code && OUTPUT_ERROR_REASONS[code]) ?? errorMessage(err);
   const suffix = code ? ` (${code})` : '';
   return new InputError(`Cannot write output file ${target}: ${reason}${suffix}; any previous file there is unchanged`, { cause: err });
 }

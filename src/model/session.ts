@@ -13,11 +13,12 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { InternalError, ModelError, UsageError, expectedMessage } from '../errors.js';
+import { InternalError, ModelError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT } from './clip-graph.js';
 import type { ModelManifest } from './convert.js';
+import { parseDeviceRequest, type DeviceRequest } from './device.js';
 
-export type DeviceRequest = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+export { parseDeviceRequest, type DeviceRequest } from './device.js';
 
 export interface EncoderSessions {
   device: 'cpu' | 'cuda';
@@ -44,16 +45,6 @@ ort.env.logLevel = 'fatal';
 
 const CUDA_PROVIDER_LIBRARIES = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
 
-interface ParsedDevice { kind: 'auto' | 'cpu' | 'cuda'; deviceId: number }
-
-export function parseDeviceRequest(device: unknown): ParsedDevice {
-  if (device === 'auto' || device === 'cpu') return { kind: device, deviceId: 0 };
-  if (device === 'cuda') return { kind: 'cuda', deviceId: 0 };
-  const match = typeof device === 'string' ? /^cuda:(\d{1,3})$/.exec(device) : null;
-  if (match) return { kind: 'cuda', deviceId: Number(match[1]) };
-  throw new UsageError(expectedMessage('one of auto, cpu, cuda, cuda:N', 'the device', device));
-}
-
 function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId }] : ['cpu'],
@@ -71,7 +62,7 @@ function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: num
  * name the first missing dependency (a CUDA, cuBLAS or cuDNN library of the wrong major version).
  */
 export function diagnoseCudaProvider(error: unknown, bindingDir = onnxruntimeBindingDir()): string {
-  const ortMessage = error instanceof Error ? error.message : String(error);
+  const ortMessage = errorMessage(error);
   if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}: ${ortMessage}`;
   return cudaProviderProblem(bindingDir) ?? `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider failed: ${ortMessage}`;
 }
@@ -110,7 +101,7 @@ function dlopenError(file: string): string | undefined {
     process.dlopen({ exports: {} } as NodeJS.Module, file);
     return undefined;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     return /self-register|napi_register|module version/i.test(message) ? undefined : message;
   }
 }
@@ -158,13 +149,13 @@ export async function openEncoders(modelDir: string, manifest: ModelManifest, op
     const pair = await createPair(dir, manifest, 'cpu', 0, opts.threads);
     return new OrtEncoders(pair.text, pair.image, manifest, 'cpu', 0, fallbackReason);
   } catch (err) {
-    throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
 /** Provider-load failures get a diagnosis; other CUDA errors (no device, out of memory) keep onnxruntime's words. */
 function cudaFailure(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   return /Failed to load|shared library/i.test(message) ? diagnoseCudaProvider(err) : `onnxruntime's CUDA provider failed: ${message}`;
 }
 

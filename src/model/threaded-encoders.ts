@@ -9,7 +9,7 @@
  * with the embeddings (ping-pong; the caller keeps two buffers so it fills one while the other is away).
  */
 import { Worker } from 'node:worker_threads';
-import { InputError, InternalError, ModelError, UsageError } from '../errors.js';
+import { InputError, InternalError, ModelError, UsageError, errorMessage } from '../errors.js';
 import type { ModelManifest } from './convert.js';
 import { RUNNING, STOPPING, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData, type SerializedError } from './encoder-thread.js';
 import type { EncoderSessions, OpenEncodersOptions } from './session.js';
@@ -154,7 +154,7 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
       } catch (err) {
         // A detached or otherwise uncloneable input never reaches the thread.
         this.pending.delete(id);
-        throw new InternalError(`Cannot pass the input to the encoder thread: ${err instanceof Error ? err.message : String(err)}`);
+        throw new InternalError(`Cannot pass the input to the encoder thread: ${errorMessage(err)}`);
       }
       this.worker.ref();
     });

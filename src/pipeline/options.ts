@@ -1,12 +1,12 @@
 import os from 'node:os';
 import { UsageError, expectedMessage } from '../errors.js';
-import type { DeviceRequest } from '../model/session.js';
+import { parseDeviceRequest, type DeviceRequest } from '../model/device.js';
 import type { ModelManifest } from '../model/convert.js';
+
+import { DEFAULT_MAX_PIXELS } from '../image/limits.js';
 
 export type Precision = ModelManifest['precision'];
 
-/** Pillow's decompression-bomb limit, the default ceiling on decoded pixels. */
-export const DEFAULT_MAX_PIXELS = 178_956_970;
 export const DEFAULT_BATCH_SIZE = 16;
 /** A GPU needs big batches to fill its tensor cores; 128 is where PyTorch and onnxruntime peak for CLIP-H on an H100. */
 export const DEFAULT_CUDA_BATCH_SIZE = 128;
@@ -50,11 +50,11 @@ export function positiveInteger(value: unknown, subject: string, fallback: numbe
   throw new UsageError(expectedMessage('a positive integer', subject, value));
 }
 
-export function parseDevice(value: unknown, subject = 'device'): DeviceRequest {
+/** Checked now, with the message the encoders would give, so a bad device fails before the model is touched. */
+function parseDevice(value: unknown): DeviceRequest {
   if (value === undefined) return 'auto';
-  if (value === 'auto' || value === 'cpu' || value === 'cuda') return value;
-  if (typeof value === 'string' && /^cuda:\d+$/.test(value)) return value as DeviceRequest;
-  throw new UsageError(expectedMessage('auto, cpu, cuda or cuda:N', subject, value));
+  parseDeviceRequest(value);
+  return value as DeviceRequest;
 }
 
 /** Checks every option before any file or model is touched, so a typo fails fast with the option named. */

@@ -16,12 +16,12 @@ import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncod
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
-import { ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
+import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix } from '../score/similarity.js';
-import { InternalError, UsageError, expectedMessage } from '../errors.js';
+import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
 import { PICKSCORE_VERSION } from './version.js';
@@ -70,7 +70,7 @@ export interface ScorerStats {
  * handed back to its worker once copied into a batch (`recyclePixels`).
  */
 export interface PipelineLayout { encoderThread: boolean; queueDepth: number; recyclePixels?: boolean }
-const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: 2, recyclePixels: true };
+const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: DEFAULT_QUEUE_DEPTH, recyclePixels: true };
 
 /** One image to embed, with whatever the caller needs back beside its embedding. */
 export interface ImageJob<T> { source: ImageInput; payload: T }
@@ -100,9 +100,6 @@ function sourceIdentity(source: ImageInput): unknown {
   return source.rgb;
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class Scorer {
   readonly logitScale: number;

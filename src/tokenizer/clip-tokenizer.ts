@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
 import { toByteLevel } from './byte-level.js';
-import { CLIP_NORMALIZER, normalizerFromJson, translateOnigurumaPattern, type NormalizeStep } from './normalize.js';
+import { CLIP_NORMALIZER, field, normalizerFromJson, translateOnigurumaPattern, type NormalizeStep } from './normalize.js';
 
 export interface TokenizedPrompt {
   inputIds: number[];        // exactly contextLength ids: BOS, tokens, EOS, then pad
@@ -289,10 +289,6 @@ async function readJson(file: string): Promise<unknown> {
   } catch (err) {
     throw new ModelError(`${file}: not valid JSON (${(err as Error).message})`);
   }
-}
-
-function field(obj: unknown, key: string): unknown {
-  return typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[key] : undefined;
 }
 
 function stringOr<T>(value: unknown, fallback: T): string | T {

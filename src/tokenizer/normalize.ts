@@ -32,7 +32,8 @@ const collapseWhitespace: NormalizeStep = (text) => text.replace(/\p{White_Space
 /** CLIPTokenizerFast's normalizer: NFC, runs of whitespace to one space, lowercase. */
 export const CLIP_NORMALIZER: NormalizeStep[] = [(text) => text.normalize('NFC'), collapseWhitespace, lowercasePerCharacter];
 
-function field(obj: unknown, key: string): unknown {
+/** `obj[key]` when obj is an object, else undefined: reading untrusted tokenizer JSON without casts everywhere. */
+export function field(obj: unknown, key: string): unknown {
   return typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[key] : undefined;
 }
 
