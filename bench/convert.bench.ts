@@ -14,6 +14,8 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { expectedClipTensors, parseClipConfig } from '../src/model/clip-config.js';
+import { elementCount } from '../src/model/checkpoint.js';
+import { safetensorsHeader } from '../test/helpers/checkpoint-writers.js';
 import type { BenchContext } from './run.js';
 
 export const name = 'convert';
@@ -110,24 +112,15 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
 export async function writeRandomCheckpoint(dir: string): Promise<void> {
   const config = parseClipConfig(PICKSCORE_CONFIG, 'PickScore config');
   const tensors = expectedClipTensors(config).map((t) => ({ name: t.name, shape: t.dims.map((d) => d.size) }));
-  const header: Record<string, unknown> = {};
-  let offset = 0;
-  for (const t of tensors) {
-    const bytes = t.shape.reduce((n, d) => n * d, 1) * 4;
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(json.length));
+  const header = safetensorsHeader(tensors.map((t) => ({ ...t, dtype: 'F32', byteLength: elementCount(t.shape) * 4 })));
 
   const file = await open(path.join(dir, 'model.safetensors'), 'w');
   try {
-    await file.write(Buffer.concat([length, json]));
+    await file.write(header);
     const random = xorshift32(0x9e3779b9);
     const chunk = new Float32Array(CHUNK_FLOATS);
     for (const t of tensors) {
-      let remaining = t.shape.reduce((n, d) => n * d, 1);
+      let remaining = elementCount(t.shape);
       while (remaining > 0) {
         const n = Math.min(remaining, CHUNK_FLOATS);
         if (t.name === 'logit_scale') chunk[0] = Math.log(100);

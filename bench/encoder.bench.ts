@@ -18,7 +18,7 @@ import type { ModelManifest } from '../src/model/convert.js';
 import { openEncoders } from '../src/model/session.js';
 import { rankingAgreement, relativeError } from '../src/score/agreement.js';
 import {
-  PIXELS_PER_IMAGE, cosineScores, distinctImageIndices, loadReference, loadReferencePixels, referenceInputIds,
+  PIXELS_PER_IMAGE, cosineScores, loadReference, distinctReferencePixels, referenceInputIds,
 } from '../test/helpers/graph-models.js';
 import { CLIP_H_14, VIT_B_16, convertRandomClip } from './random-clip.js';
 import type { BenchContext } from './run.js';
@@ -87,10 +87,7 @@ function drift(candidate: VariantResult, baseline: VariantResult, dim: number) {
 
 async function benchModel(ctx: BenchContext, label: string, config: ClipConfig, variants: [Precision, AttentionImpl][], size: RunSize): Promise<Record<string, unknown>> {
   const ref = await loadReference();
-  const allPixels = await loadReferencePixels(ref);
-  const distinct = (await distinctImageIndices(ref)).slice(0, size.images);
-  const pixels = new Float32Array(distinct.length * PIXELS_PER_IMAGE);
-  distinct.forEach((image, i) => pixels.set(allPixels.subarray(image * PIXELS_PER_IMAGE, (image + 1) * PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE));
+  const { pixels } = await distinctReferencePixels(ref, size.images);
   const inputs = { ids: referenceInputIds(ref).subarray(0, size.prompts * 77), prompts: size.prompts, pixels };
   const root = path.join(ctx.workDir, 'encoder', label);
   let results: Record<string, VariantResult>;

@@ -18,6 +18,7 @@ import { readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runRank } from '../src/commands/rank.js';
+import { mean } from '../src/score/stats.js';
 import { Scorer, type PipelineLayout } from '../src/pipeline/scorer.js';
 import { tinyModel } from '../test/helpers/tiny-model.js';
 import { writeJpegs } from './gpu/make-jpegs.js';
@@ -78,8 +79,6 @@ async function feedRun(model: string, images: string, threads: number, layout: P
     await scorer.close();
   }
 }
-
-const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const threads = os.availableParallelism();

@@ -21,13 +21,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { convertCheckpoint, readModelManifest } from '../src/model/convert.js';
-import { expectedClipTensors, parseClipConfig } from '../src/model/clip-config.js';
+import { parseClipConfig } from '../src/model/clip-config.js';
 import { openEncoders } from '../src/model/session.js';
 import { Scorer, type PipelineLayout } from '../src/pipeline/scorer.js';
 import { runRank } from '../src/commands/rank.js';
-import { mulberry32 } from '../src/score/stats.js';
+import { mean, mulberry32 } from '../src/score/stats.js';
 import { encodePng } from '../test/helpers/pipe-images.js';
 import { clipTokenizerDir, tinyModel } from '../test/helpers/tiny-model.js';
+import { safetensorsHeader } from '../test/helpers/checkpoint-writers.js';
+import { randomCheckpoint } from './random-clip.js';
 import type { BenchContext } from './run.js';
 
 export const name = 'pipeline';
@@ -59,34 +61,15 @@ const VIT_B_16_CONFIG = {
   vision_config: { ...towerConfig(768, 12, 12), image_size: 224, patch_size: 16, num_channels: 3 },
 };
 
-/** Random weights written as safetensors, one tensor at a time: Linear std 1/sqrt(fan_in), LayerNorm scales near 1. */
+/** The random weights of bench/random-clip.ts written as safetensors, one tensor at a time. */
 async function writeRandomCheckpoint(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'config.json'), JSON.stringify(VIT_B_16_CONFIG, null, 2));
-  const tensors = expectedClipTensors(parseClipConfig(VIT_B_16_CONFIG, 'bench config.json')).map((t) => ({ name: t.name, shape: t.dims.map((d) => d.size) }));
-  const header: Record<string, unknown> = {};
-  let offset = 0;
-  for (const t of tensors) {
-    const bytes = 4 * t.shape.reduce((a, b) => a * b, 1);
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  const headerBytes = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  const tensors = [...randomCheckpoint(parseClipConfig(VIT_B_16_CONFIG, 'bench config.json')).tensors.values()];
   const file = await open(path.join(dir, 'model.safetensors'), 'w');
   try {
-    await file.write(Buffer.concat([prefix, headerBytes]));
-    const random = mulberry32(16);
-    for (const t of tensors) {
-      const count = t.shape.reduce((a, b) => a * b, 1);
-      const isNormScale = /(norm\d?|layrnorm|layernorm)\.weight$/.test(t.name);
-      const std = t.shape.length > 1 && !t.name.includes('embedding') ? 1 / Math.sqrt(count / t.shape[0]) : 0.02;
-      const values = new Float32Array(count);
-      for (let i = 0; i < count; i++) values[i] = (isNormScale ? 1 : 0) + (2 * random() - 1) * std * Math.sqrt(3);
-      if (t.name === 'logit_scale') values[0] = Math.log(100);
-      await file.write(new Uint8Array(values.buffer));
-    }
+    await file.write(safetensorsHeader(tensors));
+    for (const t of tensors) await file.write(await t.read());
   } finally {
     await file.close();
   }
@@ -147,10 +130,6 @@ async function timedRank(modelDir: string, images: string, threads: number, cach
 }
 
 type RankRun = Awaited<ReturnType<typeof timedRank>>;
-
-function mean(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0) / values.length;
-}
 
 function summarise(runs: RankRun[]) {
   return {

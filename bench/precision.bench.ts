@@ -24,7 +24,7 @@ import { openEncoders } from '../src/model/session.js';
 import { embeddingDrift, rankingAgreement } from '../src/score/agreement.js';
 import { median } from '../src/score/stats.js';
 import {
-  PIXELS_PER_IMAGE, cosineScores, distinctImageIndices, loadReference, loadReferencePixels, referenceInputIds,
+  PIXELS_PER_IMAGE, cosineScores, loadReference, distinctReferencePixels, referenceInputIds,
 } from '../test/helpers/graph-models.js';
 import { CLIP_H_14, VIT_B_16, convertRandomClip } from './random-clip.js';
 import type { BenchContext } from './run.js';
@@ -54,8 +54,8 @@ function mirrored(image: Float32Array, horizontal: boolean): Float32Array {
 
 async function loadInputs(prompts: number): Promise<Inputs> {
   const ref = await loadReference();
-  const all = await loadReferencePixels(ref);
-  const originals = (await distinctImageIndices(ref)).map((i) => all.slice(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE));
+  const distinct = await distinctReferencePixels(ref);
+  const originals = distinct.indices.map((_, i) => distinct.pixels.slice(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE));
   const images = [...originals, ...originals.map((im) => mirrored(im, true)), ...originals.map((im) => mirrored(im, false))];
   const pixels = new Float32Array(images.length * PIXELS_PER_IMAGE);
   images.forEach((im, i) => pixels.set(im, i * PIXELS_PER_IMAGE));

@@ -1,14 +1,14 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AtomicFileWriter, nodeAtomicFs, writeFileAtomic, type AtomicFs } from '../src/io/atomic.js';
 import { InputError } from '../src/errors.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 
-async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'pickscore-atomic-'));
-}
+after(removeTempDirs);
+
+const tempDir = (): Promise<string> => makeTempDir('atomic');
 
 function enospc(): NodeJS.ErrnoException {
   return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Scorer, autoFallbackNotice, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
@@ -10,18 +10,9 @@ import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';
 import { withTempDir } from './helpers/temp-dir.js';
-
-interface Reference {
-  prompts: { prompt: string }[];
-  images: { image: string; orientation: 'raw' | 'exif' }[];
-  scores: { values: number[][] };
-}
+import { loadReference } from './helpers/graph-models.js';
 
 const SCORE_TOLERANCE = 0.01;
-
-async function loadReference(): Promise<Reference> {
-  return JSON.parse(await readFile(path.join(referenceDir, 'reference.json'), 'utf8')) as Reference;
-}
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

@@ -1,15 +1,15 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { combinePrompts, parsePromptsJsonl, parsePromptsText, promptForImage, readPromptsFile, sidecarPath } from '../src/io/prompts.js';
 import { InputError } from '../src/errors.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 
-async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'pickscore-prompts-'));
-}
+after(removeTempDirs);
+
+const tempDir = (): Promise<string> => makeTempDir('prompts');
 
 function image(dir: string, name: string): { path: string; absolute: string } {
   return { path: `./imgs/${name}`, absolute: path.join(dir, name) };

@@ -1,8 +1,7 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { openRankWriter, type OutputFormat, type RankRecord } from '../src/io/writers/index.js';
@@ -12,6 +11,9 @@ import { renderTable, terminalSafe } from '../src/io/table.js';
 import { nodeAtomicFs, type AtomicFs } from '../src/io/atomic.js';
 import { discoverImages } from '../src/io/discover.js';
 import { InputError, UsageError } from '../src/errors.js';
+import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+
+after(removeTempDirs);
 
 /** Paths and prompts that break naive writers: separators, quotes, line breaks, markup, escapes. */
 const RECORDS: RankRecord[] = [
@@ -23,9 +25,7 @@ const RECORDS: RankRecord[] = [
 
 const PROVENANCE = { model: 'tiny-clip', fingerprint: 'f'.repeat(16), precision: 'fp32', sourceFiles: [{ name: 'model.safetensors', sha256: '0'.repeat(64) }] };
 
-async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'pickscore-writers-'));
-}
+const tempDir = (): Promise<string> => makeTempDir('writers');
 
 async function writeAll(format: OutputFormat, file: string, records = RECORDS, incomplete = false): Promise<string> {
   const writer = await openRankWriter(format, { path: file }, { provenance: PROVENANCE, contentHash: true });

@@ -9,15 +9,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../../src/errors.js';
 import {
-  PIXELS_PER_IMAGE, distinctImageIndices, loadReference, loadReferencePixels, referenceInputIds,
+  distinctReferencePixels, loadReference, referenceInputIds,
 } from '../../test/helpers/graph-models.js';
 
 export async function writeReferenceDump(outDir: string): Promise<void> {
   const ref = await loadReference();
-  const allPixels = await loadReferencePixels(ref);
-  const distinct = await distinctImageIndices(ref);
-  const pixels = new Float32Array(distinct.length * PIXELS_PER_IMAGE);
-  distinct.forEach((image, i) => pixels.set(allPixels.subarray(image * PIXELS_PER_IMAGE, (image + 1) * PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE));
+  const { indices: distinct, pixels } = await distinctReferencePixels(ref);
   const imageEmbeds = Float32Array.from(distinct.flatMap((i) => ref.images[i].image_embeds));
   const textEmbeds = Float32Array.from(ref.prompts.flatMap((p) => p.text_embeds));
   const bytes = (a: Float32Array | BigInt64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);

@@ -18,17 +18,27 @@ export function f32(values: number[]): Buffer {
   return Buffer.from(new Float32Array(values).buffer);
 }
 
-export async function writeSafetensors(filePath: string, tensors: RawTensor[]): Promise<void> {
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+/**
+ * A safetensors file's start: the 8-byte little-endian header length, then the JSON header with each
+ * tensor's data offsets, the tensors laid out in the order given. Their bytes follow, written by the caller.
+ */
+export function safetensorsHeader(tensors: readonly { name: string; dtype: string; shape: readonly number[]; byteLength: number }[],
+  metadata?: Record<string, string>): Buffer {
+  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.length] };
-    offset += t.data.length;
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.byteLength] };
+    offset += t.byteLength;
   }
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(json.length));
-  await writeFile(filePath, Buffer.concat([length, json, ...tensors.map((t) => t.data)]));
+  return Buffer.concat([length, json]);
+}
+
+export async function writeSafetensors(filePath: string, tensors: RawTensor[]): Promise<void> {
+  const header = safetensorsHeader(tensors.map((t) => ({ ...t, byteLength: t.data.length })), { format: 'pt' });
+  await writeFile(filePath, Buffer.concat([header, ...tensors.map((t) => t.data)]));
 }
 
 /** A tensor as a view of a storage, as `_rebuild_tensor_v2` receives it. */

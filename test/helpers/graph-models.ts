@@ -45,6 +45,15 @@ export async function distinctImageIndices(ref: Reference): Promise<number[]> {
   return keep;
 }
 
+/** The distinct reference images (at most `limit`) and their pixel tensors, packed one after another. */
+export async function distinctReferencePixels(ref: Reference, limit?: number): Promise<{ indices: number[]; pixels: Float32Array }> {
+  const all = await loadReferencePixels(ref);
+  const indices = (await distinctImageIndices(ref)).slice(0, limit);
+  const pixels = new Float32Array(indices.length * PIXELS_PER_IMAGE);
+  indices.forEach((image, i) => pixels.set(all.subarray(image * PIXELS_PER_IMAGE, (image + 1) * PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE));
+  return { indices, pixels };
+}
+
 export function referenceInputIds(ref: Reference): BigInt64Array {
   return BigInt64Array.from(ref.prompts.flatMap((p) => p.input_ids.map((id) => BigInt(id))));
 }

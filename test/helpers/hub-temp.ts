@@ -1,5 +1,5 @@
 /**
- * Temporary folders for the hub, registry and cache tests, removed when the test file ends:
+ * Temporary folders for tests, removed when the test file ends:
  * call `after(removeTempDirs)` once at the top level of the file.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
