@@ -13,10 +13,10 @@ import type { BenchContext } from './run.js';
 import { ImagePool } from '../src/image/pool.js';
 import { decodeImage, decodeResizeFast, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
 import { CLIP_PREPROCESS, resizeAndCrop } from '../src/image/preprocess.js';
+import { pillowPython } from '../test/helpers/image-pillow.js';
 
 export const name = 'preprocess';
 
-const PYTHON = process.env.PICKSCORE_PILLOW_PYTHON ?? '/usr/bin/python3';
 const MIN_SECONDS = 3;
 
 const round = (x: number) => Number(x.toFixed(2));
@@ -140,8 +140,8 @@ interface PillowResult { normalise: string; crop_only: Rate; with_normalise: Rat
 
 function measurePillow(files: string[], workDir: string): PillowResult | { unavailable: string } {
   const cropsFile = path.join(workDir, 'pillow-crops.bin');
-  const run = spawnSync(PYTHON, ['-c', PILLOW_SCRIPT, String(MIN_SECONDS), cropsFile], { input: JSON.stringify(files), encoding: 'utf8' });
-  if (run.status !== 0) return { unavailable: `${PYTHON} with Pillow failed: ${run.stderr.trim().split('\n').pop()}` };
+  const run = spawnSync(pillowPython, ['-c', PILLOW_SCRIPT, String(MIN_SECONDS), cropsFile], { input: JSON.stringify(files), encoding: 'utf8' });
+  if (run.status !== 0) return { unavailable: `${pillowPython} with Pillow failed: ${run.stderr.trim().split('\n').pop()}` };
   return { ...(JSON.parse(run.stdout) as Omit<PillowResult, 'crops'>), crops: readFileSync(cropsFile) };
 }
 

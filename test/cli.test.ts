@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
-import { runCli, spawnCli } from './helpers/pipe-cli.js';
+import { runCli, signalWhen, spawnCli } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
@@ -124,13 +124,7 @@ test('SIGINT mid-run writes a valid output marked incomplete and exits 130; a re
       '--cache-dir', cacheDir, '--out', out];
 
     const { child, done } = spawnCli([...base, '--verbose', '--stats']);
-    let interrupted = false;
-    child.stderr?.on('data', (chunk: string) => {
-      if (!interrupted && /^rank: \d+\/\d+$/m.test(chunk)) {
-        interrupted = true;
-        child.kill('SIGINT');
-      }
-    });
+    signalWhen(child, (chunk) => /^rank: \d+\/\d+$/m.test(chunk), 'SIGINT');
     const first = await done;
     assert.equal(first.code, 130, first.stderr);
     const partial = JSON.parse(await readFile(out, 'utf8')) as { incomplete: boolean; rows: Row[]; provenance: { stats: { imagesEncoded: number } } };

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
-import { cliEntry, runCli, spawnCli, type CliResult } from './helpers/pipe-cli.js';
+import { cliEntry, runCli, signalWhen, spawnCli, type CliResult } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
 import { writeBadInputFolder, writeDistinctPngs } from './helpers/bad-inputs.js';
 import { withTempDir } from './helpers/temp-dir.js';
@@ -253,14 +253,7 @@ test('SIGTERM halfway: the previous output stays whole until an incomplete one r
         seen.add(text === previous ? 'previous' : isCompleteJson(text) ? 'complete' : `truncated: ${text.slice(-80)}`);
       }, (err: NodeJS.ErrnoException) => seen.add(`unreadable: ${err.code}`));
     }, 5);
-    let signalled = false;
-    child.stderr?.on('data', (chunk: string) => {
-      const done = Math.max(0, ...[...chunk.matchAll(/^rank: (\d+)\/\d+$/gm)].map((m) => Number(m[1])));
-      if (!signalled && done >= total / 2) {
-        signalled = true;
-        child.kill('SIGTERM');
-      }
-    });
+    signalWhen(child, (chunk) => Math.max(0, ...[...chunk.matchAll(/^rank: (\d+)\/\d+$/gm)].map((m) => Number(m[1]))) >= total / 2, 'SIGTERM');
     const first = await done;
     clearInterval(watcher);
     assert.equal(first.code, 130, first.stderr);
@@ -298,13 +291,7 @@ test('eval interrupted by SIGINT writes a report marked incomplete and exits 130
     await writeFile(manifest, names.map((name, i) => JSON.stringify({ prompt: 'a gradient', image: name, model: `m${i % 2}` })).join('\n'));
     const out = path.join(dir, 'report.json');
     const { child, done } = spawnCli(['eval', manifest, '--model', model, '--device', 'cpu', '--batch-size', '2', '--threads', '1', '--no-cache', '--out', out, '--verbose']);
-    let signalled = false;
-    child.stderr?.on('data', (chunk: string) => {
-      if (!signalled && /^eval: \d+\/\d+$/m.test(chunk)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
+    signalWhen(child, (chunk) => /^eval: \d+\/\d+$/m.test(chunk), 'SIGINT');
     const result = await done;
     assert.equal(result.code, 130, result.stderr);
     const report = JSON.parse(await readFile(out, 'utf8')) as { incomplete: boolean };

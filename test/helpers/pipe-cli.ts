@@ -42,6 +42,16 @@ export function spawnCollecting(command: string, args: string[], opts: { cwd: st
   return { child, done };
 }
 
+/** Sends `signal` to the child once, the first time a stderr chunk satisfies `when` (a progress line, say). */
+export function signalWhen(child: ChildProcess, when: (stderrChunk: string) => boolean, signal: NodeJS.Signals): void {
+  let sent = false;
+  child.stderr?.on('data', (chunk: string) => {
+    if (sent || !when(chunk)) return;
+    sent = true;
+    child.kill(signal);
+  });
+}
+
 export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
   return spawnCollecting(process.execPath, [...cliEntry, ...args], { cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env } });
 }
