@@ -17,8 +17,12 @@ import { InternalError, ModelError, UsageError, expectedMessage, errorMessage } 
 import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT } from './clip-graph.js';
 import type { ModelManifest } from './convert.js';
 import { parseDeviceRequest, type DeviceRequest } from './device.js';
+import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
 
 export { parseDeviceRequest, type DeviceRequest } from './device.js';
+
+// Before any session exists: onnxruntime reads the variable when it creates its environment.
+disableOnnxruntimeTelemetry();
 
 export interface EncoderSessions {
   device: 'cpu' | 'cuda';
