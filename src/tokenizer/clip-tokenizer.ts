@@ -4,10 +4,10 @@
  * whitespace collapsed, lowercased), split by CLIP's regex, mapped to byte-level symbols and merged by
  * BPE with the `</w>` end-of-word suffix. Pure: no I/O except in `fromDir`.
  */
-import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { toByteLevel } from './byte-level.js';
 import { CLIP_NORMALIZER, field, normalizerFromJson, translateOnigurumaPattern, type NormalizeStep } from './normalize.js';
 
@@ -82,7 +82,7 @@ export class ClipTokenizer {
     }
     const vocab = await readJson(vocabPath);
     if (!isNumberRecord(vocab)) throw new ModelError(expectedMessage('an object of token ids', vocabPath, vocab));
-    const merges = (await readFile(mergesPath, 'utf8')).split(/\r?\n/);
+    const merges = (await readTokenizerFile(mergesPath)).split(/\r?\n/);
     return ClipTokenizer.fromVocabAndMerges(vocab, merges, options);
   }
 
@@ -352,8 +352,17 @@ async function readTokenizerConfig(dir: string): Promise<TokenizerOptions> {
   return options;
 }
 
+/** A tokenizer file's text: a regular file of at most READ_LIMITS.config bytes, else a ModelError naming it. */
+async function readTokenizerFile(file: string): Promise<string> {
+  try {
+    return await readRegularTextFile(file, READ_LIMITS.config, 'a tokenizer file');
+  } catch (err) {
+    throw new ModelError(`Cannot read ${file}: ${readFailureText(err)}`, { cause: err });
+  }
+}
+
 async function readJson(file: string): Promise<unknown> {
-  const text = await readFile(file, 'utf8');
+  const text = await readTokenizerFile(file);
   try {
     return JSON.parse(text);
   } catch (err) {
