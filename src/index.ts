@@ -125,7 +125,8 @@ function toInput(image: ImageLike, index: number): ImageInput {
 }
 
 function labelOf(input: ImageInput): string {
-  return 'path' in input ? input.path : input.label;
+  if (!('path' in input)) return input.label;
+  return typeof input.path === 'string' ? input.path : Buffer.from(input.path).toString('utf8');
 }
 
 function splitRows(matrix: Float32Array, dim: number): Float32Array[] {

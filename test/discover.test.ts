@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, symlink, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { discoverImages, displayName } from '../src/io/discover.js';
+import { BMP_SKIP_REASON, discoverImages, displayName, pathFromDisplay } from '../src/io/discover.js';
 import { compareCodePoints } from '../src/score/rank.js';
 import { InputError } from '../src/errors.js';
 
@@ -80,7 +80,7 @@ test('files, globs and folders combine; duplicates are removed keeping the first
   const found = await discoverImages(['imgs/a.png', 'imgs/*.png', './imgs/a.png', 'imgs/sub/c.gif', 'imgs/sub/link.png'], { cwd: root });
   assert.deepEqual(
     found.map((f) => f.path),
-    ['imgs/a.png', 'imgs/bad\uFFFD.png', 'imgs/broken.png', `imgs/${ODD_NAME}`, 'imgs/self.png', 'imgs/sub/c.gif'],
+    ['imgs/a.png', 'imgs/bad\\xFF.png', 'imgs/broken.png', `imgs/${ODD_NAME}`, 'imgs/self.png', 'imgs/sub/c.gif'],
   );
 });
 
@@ -90,7 +90,7 @@ test('a glob skips hidden files and folders it matches, and does not follow syml
   assert.deepEqual(
     found.map((f) => f.path),
     // Not imgs/sub/loop/**: the symlinked folder is not followed. sub/link.png is a.png again.
-    ['imgs/a.png', 'imgs/bad\uFFFD.png', 'imgs/broken.png', `imgs/${ODD_NAME}`, 'imgs/self.png', 'imgs/sub/c.gif'],
+    ['imgs/a.png', 'imgs/bad\\xFF.png', 'imgs/broken.png', `imgs/${ODD_NAME}`, 'imgs/self.png', 'imgs/sub/c.gif'],
   );
 });
 
@@ -151,4 +151,67 @@ test('compareCodePoints orders by code point, unlike UTF-16 code unit order', ()
   assert.deepEqual([astral, fullwidth].sort(), [astral, fullwidth]);
   assert.deepEqual([astral, fullwidth].sort(compareCodePoints), [fullwidth, astral]);
   assert.ok(compareCodePoints('a', 'ab') < 0 && compareCodePoints('ab', 'a') > 0 && compareCodePoints('x', 'x') === 0);
+});
+
+test('names that decode alike stay apart: byte 0xFF, byte 0xFE and a name that spells out \xFF each get their own path', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'pickscore-discover-'));
+  const dir = path.join(root, 'imgs');
+  await mkdir(dir);
+  const names = [Buffer.from([0x62, 0xff, 0x2e, 0x70, 0x6e, 0x67]), Buffer.from([0x62, 0xfe, 0x2e, 0x70, 0x6e, 0x67]), Buffer.from('b\\xFF.png'), Buffer.from('b\\\\.png')];
+  for (const [i, name] of names.entries()) await writeFile(Buffer.concat([Buffer.from(`${dir}/`), name]), `file ${i}`);
+  const expected = ['imgs/b\\\\\\\\.png', 'imgs/b\\\\xFF.png', 'imgs/b\\xFE.png', 'imgs/b\\xFF.png'];
+  // A folder walk reads the names as bytes; a glob's matches come back from fast-glob as U+FFFD (once
+  // for both bytes) and are matched back to the names on disk.
+  for (const input of ['imgs', 'imgs/*.png']) {
+    const found = await discoverImages([input], { cwd: root });
+    assert.deepEqual(found.map((f) => f.path), expected, input);
+    const contents = await Promise.all(found.map((f) => readFile(f.rawAbsolute ?? f.absolute, 'utf8')));
+    assert.deepEqual(contents, ['file 3', 'file 2', 'file 1', 'file 0'], input);
+    // The shown path is the file's own: turned back into bytes, it opens that file.
+    for (const [i, f] of found.entries()) assert.equal(await readFile(pathFromDisplayIn(root, f.path), 'utf8'), contents[i]);
+  }
+});
+
+function pathFromDisplayIn(root: string, shown: string): string | Buffer {
+  const file = pathFromDisplay(shown);
+  return typeof file === 'string' ? path.join(root, file) : Buffer.concat([Buffer.from(`${root}/`), file]);
+}
+
+test('pathFromDisplay undoes displayName for any bytes', () => {
+  let state = 7;
+  for (let n = 0; n < 2000; n++) {
+    const bytes = Buffer.alloc(1 + (n % 12));
+    for (let i = 0; i < bytes.length; i++) {
+      state = (state * 1103515245 + 12345) >>> 0;
+      // Mostly backslashes, "x", hex digits and high bytes: the characters an escape could be confused with.
+      bytes[i] = [0x5c, 0x78, 0x46, 0x41, 0x30, 0xff, 0xc3, 0xa9, 0xe2, 0x80, 0x61][state % 11];
+    }
+    const shown = displayName(bytes).text;
+    const back = pathFromDisplay(shown);
+    assert.deepEqual(Buffer.from(back), bytes, `${bytes.toString('hex')} -> ${shown}`);
+  }
+});
+
+test('a typed path that Node decoded lossily is matched back to its file; two candidates are refused by name', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'pickscore-discover-'));
+  await mkdir(path.join(root, 'imgs'));
+  await writeFile(Buffer.concat([Buffer.from(`${root}/imgs/one`), Buffer.from([0xff]), Buffer.from('.png')]), 'one');
+  const [entry] = await discoverImages(['imgs/one\uFFFD.png'], { cwd: root });
+  assert.equal(entry.path, 'imgs/one\\xFF.png');
+  assert.equal(await readFile(entry.rawAbsolute!, 'utf8'), 'one');
+  await writeFile(Buffer.concat([Buffer.from(`${root}/imgs/one`), Buffer.from([0xfe]), Buffer.from('.png')]), 'two');
+  await assert.rejects(discoverImages(['imgs/one\uFFFD.png'], { cwd: root }),
+    (e: unknown) => e instanceof InputError && /could be any of 2 files .*imgs\/one\\xFE\.png, imgs\/one\\xFF\.png/.test(e.message));
+});
+
+test('a folder walk passes .bmp over (BMP cannot be decoded) and says so; a .bmp named on the command line is kept', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'pickscore-discover-'));
+  await mkdir(path.join(root, 'imgs'));
+  for (const name of ['a.png', 'b.bmp', 'C.BMP']) await writeFile(path.join(root, 'imgs', name), name);
+  const skipped: string[] = [];
+  const walked = await discoverImages(['imgs'], { cwd: root, onSkip: (p, why) => skipped.push(`${p}: ${why}`) });
+  assert.deepEqual(walked.map((f) => f.path), ['imgs/a.png']);
+  assert.deepEqual(skipped, [`imgs/C.BMP: ${BMP_SKIP_REASON}`, `imgs/b.bmp: ${BMP_SKIP_REASON}`]);
+  const named = await discoverImages(['imgs/b.bmp', 'imgs/*.BMP'], { cwd: root });
+  assert.deepEqual(named.map((f) => f.path), ['imgs/C.BMP', 'imgs/b.bmp']);
 });

@@ -139,6 +139,26 @@ test('bad input: each a clear InputError', async () => {
   await rejectsWith(Buffer.from('%PDF-1.4\n'), /unsupported/);
 });
 
+test('a file cut short inside its header says what it was: truncated JPEG, WebP, PNG, GIF, TIFF, AVIF; a BMP says BMP is not supported', async () => {
+  for (const format of ['jpeg', 'webp', 'png', 'gif', 'tiff', 'avif'] as const) {
+    const full = await rgbImage()[format]().toBuffer();
+    // 40 bytes: past each format's signature, short of the size fields its header parser needs.
+    await rejectsWith(full.subarray(0, 40), new RegExp(`^truncated or corrupt ${format} data \\(`));
+    await rejectsWith(full.subarray(0, Math.floor(full.length * 0.6)), new RegExp(`^truncated or corrupt ${format} data`));
+  }
+  // A BMP header (BITMAPINFOHEADER, 2x2, 24-bit) and its pixels: sharp's libvips has no BMP loader.
+  const bmp = Buffer.alloc(70);
+  bmp.write('BM', 0, 'latin1');
+  bmp.writeUInt32LE(70, 2);
+  bmp.writeUInt32LE(54, 10);
+  bmp.writeUInt32LE(40, 14);
+  bmp.writeInt32LE(2, 18);
+  bmp.writeInt32LE(2, 22);
+  bmp.writeUInt16LE(1, 26);
+  bmp.writeUInt16LE(24, 28);
+  await rejectsWith(bmp, /^BMP is not supported/);
+});
+
 test('options are checked before any decoding', async () => {
   const png = await rgbImage().png().toBuffer();
   await assert.rejects(decodeImage(png, { exif: 'sideways' as 'apply', maxPixels: 10 }), /Expected "apply" or "ignore" for exif but received "sideways"/);

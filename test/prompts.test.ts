@@ -59,6 +59,18 @@ test('--prompt-from sidecar: trimmed text, or a row error for a missing or empty
   assert.deepEqual(await promptForImage('sidecar', image(dir, 'empty.png')), { ok: false, error: 'sidecar prompt file ./imgs/empty.txt is empty' });
 });
 
+test('--prompt-from sidecar: UTF-16 with a BOM is read; NUL bytes or invalid UTF-8 are a row error naming the file and line', async () => {
+  const dir = await tempDir();
+  await writeFile(path.join(dir, 'le.txt'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('un chat\r\n', 'utf16le')]));
+  await writeFile(path.join(dir, 'nul.txt'), Buffer.from('line one\nline\u0000two\n'));
+  await writeFile(path.join(dir, 'latin1.txt'), Buffer.from('caf\xe9', 'latin1'));
+  assert.deepEqual(await promptForImage('sidecar', image(dir, 'le.png')), { ok: true, prompt: 'un chat' });
+  assert.deepEqual(await promptForImage('sidecar', image(dir, 'nul.png')),
+    { ok: false, error: 'sidecar prompt file ./imgs/nul.txt, line 2: NUL byte: a binary file, or UTF-16 without a byte-order mark; save it as UTF-8, or as UTF-16 with a byte-order mark' });
+  assert.deepEqual(await promptForImage('sidecar', image(dir, 'latin1.png')),
+    { ok: false, error: 'sidecar prompt file ./imgs/latin1.txt, line 1: not valid UTF-8 (byte 0xE9); save it as UTF-8, or as UTF-16 with a byte-order mark' });
+});
+
 test('--prompt-from sidecar finds the sidecar of a non-UTF-8 name through its raw bytes', async () => {
   const dir = await tempDir();
   const stem = Buffer.concat([Buffer.from(`${dir}/bad`), Buffer.from([0xff])]);

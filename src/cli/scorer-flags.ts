@@ -3,6 +3,7 @@
  * are read, the cache, sharding and verbosity. Declared once so the commands cannot drift apart.
  */
 import { Command, Option } from 'commander';
+import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
 import type { ScorerOptions } from '../pipeline/scorer.js';
 import { parsePositiveInteger, type Console } from './output.js';
 
@@ -30,7 +31,8 @@ export function addScorerFlags(command: Command, shardHelp: string): Command {
     .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
     .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(['auto', 'fp32', 'fp16', 'int8']).default('auto'))
     .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
-    .option('--threads <n>', 'threads for image decoding and for the CPU encoder (default: CPU cores)', parsePositiveInteger)
+    .option('--threads <n>', `threads for image decoding and for the CPU encoder (default: CPU cores; at most ${THREADS_PER_CORE} per core). `
+      + 'Each decoding thread holds the image it decodes: about 1 GB for a 13000x13000 image', (value) => checkThreads(parsePositiveInteger(value), '--threads'))
     .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(['apply', 'ignore']).default('apply'))
     .addOption(new Option('--resize <mode>', "exact reproduces Pillow's bicubic; fast is sharp's own resize").choices(['exact', 'fast']).default('exact'))
     .option('--max-pixels <n>', 'refuse images with more decoded pixels than this', parsePositiveInteger)

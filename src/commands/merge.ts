@@ -13,12 +13,12 @@
  * order and calls the report function eval itself uses (buildReport), so aggregates, bootstrap
  * intervals and the gate are those of the unsharded run.
  */
-import { readFile } from 'node:fs/promises';
 import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
 import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../score/rank.js';
 import type { ManifestRow } from '../io/manifest.js';
+import { READ_LIMITS, readFailureText, readRegularFile } from '../io/regular-file.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { formatShard, parseShard, type Shard } from '../shard.js';
@@ -189,9 +189,9 @@ function sumStats(parts: RankPart[]): ScorerStats {
 export async function readPart(file: string): Promise<RankPart | EvalPartFile> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readRegularFile(file, READ_LIMITS.textList, 'a merge part')).toString('utf8');
   } catch (err) {
-    throw new InputError(`Cannot read part ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+    throw new InputError(`Cannot read part ${file} (${readFailureText(err)})`, { cause: err });
   }
   let doc: unknown;
   try {

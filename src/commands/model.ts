@@ -2,7 +2,7 @@
  * `pickscore model pull | list | info | verify | convert`: options in, data out. Nothing here prints;
  * src/cli/model-command.ts renders the results.
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError } from '../errors.js';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
@@ -13,6 +13,7 @@ import {
   CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
 } from '../model/registry.js';
 import { sha256File } from '../io/file-hash.js';
+import { FileReadError, READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export interface ConvertedModel { dir: string; manifest: ModelManifest; bytes: number }
 
@@ -117,9 +118,13 @@ export interface ModelVerifyResult { dir: string; name: string; precision: Preci
 async function checkOutputFiles(dir: string): Promise<VerifyCheck> {
   let listing: string;
   try {
-    listing = await readFile(path.join(dir, CHECKSUM_FILE), 'utf8');
-  } catch {
-    return { name: 'files', ok: true, skipped: true, detail: `no ${CHECKSUM_FILE} (converted by another tool or an older pickscore); files were not re-hashed` };
+    listing = await readRegularTextFile(path.join(dir, CHECKSUM_FILE), READ_LIMITS.config, 'a checksum list');
+  } catch (err) {
+    // Without the list nothing proves the encoders are the files that were converted: a failure, not a skip.
+    const missing = err instanceof FileReadError && err.code === 'ENOENT';
+    return { name: 'files', ok: false, detail: missing
+      ? `${CHECKSUM_FILE} is missing, so the files cannot be checked; convert the model again (pickscore model convert, or model pull) to write it`
+      : `cannot read ${CHECKSUM_FILE}: ${readFailureText(err)}` };
   }
   const problems: string[] = [];
   const lines = listing.split('\n').filter((l) => l.trim() !== '');
@@ -129,7 +134,7 @@ async function checkOutputFiles(dir: string): Promise<VerifyCheck> {
       problems.push(`${CHECKSUM_FILE}:${i + 1}: not a "<sha256>  <file>" line`);
       continue;
     }
-    const actual = await sha256File(path.join(dir, match[2])).catch((err: NodeJS.ErrnoException) => `unreadable (${err.code ?? err.message})`);
+    const actual = await sha256File(path.join(dir, match[2])).catch((err: unknown) => `unreadable (${readFailureText(err)})`);
     if (actual !== match[1]) problems.push(`${match[2]}: ${actual.length === 64 ? `sha256 ${actual}, expected ${match[1]}` : actual}`);
   }
   return problems.length === 0

@@ -2,8 +2,7 @@
  * `rank`: score every image against its prompts and rank the images per prompt. Options in, data out:
  * printing, progress bars and exit codes belong to src/cli.
  */
-import { readFile } from 'node:fs/promises';
-import { discoverImages, type DiscoveredImage } from '../io/discover.js';
+import { BMP_SKIP_REASON, discoverImages, type DiscoveredImage } from '../io/discover.js';
 import type { ImageSource } from '../image/pool.js';
 import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
 import { softmax } from '../score/similarity.js';
@@ -92,12 +91,16 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
  */
 async function discoverSummarisingSkips(options: RankOptions): Promise<DiscoveredImage[]> {
   const notImages: string[] = [];
+  const bitmaps: string[] = [];
   const images = await discoverImages(options.inputs, {
-    onSkip: (p, reason) => (reason === NOT_AN_IMAGE ? notImages.push(p) : options.log?.(`warning: skipped ${p}: ${reason}`)),
+    onSkip: (p, reason) => (reason === NOT_AN_IMAGE ? notImages.push(p) : reason === BMP_SKIP_REASON ? bitmaps.push(p) : options.log?.(`warning: skipped ${p}: ${reason}`)),
   });
+  const list = (paths: string[]): string => paths.slice(0, 3).join(', ') + (paths.length > 3 ? ', ...' : '');
   if (notImages.length > 0) {
-    const shown = notImages.slice(0, 3).join(', ') + (notImages.length > 3 ? ', ...' : '');
-    options.log?.(`skipped ${notImages.length} file${notImages.length === 1 ? '' : 's'} without an image extension: ${shown}`);
+    options.log?.(`skipped ${notImages.length} file${notImages.length === 1 ? '' : 's'} without an image extension: ${list(notImages)}`);
+  }
+  if (bitmaps.length > 0) {
+    options.log?.(`warning: skipped ${bitmaps.length} BMP file${bitmaps.length === 1 ? '' : 's'} (BMP is not supported; convert to PNG to score): ${list(bitmaps)}`);
   }
   return images;
 }
@@ -137,7 +140,7 @@ async function planPrompts(options: RankOptions): Promise<PromptPlan> {
  */
 async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptErrors: RankRecord[]): AsyncGenerator<ScoreRequest> {
   for (const image of images) {
-    const source = await imageSource(image);
+    const source = imageSource(image);
     if (plan.kind === 'global') {
       for (const prompt of plan.prompts) yield { prompt, image: source, key: image.path };
       continue;
@@ -149,16 +152,11 @@ async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptE
 }
 
 /**
- * A file whose name is not valid UTF-8 cannot be opened by its (lossily decoded) string path, so its
- * exact bytes are read here and handed over as bytes; a read failure is left to the pipeline to report.
+ * A file whose name is not valid UTF-8 cannot be opened by its (escaped) text, so the worker opens it by
+ * its exact bytes; reading it there also keeps a FIFO or a huge file off the main thread.
  */
-async function imageSource(image: DiscoveredImage): Promise<ImageSource> {
-  if (!image.rawAbsolute) return { path: image.absolute };
-  try {
-    return { bytes: await readFile(image.rawAbsolute), label: image.path };
-  } catch {
-    return { path: image.absolute };
-  }
+function imageSource(image: DiscoveredImage): ImageSource {
+  return { path: image.rawAbsolute ?? image.absolute };
 }
 
 /**

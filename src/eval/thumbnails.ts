@@ -1,6 +1,6 @@
 /** Thumbnails for the HTML report, read from disk and shrunk by the image codec. */
-import { readFile } from 'node:fs/promises';
 import { thumbnailDataUri } from '../image/codec.js';
+import { READ_LIMITS, readRegularFile } from '../io/regular-file.js';
 import type { ThumbnailLoader } from './render-html.js';
 
 export const THUMBNAIL_SIDE = 160;
@@ -9,7 +9,7 @@ export const THUMBNAIL_SIDE = 160;
 export function fileThumbnails(exif: 'apply' | 'ignore'): ThumbnailLoader {
   return async (path) => {
     try {
-      return await thumbnailDataUri(await readFile(path), THUMBNAIL_SIDE, exif);
+      return await thumbnailDataUri(await readRegularFile(path, READ_LIMITS.image, 'an image'), THUMBNAIL_SIDE, exif);
     } catch {
       return null;
     }

@@ -21,6 +21,9 @@ export { DEFAULT_MAX_PIXELS } from './limits.js';
 
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
 
+/** sharp's prebuilt libvips has no BMP loader (only an ImageMagick build would). */
+export const BMP_NOT_SUPPORTED = 'BMP is not supported (sharp, the image decoder, cannot read it); convert it to PNG';
+
 /** Header facts needed before any pixel is decoded; `oriented` is the size once EXIF orientation is applied. */
 interface Header { format: string; width: number; height: number; oriented: { width: number; height: number }; channels: number; space: string; sixteenBit: boolean }
 
@@ -42,6 +45,19 @@ function firstLine(err: unknown): string {
   return errorMessage(err).split('\n')[0].trim();
 }
 
+/** The format a file's first bytes announce, whatever follows them: how a damaged file is told from a foreign one. */
+function formatFromSignature(bytes: Uint8Array): string | undefined {
+  const ascii = (start: number, end: number): string => Buffer.from(bytes.subarray(start, end)).toString('latin1');
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (ascii(0, 8) === '\x89PNG\r\n\x1a\n') return 'png';
+  if (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a') return 'gif';
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  if (ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*') return 'tiff';
+  if (ascii(4, 8) === 'ftyp' && ['avif', 'avis'].includes(ascii(8, 12))) return 'avif';
+  if (ascii(0, 2) === 'BM' && bytes.length >= 26 && ascii(6, 10) === '\0\0\0\0') return 'bmp';
+  return undefined;
+}
+
 async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Header> {
   if (bytes.length === 0) throw new InputError('empty file (0 bytes)');
   if (looksLikeSvg(bytes)) throw new InputError('SVG is a vector format and is not supported; rasterise it to PNG first');
@@ -49,6 +65,10 @@ async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Header>
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (err) {
+    // A file cut short inside its header fails here, before any pixel: its signature says what it was.
+    const announced = formatFromSignature(bytes);
+    if (announced === 'bmp') throw new InputError(BMP_NOT_SUPPORTED, { cause: err });
+    if (announced) throw new InputError(`truncated or corrupt ${announced} data (${firstLine(err)})`, { cause: err });
     throw new InputError(`unsupported or unrecognised image format (${firstLine(err)})`, { cause: err });
   }
   const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : String(meta.format);

@@ -3,32 +3,26 @@
  * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { PickScoreError, errorMessage } from '../errors.js';
+import { FileReadError, READ_LIMITS, fsPath, readRegularFile, type FilePath } from '../io/regular-file.js';
 import { decodeImage, decodeResizeFast } from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
 
-export type ImageSource = { path: string } | { bytes: Uint8Array; label: string };
+/** `path` is text, or the exact bytes of a name that is not valid UTF-8 (its text would open another file). */
+export type ImageSource = { path: FilePath } | { bytes: Uint8Array; label: string };
 export type PreparedImage =
   | { ok: true; pixels: Float32Array; width: number; height: number; contentHash: string }
   | { ok: false; error: string; contentHash?: string };
 
 export interface PrepareOptions { preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
 
-/** A path that opens but is no file to read: a folder, or a FIFO, socket or device named like an image. */
-class NotAFile extends Error {}
-
-async function readFailure(err: unknown, file: string): Promise<string> {
-  if (err instanceof NotAFile) return `cannot read file: ${err.message}`;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') {
-    const isLink = await lstat(file).then((s) => s.isSymbolicLink(), () => false);
+async function readFailure(err: unknown, file: FilePath): Promise<string> {
+  if (err instanceof FileReadError && err.code === 'ENOENT') {
+    const isLink = await lstat(fsPath(file)).then((s) => s.isSymbolicLink(), () => false);
     return isLink ? 'broken symbolic link: its target does not exist' : 'file not found';
   }
-  if (code === 'ELOOP') return 'cannot read file: symbolic link loop (ELOOP)';
-  if (code === 'EACCES' || code === 'EPERM') return 'cannot read file: permission denied';
-  return `cannot read file: ${code ?? errorMessage(err)}`;
+  return `cannot read file: ${err instanceof FileReadError ? err.reason : errorMessage(err)}`;
 }
 
 async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
@@ -41,28 +35,13 @@ async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
   return { crop: resizeAndCrop(decoded, opts.preprocess), width: decoded.width, height: decoded.height };
 }
 
-/**
- * Reads a regular file. The open is non-blocking and the type is checked on the open handle: a FIFO
- * named like an image would otherwise block the read (and the whole run) until something writes to it.
- */
-async function readRegularFile(file: string): Promise<Uint8Array> {
-  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const stats = await handle.stat();
-    if (stats.isDirectory()) throw new NotAFile('it is a directory');
-    if (!stats.isFile()) throw new NotAFile('not a regular file (a FIFO, socket or device)');
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
 export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
-      bytes = await readRegularFile(source.path);
+      // Non-blocking open, type checked on the handle, bounded read: see src/io/regular-file.ts.
+      bytes = await readRegularFile(source.path, READ_LIMITS.image, 'an image');
     } catch (err) {
       return { ok: false, error: await readFailure(err, source.path) };
     }

@@ -15,13 +15,11 @@
  *   pipeline reports it as an error row, so the run goes on and the row is not lost.
  * - A missing path, or a folder or pattern that yields no image, is an InputError naming it.
  *
- * Non-UTF-8 file names (Linux allows any bytes): Node decodes such names lossily to U+FFFD, and the
- * decoded string no longer opens the file. Folder walks read names as bytes. Such an entry's `path`
- * and `absolute` show each invalid byte as `\xNN` (unambiguous, and it survives CSV and JSON as
- * plain text), and `rawAbsolute` holds the exact bytes, which `fs` accepts as a path. Callers that
- * only use the strings get a read error row for that file, never a crash or a silent merge of two
- * names. Glob matches and names typed on the command line are strings already (Node decodes argv),
- * so this applies to folder walks only.
+ * File names that are not valid UTF-8 (Linux allows any bytes): folder walks read names as bytes, and
+ * every path is shown in the escaped form of src/io/path-text.ts (`\xNN` for such a byte, `\\` for a
+ * backslash), so two names never share a text. Such an entry also carries `rawAbsolute`, its exact
+ * bytes, which `fs` opens. Glob matches and typed paths reach pickscore as lossy text (U+FFFD); one
+ * that holds U+FFFD is matched back to the names on disk that decode to it.
  */
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
@@ -29,8 +27,19 @@ import path from 'node:path';
 import fg from 'fast-glob';
 import { InputError } from '../errors.js';
 import { compareCodePoints } from '../score/rank.js';
+import { displayName, escapePathText } from './path-text.js';
 
-export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'avif', 'tif', 'tiff', 'bmp'];
+export { displayName, pathFromDisplay } from './path-text.js';
+
+export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'avif', 'tif', 'tiff'];
+
+/**
+ * BMP cannot be decoded (sharp's libvips has no BMP loader). A folder walk passes .bmp files over with
+ * this reason; a .bmp file named on the command line (or matched by a glob) is kept, so that its row
+ * says why it was not scored.
+ */
+export const BMP_SKIP_REASON = 'BMP is not supported';
+const NAMED_ONLY_EXTENSIONS: readonly string[] = ['bmp'];
 
 export interface DiscoveredImage {
   /** The path as the user gave it (`./imgs/a.png` stays `./imgs/a.png`). */
@@ -51,6 +60,8 @@ export interface DiscoverOptions {
 
 interface WalkContext {
   extensions: Set<string>;
+  /** Listed only when named: the entry becomes an error row that says why (BMP). */
+  namedOnly: Set<string>;
   cwd: string;
   onSkip: (path: string, reason: string) => void;
   /** Real paths of the folders walked for the current input: a symlink loop ends at the second visit. */
@@ -61,6 +72,7 @@ interface WalkContext {
 export async function discoverImages(inputs: string[], opts: DiscoverOptions = {}): Promise<DiscoveredImage[]> {
   const ctx: WalkContext = {
     extensions: new Set((opts.extensions ?? IMAGE_EXTENSIONS).map((e) => e.replace(/^\./, '').toLowerCase())),
+    namedOnly: new Set(opts.extensions ? [] : NAMED_ONLY_EXTENSIONS),
     cwd: opts.cwd ?? process.cwd(),
     onSkip: opts.onSkip ?? (() => undefined),
     visitedDirs: new Set(),
@@ -81,25 +93,37 @@ export async function discoverImages(inputs: string[], opts: DiscoverOptions = {
 async function discoverInput(input: string, ctx: WalkContext): Promise<'file' | 'folder' | 'pattern'> {
   if (input === '') throw new InputError('Expected a file, folder or glob pattern for an input path but received ""');
   const absolute = path.resolve(ctx.cwd, input);
-  const linkStats = await lstatOrNull(absolute);
-  if (linkStats) {
-    const target = linkStats.isSymbolicLink() ? await statOrNull(absolute) : linkStats;
-    if (!target?.isDirectory()) {
-      await addFile({ path: input, absolute }, ctx);
-      return 'file';
-    }
-    try {
-      await walkFolder(Buffer.from(absolute), input, false, ctx);
-    } catch (err) {
-      throw new InputError(`Cannot read input folder ${input} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
-    }
-    return 'folder';
-  }
+  if (await lstatOrNull(absolute)) return discoverPath({ path: escapePathText(input), absolute }, input, ctx);
   if (fg.isDynamicPattern(input)) {
     await globInput(input, ctx);
     return 'pattern';
   }
+  if (input.includes(REPLACEMENT)) {
+    // Node decoded a name that is not UTF-8; the user meant one of the names on disk that decode to it.
+    const found = await undecodedPaths(input, ctx.cwd);
+    if (found.length > 1) {
+      throw new InputError(`Input path ${input} could be any of ${found.length} files whose names are not valid UTF-8 (${found.map((f) => f.path).join(', ')}); name their folder or a glob instead`);
+    }
+    if (found.length === 1) return discoverPath(found[0], input, ctx);
+  }
   throw new InputError(`Input path ${input} does not exist`);
+}
+
+/** A typed path that exists: a file entry, or a folder walked. */
+async function discoverPath(entry: DiscoveredImage, input: string, ctx: WalkContext): Promise<'file' | 'folder'> {
+  const raw = entry.rawAbsolute ?? Buffer.from(entry.absolute);
+  const linkStats = await lstatOrNull(raw);
+  const target = linkStats?.isSymbolicLink() ? await statOrNull(raw) : linkStats;
+  if (!target?.isDirectory()) {
+    await addFile(entry, ctx);
+    return 'file';
+  }
+  try {
+    await walkFolder(raw, entry.path, entry.rawAbsolute !== undefined, ctx);
+  } catch (err) {
+    throw new InputError(`Cannot read input folder ${input} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+  }
+  return 'folder';
 }
 
 function extensionList(ctx: WalkContext): string {
@@ -116,11 +140,46 @@ async function globInput(pattern: string, ctx: WalkContext): Promise<void> {
     throw new InputError(`Cannot expand the pattern ${pattern} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
   }
   for (const match of matches) {
-    const absolute = path.resolve(ctx.cwd, match);
-    const linkStats = await lstatOrNull(absolute);
-    if (linkStats?.isDirectory()) continue; // a glob selects files; name the folder itself to walk it
-    await addFile({ path: match, absolute }, ctx);
+    // fast-glob reads names as lossy text: `a\xFF.png` and `a\xFE.png` both come back as `a\uFFFD.png`,
+    // once (unique). Each name on disk that decodes to the match is an entry of its own.
+    const entries = match.includes(REPLACEMENT) ? await undecodedPaths(match, ctx.cwd) : [{ path: escapePathText(match), absolute: path.resolve(ctx.cwd, match) }];
+    for (const entry of entries) {
+      const linkStats = await lstatOrNull(entry.rawAbsolute ?? entry.absolute);
+      if (linkStats?.isDirectory()) continue; // a glob selects files; name the folder itself to walk it
+      await addFile(entry, ctx);
+    }
   }
+}
+
+const REPLACEMENT = '\uFFFD';
+
+/**
+ * The paths on disk that `text` (a path Node or fast-glob decoded lossily, relative to `cwd` or absolute)
+ * could stand for: each component holding U+FFFD is matched against the folder's names read as bytes.
+ */
+async function undecodedPaths(text: string, cwd: string): Promise<DiscoveredImage[]> {
+  const absolute = path.isAbsolute(text);
+  const components = text.split('/');
+  let found: { raw: Buffer; shown: string[] }[] = [{ raw: Buffer.from(absolute ? '/' : path.resolve(cwd)), shown: [] }];
+  for (const component of components) {
+    const next: typeof found = [];
+    for (const { raw, shown } of found) {
+      const join = (name: Buffer): Buffer => Buffer.concat([raw, raw[raw.length - 1] === 0x2f ? Buffer.alloc(0) : Buffer.from('/'), name]);
+      if (!component.includes(REPLACEMENT)) {
+        next.push({ raw: component === '' ? raw : join(Buffer.from(component)), shown: [...shown, escapePathText(component)] });
+        continue;
+      }
+      const names = await readdir(raw, { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+      for (const name of names.sort(Buffer.compare)) {
+        if (name.toString('utf8') === component) next.push({ raw: join(name), shown: [...shown, displayName(name).text] });
+      }
+    }
+    found = next;
+  }
+  return found.map(({ raw, shown }) => {
+    const display = displayName(raw);
+    return display.lossy ? { path: shown.join('/'), absolute: display.text, rawAbsolute: raw } : { path: shown.join('/'), absolute: raw.toString('utf8') };
+  });
 }
 
 /**
@@ -158,12 +217,14 @@ async function walkFolder(dirRaw: Buffer, shown: string, lossy: boolean, ctx: Wa
       const absolute = childLossy ? displayName(childRaw).text : childRaw.toString('utf8');
       const entry = childLossy ? { path: childShown, absolute, rawAbsolute: childRaw } : { path: childShown, absolute };
       ctx.found.push({ entry, identity: await fileIdentity(childRaw) });
+    } else if (linkStats && ctx.namedOnly.has(extensionOf(display.text))) {
+      ctx.onSkip(childShown, BMP_SKIP_REASON);
     }
   }
 }
 
 async function addFile(entry: DiscoveredImage, ctx: WalkContext): Promise<void> {
-  if (hasImageExtension(entry.path, ctx)) ctx.found.push({ entry, identity: await fileIdentity(Buffer.from(entry.absolute)) });
+  if (hasImageExtension(entry.path, ctx) || ctx.namedOnly.has(extensionOf(entry.path))) ctx.found.push({ entry, identity: await fileIdentity(entry.rawAbsolute ?? Buffer.from(entry.absolute)) });
   else ctx.onSkip(entry.path, 'not an image file extension');
 }
 
@@ -181,8 +242,12 @@ async function fileIdentity(absoluteRaw: Buffer): Promise<string> {
   return real.toString('latin1');
 }
 
+function extensionOf(name: string): string {
+  return path.extname(name).slice(1).toLowerCase();
+}
+
 function hasImageExtension(name: string, ctx: WalkContext): boolean {
-  return ctx.extensions.has(path.extname(name).slice(1).toLowerCase());
+  return ctx.extensions.has(extensionOf(name));
 }
 
 /** The first entry for each file wins, so the path shown is the first way the user named it. */
@@ -199,46 +264,6 @@ function dedupeByIdentity(found: { entry: DiscoveredImage; identity: string }[])
 
 function sortByPath(entries: DiscoveredImage[]): DiscoveredImage[] {
   return entries.sort((x, y) => compareCodePoints(x.path, y.path));
-}
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** Decodes a file name; bytes that are not valid UTF-8 are shown as `\xNN`. */
-export function displayName(bytes: Uint8Array): { text: string; lossy: boolean } {
-  try {
-    return { text: strictUtf8.decode(bytes), lossy: false };
-  } catch {
-    let text = '';
-    let i = 0;
-    while (i < bytes.length) {
-      const length = utf8SequenceLength(bytes[i]);
-      const decoded = length > 0 ? tryDecode(bytes.subarray(i, i + length)) : undefined;
-      if (decoded !== undefined && i + length <= bytes.length) {
-        text += decoded;
-        i += length;
-      } else {
-        text += `\\x${bytes[i].toString(16).toUpperCase().padStart(2, '0')}`;
-        i += 1;
-      }
-    }
-    return { text, lossy: true };
-  }
-}
-
-function utf8SequenceLength(lead: number): number {
-  if (lead < 0x80) return 1;
-  if (lead >= 0xc2 && lead <= 0xdf) return 2;
-  if (lead >= 0xe0 && lead <= 0xef) return 3;
-  if (lead >= 0xf0 && lead <= 0xf4) return 4;
-  return 0;
-}
-
-function tryDecode(bytes: Uint8Array): string | undefined {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 async function lstatOrNull(p: string | Buffer): Promise<Stats | null> {

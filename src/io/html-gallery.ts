@@ -3,9 +3,10 @@
  * and probability. Thumbnails are data URIs and a Content-Security-Policy forbids every other source,
  * so the page makes no network request. It follows the reader's light or dark colour scheme.
  */
-import { readFile } from 'node:fs/promises';
 import { thumbnailDataUri } from '../image/codec.js';
+import { pathFromDisplay } from './path-text.js';
 import { escapeHtml } from './html-escape.js';
+import { READ_LIMITS, readRegularFile } from './regular-file.js';
 import { groupBy } from '../score/rank.js';
 import { formatProb, formatScore, formatSize, type RankRecord } from './writers/record.js';
 
@@ -21,8 +22,13 @@ export interface GalleryOptions {
 
 export const THUMBNAIL_MAX_SIDE = 256;
 
-/** Reads the image and makes a JPEG thumbnail through the image codec (EXIF orientation applied). */
-export const codecThumbnail: ThumbnailFn = async (rec) => thumbnailDataUri(await readFile(rec.path), THUMBNAIL_MAX_SIDE, 'apply');
+/**
+ * Reads the image and makes a JPEG thumbnail through the image codec (EXIF orientation applied). The
+ * record's path is the shown form, so a name that is not UTF-8 opens by its bytes, and a FIFO or a
+ * huge file is refused (regular-file.ts) rather than stall the page.
+ */
+export const codecThumbnail: ThumbnailFn = async (rec) =>
+  thumbnailDataUri(await readRegularFile(pathFromDisplay(rec.path), READ_LIMITS.image, 'an image'), THUMBNAIL_MAX_SIDE, 'apply');
 
 /**
  * Renders the page, handing it to `emit` a piece at a time: thumbnails are made one image at a time,

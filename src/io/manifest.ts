@@ -6,9 +6,10 @@
  * are accepted. Every bad line is collected as `file:line: field: problem`, and all of them are reported
  * together in one ManifestError (an InputError), unless skipInvalid asks for the good rows and a count.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, expectedMessage } from '../errors.js';
+import { READ_LIMITS, readFailureText, readRegularFile } from './regular-file.js';
 
 export type PairLabel = 0 | 0.5 | 1;
 
@@ -77,9 +78,9 @@ export async function readManifests(files: readonly string[], opts: ManifestRead
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = (await readRegularFile(file, READ_LIMITS.textList, 'a manifest')).toString('utf8');
     } catch (err) {
-      throw new InputError(`Cannot read manifest ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      throw new InputError(`Cannot read manifest ${file}: ${readFailureText(err)}`, { cause: err });
     }
     const parsed = parseManifest(text, file);
     const missing = opts.checkFiles === false ? [] : await missingImages(parsed.rows);

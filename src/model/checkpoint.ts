@@ -2,12 +2,13 @@
  * The one view of a Hugging Face checkpoint that the converter and the ONNX writer use, whatever the
  * file format: a map of named tensors whose bytes are read one tensor at a time, on demand.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
 import { openSafetensorsFile } from './safetensors.js';
 import { openTorchFile } from './torch-pickle.js';
 import type { RandomAccessFile } from './zip.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -103,9 +104,9 @@ async function openSharded(layout: Layout, indexPath: string): Promise<Checkpoin
 async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(indexPath, 'utf8'));
+    json = JSON.parse(await readRegularTextFile(indexPath, READ_LIMITS.config, 'a shard index'));
   } catch (err) {
-    throw new ModelError(`Cannot read shard index ${indexPath}: ${(err as Error).message}`, { cause: err });
+    throw new ModelError(`Cannot read shard index ${indexPath}: ${readFailureText(err)}`, { cause: err });
   }
   const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {

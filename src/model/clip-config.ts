@@ -6,10 +6,11 @@
  * transformers builds a full sub-config from such a dict, defaults included, and lets every one of its
  * keys replace the key of `text_config` / `vision_config`. The same rule is applied here.
  */
-import { readFile } from 'node:fs/promises';
+
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
 import { elementCount, type Checkpoint } from './checkpoint.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export interface ClipTowerConfig {
   hiddenSize: number;
@@ -51,9 +52,9 @@ export async function readClipConfig(dir: string): Promise<ClipConfig> {
   const file = path.join(path.resolve(dir), 'config.json');
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readRegularTextFile(file, READ_LIMITS.config, 'a config file');
   } catch (err) {
-    throw new ModelError(`Cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw new ModelError(`Cannot read ${file}: ${readFailureText(err)}`, { cause: err });
   }
   let json: unknown;
   try {

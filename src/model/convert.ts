@@ -7,7 +7,7 @@
  * therefore always whole, and a later run can trust it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
@@ -20,6 +20,7 @@ import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from '
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export { readModelManifest, type ModelManifest } from './manifest.js';
 
@@ -159,9 +160,9 @@ async function readPreprocess(file: string | undefined, config: ClipConfig): Pro
   if (!file) return { ...CLIP_PREPROCESS, mean: [...CLIP_PREPROCESS.mean], std: [...CLIP_PREPROCESS.std], shortestEdge: size, cropHeight: size, cropWidth: size };
   let preprocess: PreprocessConfig;
   try {
-    preprocess = preprocessConfigFromJson(JSON.parse(await readFile(file, 'utf8')));
+    preprocess = preprocessConfigFromJson(JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a config file')));
   } catch (err) {
-    throw new ModelError(`${file}: ${(err as Error).message}`, { cause: err });
+    throw new ModelError(`${file}: ${readFailureText(err)}`, { cause: err });
   }
   if (preprocess.cropHeight !== size || preprocess.cropWidth !== size) {
     throw new ModelError(

@@ -2,11 +2,12 @@
  * `pickscore-model.json`: what a converted model folder holds and where it came from. The converter
  * writes it last, so a folder with a valid manifest is a complete one; readers validate every field.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import type { AttentionImpl, Precision } from './clip-graph.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export const MANIFEST_FILE = 'pickscore-model.json';
 
@@ -35,9 +36,9 @@ export async function readModelManifest(dir: string): Promise<ModelManifest> {
   const file = path.join(path.resolve(dir), MANIFEST_FILE);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readRegularTextFile(file, READ_LIMITS.config, 'a model manifest');
   } catch (err) {
-    throw new ModelError(`${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    throw new ModelError(`${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${readFailureText(err)})`, { cause: err });
   }
   let json: unknown;
   try {

@@ -9,7 +9,7 @@
  * file makes a second process wait for the first instead of downloading and converting the same model again.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ import { PREPROCESSOR_FILE, TOKENIZER_FILES, convertCheckpoint } from './convert
 export { CHECKSUM_FILE } from './convert.js';
 import { HubNotFoundError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export interface KnownModel {
   name: string;
@@ -110,9 +111,9 @@ export async function knownModels(): Promise<KnownModel[]> {
     const file = path.join(dir, name);
     let json: unknown;
     try {
-      json = JSON.parse(await readFile(file, 'utf8'));
+      json = JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a model description'));
     } catch (err) {
-      throw new ModelError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+      throw new ModelError(`${file} is not valid JSON: ${readFailureText(err)}`, { cause: err });
     }
     models.push(parseKnownModel(json, file));
   }

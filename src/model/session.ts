@@ -17,8 +17,13 @@ import { InternalError, ModelError, UsageError, expectedMessage, errorMessage } 
 import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT } from './clip-graph.js';
 import type { ModelManifest } from './convert.js';
 import { parseDeviceRequest, type DeviceRequest } from './device.js';
+import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
+import { FileReadError, checkRegularFile, readFailureText } from '../io/regular-file.js';
 
 export { parseDeviceRequest, type DeviceRequest } from './device.js';
+
+// Before any session exists: onnxruntime reads the variable when it creates its environment.
+disableOnnxruntimeTelemetry();
 
 export interface EncoderSessions {
   device: 'cpu' | 'cuda';
@@ -121,9 +126,15 @@ async function createPair(modelDir: string, manifest: ModelManifest, provider: '
   }
 }
 
-function checkModelFiles(modelDir: string, manifest: ModelManifest): void {
+/** Both encoders are regular files: onnxruntime would wait forever on a FIFO, or read a device without end. */
+async function checkModelFiles(modelDir: string, manifest: ModelManifest): Promise<void> {
   for (const file of [manifest.text.file, manifest.image.file]) {
-    if (!existsSync(path.join(modelDir, file))) throw new ModelError(`The model folder ${modelDir} has no ${file}; convert the model again`);
+    try {
+      await checkRegularFile(path.join(modelDir, file));
+    } catch (err) {
+      if (err instanceof FileReadError && err.code === 'ENOENT') throw new ModelError(`The model folder ${modelDir} has no ${file}; convert the model again`);
+      throw new ModelError(`Cannot load ${path.join(modelDir, file)}: ${readFailureText(err)}`, { cause: err });
+    }
   }
 }
 
@@ -133,7 +144,7 @@ export async function openEncoders(modelDir: string, manifest: ModelManifest, op
     throw new UsageError(expectedMessage('a positive integer', 'threads', opts.threads));
   }
   const dir = path.resolve(modelDir);
-  checkModelFiles(dir, manifest);
+  await checkModelFiles(dir, manifest);
   let fallbackReason: string | undefined;
   if (device.kind !== 'cpu') {
     try {

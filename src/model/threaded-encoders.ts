@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { InputError, InternalError, ModelError, UsageError, errorMessage } from '../errors.js';
 import type { ModelManifest } from './convert.js';
 import { RUNNING, STOPPING, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData, type SerializedError } from './encoder-thread.js';
+import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
 import type { EncoderSessions, OpenEncodersOptions } from './session.js';
 
 /** One image run as the encoder thread timed it, in epoch milliseconds. */
@@ -45,6 +46,8 @@ const EXIT_WAIT_MS = 60_000;
 interface PendingCall { resolve: (reply: Extract<EncoderReply, { type: 'result' }>) => void; reject: (err: Error) => void }
 
 export async function openEncodersInThread(modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions): Promise<ThreadedEncoderSessions> {
+  // Here, on the main thread: the thread opens the sessions, and its own process.env cannot reach onnxruntime.
+  disableOnnxruntimeTelemetry();
   const runState = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
   const workerData: EncoderThreadData = { modelDir, manifest, opts, runState };
   const worker = new Worker(new URL('./encoder-thread.js', import.meta.url), { workerData });

@@ -5,8 +5,9 @@
  * central directory (zip64 included) and hands out byte ranges of stored (uncompressed) entries, which
  * `torch.save` always writes.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { ModelError } from '../errors.js';
+import { openRegularFile, readFailureText } from '../io/regular-file.js';
 
 /** Node reads at most 2 GiB - 1 bytes per call; larger ranges are read in chunks of this size. */
 const MAX_READ_CHUNK = 1 << 30;
@@ -20,14 +21,14 @@ export class RandomAccessFile {
   ) {}
 
   static async open(filePath: string): Promise<RandomAccessFile> {
-    let handle: FileHandle;
+    // Opened as every read is (src/io/regular-file.ts): a FIFO or device named like a weights file is refused.
+    let opened: { handle: FileHandle; size: number };
     try {
-      handle = await open(filePath, 'r');
+      opened = await openRegularFile(filePath);
     } catch (err) {
-      throw new ModelError(`Cannot open weights file ${filePath}: ${(err as Error).message}`, { cause: err });
+      throw new ModelError(`Cannot open weights file ${filePath}: ${readFailureText(err)}`, { cause: err });
     }
-    const { size } = await handle.stat();
-    return new RandomAccessFile(filePath, size, handle);
+    return new RandomAccessFile(filePath, opened.size, opened.handle);
   }
 
   /**

@@ -28,6 +28,9 @@ import { PICKSCORE_VERSION } from './version.js';
 
 export type { ScorerOptions, Precision } from './options.js';
 
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** Decoded pixels handed over by a library caller: interleaved RGB, prepared on the calling thread. */
 export interface RawImageSource { rgb: RgbImage; label: string }
 /** What the engine accepts as an image: a file, its bytes, or raw RGB pixels. */
@@ -440,10 +443,17 @@ export class Scorer {
   private warnIfTruncated(prompt: string): void {
     if (this.warnedPrompts.has(prompt)) return;
     const { truncated, tokenCount } = this.tokenizer.encode(prompt);
-    if (!truncated) return;
+    // UTF-8 has no lone surrogates: the tokenizer's encoding turns one into U+FFFD, so "\ud800", "\udbff"
+    // and "\ufffd" score the same, and a CSV shows them the same. Said, so that equal rows are explained.
+    const surrogate = LONE_SURROGATE.exec(prompt)?.[0];
+    if (!truncated && surrogate === undefined) return;
     this.warnedPrompts.add(prompt);
     const shown = prompt.length > 50 ? `${prompt.slice(0, 47)}...` : prompt;
-    this.opts.log(`warning: prompt ${JSON.stringify(shown)} has ${tokenCount} tokens; the model reads the first ${this.tokenizer.contextLength}, so the rest is ignored`);
+    if (surrogate !== undefined) {
+      const code = `U+${surrogate.charCodeAt(0).toString(16).toUpperCase()}`;
+      this.opts.log(`warning: prompt ${JSON.stringify(shown)} holds a lone surrogate (${code}), which is not a character; it was replaced by U+FFFD, so the prompt scores as if it held U+FFFD there`);
+    }
+    if (truncated) this.opts.log(`warning: prompt ${JSON.stringify(shown)} has ${tokenCount} tokens; the model reads the first ${this.tokenizer.contextLength}, so the rest is ignored`);
   }
 
   private remember(prompt: string, embedding: Float32Array): void {

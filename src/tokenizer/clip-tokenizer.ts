@@ -4,10 +4,10 @@
  * whitespace collapsed, lowercased), split by CLIP's regex, mapped to byte-level symbols and merged by
  * BPE with the `</w>` end-of-word suffix. Pure: no I/O except in `fromDir`.
  */
-import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { toByteLevel } from './byte-level.js';
 import { CLIP_NORMALIZER, field, normalizerFromJson, translateOnigurumaPattern, type NormalizeStep } from './normalize.js';
 
@@ -35,6 +35,8 @@ const DEFAULT_CONTEXT_LENGTH = 77;
 const END_OF_WORD = '</w>';
 /** Bounds the per-word BPE memo so that a long run over unique words cannot grow memory without limit. */
 const BPE_MEMO_LIMIT = 100_000;
+/** Longer words are not memoised (as in `tokenizers`' cache): a few long words would otherwise hold megabytes. */
+const BPE_MEMO_MAX_WORD = 256;
 
 interface PreTokenizer { split: RegExp; byteLevelRegex: boolean }
 
@@ -80,7 +82,7 @@ export class ClipTokenizer {
     }
     const vocab = await readJson(vocabPath);
     if (!isNumberRecord(vocab)) throw new ModelError(expectedMessage('an object of token ids', vocabPath, vocab));
-    const merges = (await readFile(mergesPath, 'utf8')).split(/\r?\n/);
+    const merges = (await readTokenizerFile(mergesPath)).split(/\r?\n/);
     return ClipTokenizer.fromVocabAndMerges(vocab, merges, options);
   }
 
@@ -176,7 +178,7 @@ export class ClipTokenizer {
   }
 
   /** Token ids of `text` without BOS and EOS, untruncated. */
-  private tokenize(text: string): number[] {
+  tokenize(text: string): number[] {
     const ids: number[] = [];
     const segments = this.specialSplit ? text.split(this.specialSplit) : [text];
     // String.split with a capturing group alternates: plain text at even indices, special tokens at odd ones.
@@ -191,45 +193,113 @@ export class ClipTokenizer {
     const normalized = this.parts.normalizer.reduce((text, step) => step(text), segment);
     for (const match of normalized.matchAll(this.parts.preTokenizer.split)) {
       const pieces = this.parts.preTokenizer.byteLevelRegex ? match[0].match(GPT2_SPLIT) ?? [] : [match[0]];
-      for (const piece of pieces) ids.push(...this.bpe(toByteLevel(piece)));
+      // One push per id: spreading a 200,000-token word into push() overflowed the call stack.
+      for (const piece of pieces) for (const id of this.bpe(toByteLevel(piece))) ids.push(id);
     }
   }
 
-  /** CLIP's merge loop: repeatedly merge every occurrence of the lowest-ranked adjacent pair. */
+  /**
+   * Byte-level BPE as `tokenizers` (Rust) runs it for CLIPTokenizerFast: every adjacent pair that has a
+   * merge goes into a min-heap ordered by merge rank, then position; the lowest is merged, and the pairs
+   * it forms with its neighbours go in. An entry whose pair has changed since it was pushed is skipped.
+   * O(n log n) in the word's length, so a 200,000-character word (one run of punctuation, say) costs
+   * milliseconds; the pass-per-merge loop of CLIP's Python code costs a pass over the word per merge.
+   */
   private bpe(word: string): number[] {
-    const memo = this.bpeMemo.get(word);
+    const memoised = word.length <= BPE_MEMO_MAX_WORD;
+    const memo = memoised ? this.bpeMemo.get(word) : undefined;
     if (memo) return memo;
     const { mergeRanks, vocab, unkId, endOfWordSuffix } = this.parts;
-    let symbols = [...word];
+    const symbols = [...word];
     symbols[symbols.length - 1] += endOfWordSuffix;
-    while (symbols.length > 1) {
-      let best: string | undefined;
-      let bestRank = Infinity;
-      for (let i = 0; i < symbols.length - 1; i++) {
-        const rank = mergeRanks.get(`${symbols[i]} ${symbols[i + 1]}`);
-        if (rank !== undefined && rank < bestRank) { bestRank = rank; best = `${symbols[i]} ${symbols[i + 1]}`; }
-      }
-      if (best === undefined) break;
-      symbols = mergePair(symbols, best);
+    const count = symbols.length;
+    // A doubly linked list over the symbols; a symbol merged into its left neighbour is marked dead.
+    const next = new Int32Array(count);
+    const prev = new Int32Array(count);
+    const dead = new Uint8Array(count);
+    for (let i = 0; i < count; i++) {
+      next[i] = i + 1 < count ? i + 1 : -1;
+      prev[i] = i - 1;
     }
-    const ids = symbols.map((symbol) => vocab.get(symbol) ?? unkId);
-    if (this.bpeMemo.size >= BPE_MEMO_LIMIT) this.bpeMemo.clear();
-    this.bpeMemo.set(word, ids);
+    const heap = new MergeHeap();
+    const offer = (left: number, right: number): void => {
+      const pair = `${symbols[left]} ${symbols[right]}`;
+      const rank = mergeRanks.get(pair);
+      if (rank !== undefined) heap.push(rank, left, pair);
+    };
+    for (let i = 0; i + 1 < count; i++) offer(i, i + 1);
+    while (heap.size > 0) {
+      const { position, pair } = heap.pop();
+      const right = next[position];
+      // Stale: the left symbol was merged into its own left neighbour, or either symbol has grown since.
+      if (dead[position] === 1 || right === -1 || `${symbols[position]} ${symbols[right]}` !== pair) continue;
+      symbols[position] += symbols[right];
+      dead[right] = 1;
+      next[position] = next[right];
+      if (next[right] !== -1) prev[next[right]] = position;
+      if (prev[position] !== -1) offer(prev[position], position);
+      if (next[position] !== -1) offer(position, next[position]);
+    }
+    const ids: number[] = [];
+    for (let i = 0; i !== -1; i = next[i]) ids.push(vocab.get(symbols[i]) ?? unkId);
+    if (memoised) {
+      if (this.bpeMemo.size >= BPE_MEMO_LIMIT) this.bpeMemo.clear();
+      this.bpeMemo.set(word, ids);
+    }
     return ids;
   }
 }
 
-function mergePair(symbols: string[], pair: string): string[] {
-  const merged: string[] = [];
-  for (let i = 0; i < symbols.length; i++) {
-    if (i < symbols.length - 1 && `${symbols[i]} ${symbols[i + 1]}` === pair) {
-      merged.push(symbols[i] + symbols[i + 1]);
-      i++;
-    } else {
-      merged.push(symbols[i]);
+/** A binary min-heap of candidate merges, ordered by merge rank and then by position (leftmost first). */
+class MergeHeap {
+  private readonly ranks: number[] = [];
+  private readonly positions: number[] = [];
+  private readonly pairs: string[] = [];
+
+  get size(): number {
+    return this.ranks.length;
+  }
+
+  push(rank: number, position: number, pair: string): void {
+    this.ranks.push(rank);
+    this.positions.push(position);
+    this.pairs.push(pair);
+    for (let child = this.ranks.length - 1; child > 0;) {
+      const parent = (child - 1) >> 1;
+      if (!this.before(child, parent)) break;
+      this.swap(child, parent);
+      child = parent;
     }
   }
-  return merged;
+
+  pop(): { rank: number; position: number; pair: string } {
+    const top = { rank: this.ranks[0], position: this.positions[0], pair: this.pairs[0] };
+    const last = this.ranks.length - 1;
+    this.swap(0, last);
+    this.ranks.pop();
+    this.positions.pop();
+    this.pairs.pop();
+    for (let parent = 0; ;) {
+      const left = 2 * parent + 1;
+      let smallest = parent;
+      if (left < last && this.before(left, smallest)) smallest = left;
+      if (left + 1 < last && this.before(left + 1, smallest)) smallest = left + 1;
+      if (smallest === parent) break;
+      this.swap(parent, smallest);
+      parent = smallest;
+    }
+    return top;
+  }
+
+  private before(a: number, b: number): boolean {
+    return this.ranks[a] < this.ranks[b] || (this.ranks[a] === this.ranks[b] && this.positions[a] < this.positions[b]);
+  }
+
+  private swap(a: number, b: number): void {
+    [this.ranks[a], this.ranks[b]] = [this.ranks[b], this.ranks[a]];
+    [this.positions[a], this.positions[b]] = [this.positions[b], this.positions[a]];
+    [this.pairs[a], this.pairs[b]] = [this.pairs[b], this.pairs[a]];
+  }
 }
 
 /** Merges as "a b" lines (merges.txt, older tokenizer.json) or ["a", "b"] pairs (newer tokenizer.json); rank = position. */
@@ -282,8 +352,17 @@ async function readTokenizerConfig(dir: string): Promise<TokenizerOptions> {
   return options;
 }
 
+/** A tokenizer file's text: a regular file of at most READ_LIMITS.config bytes, else a ModelError naming it. */
+async function readTokenizerFile(file: string): Promise<string> {
+  try {
+    return await readRegularTextFile(file, READ_LIMITS.config, 'a tokenizer file');
+  } catch (err) {
+    throw new ModelError(`Cannot read ${file}: ${readFailureText(err)}`, { cause: err });
+  }
+}
+
 async function readJson(file: string): Promise<unknown> {
-  const text = await readFile(file, 'utf8');
+  const text = await readTokenizerFile(file);
   try {
     return JSON.parse(text);
   } catch (err) {
