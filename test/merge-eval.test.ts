@@ -12,8 +12,8 @@ import { mulberry32 } from '../src/score/stats.js';
 import { shardOfKey } from '../src/shard.js';
 
 const provenance: Provenance = {
-  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [], precision: 'fp32', executionProvider: 'cpu', device: 'cpu',
-  onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact',
+  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [], precision: 'fp32', attention: 'plain', executionProvider: 'cpu', device: 'cpu',
+  onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact', maxPixels: 178956970,
 };
 
 /** Manifests as text, so rows come from the real manifest parser. */

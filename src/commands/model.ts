@@ -4,7 +4,7 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError } from '../errors.js';
+import { ModelError, UsageError } from '../errors.js';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
 import { convertCheckpoint } from '../model/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
@@ -44,7 +44,13 @@ export async function modelPull(opts: ModelPullOptions): Promise<ModelPullResult
   const { dir } = await locateModel(opts.model, opts);
   const alreadyPresent = await stat(path.join(dir, MANIFEST_FILE)).then(() => true, () => false);
   const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry });
-  return { ...(await withSize(resolved)), alreadyPresent };
+  const attention = opts.attention ?? 'plain';
+  // A converted folder is what it is: reporting it as pulled at another precision would mislead.
+  if (resolved.source.kind === 'converted' && (resolved.manifest.precision !== opts.precision || resolved.manifest.attention !== attention)) {
+    throw new UsageError(`${resolved.dir} is a converted model folder holding ${resolved.manifest.precision}/${resolved.manifest.attention} encoders, not ${opts.precision}/${attention}; `
+      + `\`pickscore model convert <checkpoint folder> --out <dir> --precision ${opts.precision}\` builds another precision`);
+  }
+  return { ...(await withSize({ dir: resolved.dir, manifest: resolved.manifest })), alreadyPresent };
 }
 
 // ---- list ----
