@@ -4,7 +4,7 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError, UsageError } from '../errors.js';
+import { InputError, ModelError, UsageError } from '../errors.js';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
 import { convertCheckpoint } from '../model/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
@@ -244,8 +244,19 @@ export interface ModelConvertOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** A folder the user named must exist and be a folder: a missing path is an input error, not a broken model. */
+async function requireFolder(dir: string, role: string): Promise<void> {
+  const found = await stat(dir).then((s) => s, (err: NodeJS.ErrnoException) => err);
+  if (found instanceof Error) {
+    throw new InputError(found.code === 'ENOENT' ? `${role} ${path.resolve(dir)} does not exist` : `${role} ${path.resolve(dir)} cannot be read (${found.code ?? found.message})`, { cause: found });
+  }
+  if (!found.isDirectory()) throw new InputError(`${role} ${path.resolve(dir)} is not a folder`);
+}
+
 /** Converts a checkpoint folder into `out`, checksums included (the converter writes a temporary folder and renames it). */
 export async function modelConvert(opts: ModelConvertOptions): Promise<ConvertedModel> {
+  await requireFolder(opts.src, 'The checkpoint folder');
+  if (opts.tokenizerDir !== undefined) await requireFolder(opts.tokenizerDir, 'The tokenizer folder (--tokenizer)');
   const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision: opts.precision, attention: opts.attention,
     tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true });
   return withSize({ dir: path.resolve(opts.out), manifest });

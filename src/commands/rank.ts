@@ -119,6 +119,9 @@ function validateRankOptions(options: RankOptions): number | undefined {
   if (options.promptFrom && options.promptFrom !== 'sidecar' && options.promptFrom !== 'png') {
     throw new UsageError(expectedMessage('sidecar or png', '--prompt-from', options.promptFrom));
   }
+  for (const prompt of options.prompts ?? []) {
+    if (typeof prompt !== 'string' || prompt.trim() === '') throw new UsageError(expectedMessage('a non-empty prompt', '--prompt', prompt));
+  }
   if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
     throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
   }

@@ -157,7 +157,10 @@ export async function identifyModel(nameOrDir: string | undefined): Promise<Mode
   const models = await knownModels();
   const known = models.find((m) => m.name === nameOrDir);
   if (known) return { kind: 'known', model: known };
-  if (looksLikePath(nameOrDir)) throw new InputError(`The model folder ${path.resolve(nameOrDir)} does not exist`);
+  if (looksLikePath(nameOrDir)) {
+    const what = (await exists(nameOrDir)) ? 'is not a folder (a model is a converted folder or a checkpoint folder)' : 'does not exist';
+    throw new InputError(`The model folder ${path.resolve(nameOrDir)} ${what}`);
+  }
   const hub = HUB_REPO_PATTERN.exec(nameOrDir);
   if (hub) return { kind: 'hub', repo: hub[1], revision: hub[2] ?? 'main' };
   const names = models.map((m) => m.name).join(', ');
