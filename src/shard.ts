@@ -149,3 +149,45 @@ export function selectShard<T>(items: Iterable<T>, shard: Shard | undefined, key
 export function formatShard(shard: Shard): string {
   return `${shard.index}/${shard.count}`;
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Run identity. Every shard part records what its run was given before it was split, so that merge
+ * can refuse parts of different runs (other prompts, another folder, another manifest) instead of
+ * ranking each prompt over part of the images. Options that change scores (model, precision, EXIF,
+ * resize, max pixels) are in the provenance, which merge compares as well.
+ * ---------------------------------------------------------------------------------------------- */
+
+/** A set of keys (image paths, manifest rows) as a count and a hash: parts stay small however large the run. */
+export interface KeySetDigest {
+  count: number;
+  /** SHA-256 of the distinct keys, sorted by UTF-16 code unit (any fixed order would do), each followed by a NUL byte. */
+  sha256: string;
+}
+
+/** Where a rank run's prompts came from: the list scored against every image, or each image's own. */
+export type RankPromptIdentity = { from: 'list'; prompts: string[] } | { from: 'sidecar' | 'png' };
+
+export interface RankRunIdentity {
+  command: 'rank';
+  /** Every image the run was given, before sharding, by the path that keys the shard. */
+  images: KeySetDigest;
+  prompts: RankPromptIdentity;
+}
+
+export interface EvalRunIdentity {
+  command: 'eval';
+  /** Every valid row of the manifests, before sharding: where it is and everything that is scored or reported. */
+  rows: KeySetDigest;
+  /** The same for the --validation manifest's pairs, or null without one. */
+  validationRows: KeySetDigest | null;
+}
+
+export type RunIdentity = RankRunIdentity | EvalRunIdentity;
+
+/** Order-independent and duplicate-free: the shards of one run list the same inputs in any order. */
+export function digestKeys(keys: Iterable<string>): KeySetDigest {
+  const distinct = [...new Set(keys)].sort();
+  const hash = createHash('sha256');
+  for (const key of distinct) hash.update(key, 'utf8').update('\0');
+  return { count: distinct.length, sha256: hash.digest('hex') };
+}

@@ -152,3 +152,32 @@ test('a reader that closes the pipe early (pickscore ... | head) ends the run qu
   assert.doesNotMatch(result.stderr, /Unhandled 'error' event|EPIPE/, result.stderr);
   assert.equal(result.code, 0);
 });
+
+test('exit codes say what went wrong, as the README has them: a bad flag value 2, a missing path 4, a broken model 5', async () => {
+  await withTempDir('cli-codes', async (dir) => {
+    for (const prompt of ['', '   ']) {
+      const empty = await runCli(['rank', dir, '--prompt', prompt, '--model', path.join(dir, 'no-model'), '--no-cache']);
+      assert.equal(empty.code, 2, empty.stderr);
+      assert.match(empty.stderr, /Expected a non-empty prompt for --prompt but received "\s*"/);
+    }
+    const file = path.join(dir, 'a-file.txt');
+    await writeFile(file, 'not a folder');
+    // The model is opened after the images are listed, and before any is read.
+    const images = path.join(dir, 'imgs');
+    await mkdir(images);
+    await writeFile(path.join(images, 'a.png'), 'not read');
+    const cases: { args: string[]; code: number; message: RegExp }[] = [
+      { args: ['model', 'convert', path.join(dir, 'nonexistent'), '--out', path.join(dir, 'out')], code: 4, message: /The checkpoint folder .*nonexistent does not exist/ },
+      { args: ['model', 'convert', file, '--out', path.join(dir, 'out')], code: 4, message: /The checkpoint folder .*a-file\.txt is not a folder/ },
+      { args: ['model', 'convert', dir, '--tokenizer', path.join(dir, 'no-tokenizer'), '--out', path.join(dir, 'out')], code: 4, message: /The tokenizer folder \(--tokenizer\) .*no-tokenizer does not exist/ },
+      // An existing folder that is no checkpoint is a model that cannot be used.
+      { args: ['model', 'convert', dir, '--out', path.join(dir, 'out')], code: 5, message: /config\.json/ },
+      { args: ['rank', images, '--prompt', 'p', '--model', file, '--no-cache'], code: 4, message: /The model folder .*a-file\.txt is not a folder/ },
+    ];
+    for (const { args, code, message } of cases) {
+      const result = await runCli(args);
+      assert.equal(result.code, code, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    }
+  });
+});

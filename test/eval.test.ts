@@ -207,3 +207,35 @@ test('sharded eval: the parts merge into the report of the unsharded run; an int
     await scorer.close();
   }
 });
+
+test('a manifest with nothing to score exits 4 naming it: empty, blank, or every line skipped; counts are of lines', async () => {
+  await withTempDir('eval-empty', async (dir) => {
+    // A model that does not exist: the manifest must stop the run before the model is looked at.
+    const noModel = ['--model', path.join(dir, 'no-such-model'), '--device', 'cpu', '--no-cache', '--format', 'json'];
+    for (const [name, text, said] of [['empty.jsonl', '', 'is empty'], ['blank.jsonl', '\n  \r\n\t\n', 'is blank'], ['bom.jsonl', '\uFEFF\n', 'is blank']]) {
+      const file = path.join(dir, name);
+      await writeFile(file, text);
+      const run = await runCli(['eval', file, ...noModel]);
+      assert.equal(run.code, 4, `${name}: ${run.stderr}`);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, new RegExp(`The manifest ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${said}: it holds no JSON lines to score`));
+    }
+    // Beside a good manifest, an empty one is still a mistake worth stopping for.
+    const good = path.join(dir, 'good.jsonl');
+    await writeFile(good, `${JSON.stringify({ prompt: 'a fox', image: path.join(evalDir, 'images', 'fox-a.png') })}\n`);
+    const withEmpty = await runCli(['eval', good, path.join(dir, 'empty.jsonl'), ...noModel]);
+    assert.equal(withEmpty.code, 4, withEmpty.stderr);
+    assert.match(withEmpty.stderr, /empty\.jsonl is empty/);
+
+    const invalid = path.join(evalDir, 'invalid.jsonl');
+    const listed = await runCli(['eval', invalid, ...noModel]);
+    assert.equal(listed.code, 4);
+    assert.match(listed.stderr, /^error: 11 problems on 9 invalid manifest lines \(pass --skip-invalid to score the others\):$/m);
+    // --skip-invalid with every line bad: nothing is left, so the run stops too.
+    const allBad = path.join(dir, 'all-bad.jsonl');
+    await writeFile(allBad, '{"prompt": "a fox"}\nnot json\n\n[1, 2]\n');
+    const skipped = await runCli(['eval', allBad, '--skip-invalid', ...noModel]);
+    assert.equal(skipped.code, 4, skipped.stderr);
+    assert.match(skipped.stderr, /Every line of the manifest .*all-bad\.jsonl is invalid \(3 lines, all skipped with --skip-invalid\): it holds nothing to score/);
+  });
+});

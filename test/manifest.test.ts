@@ -27,7 +27,8 @@ test('every bad line is reported as file:line: field: problem, all of them, in o
     `${invalid}:10: image: missing: a pointwise line needs "image"; a pairwise line needs "image_0", "image_1" and "label_0"`,
     `${invalid}:11: image_0: not a file: ${images}`,
   ]);
-  assert.match(err.message, /^11 invalid manifest lines \(pass --skip-invalid to score the others\):\n/);
+  // Lines are counted, as --skip-invalid counts what it skips; a line with two problems is one line.
+  assert.match(err.message, /^11 problems on 9 invalid manifest lines \(pass --skip-invalid to score the others\):\n/);
   assert.ok(err.message.includes(lines[4]), 'the message lists the issues');
 });
 

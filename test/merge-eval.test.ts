@@ -1,9 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { InputError } from '../src/errors.js';
 import { buildEvalPart, evalShardKey, runMerge, type MergedEval } from '../src/commands/merge.js';
+import { evalRunIdentity } from '../src/commands/eval.js';
 import { buildReport, type PairScore, type PointScore, type ReportInput } from '../src/eval/report.js';
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../src/eval/scores-file.js';
 import { parseManifest, type ManifestRow } from '../src/io/manifest.js';
@@ -12,8 +14,8 @@ import { mulberry32 } from '../src/score/stats.js';
 import { shardOfKey } from '../src/shard.js';
 
 const provenance: Provenance = {
-  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [], precision: 'fp32', executionProvider: 'cpu', device: 'cpu',
-  onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact',
+  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [], precision: 'fp32', attention: 'plain', executionProvider: 'cpu', device: 'cpu',
+  onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact', maxPixels: 178956970,
 };
 
 /** Manifests as text, so rows come from the real manifest parser. */
@@ -92,7 +94,7 @@ async function writeEvalParts(count: number, tag: string, overrides: (index: num
     const mine = (rows: ManifestRow[]): ManifestRow[] => rows.filter((row) => shardOfKey(evalShardKey(row), count) === index);
     const { input, items, validationItems } = reportInput(mine(main), mine(validation), overrides(index));
     const file = path.join(dir, `${tag}-${index}.json`);
-    await writeFile(file, `${JSON.stringify(buildEvalPart({ index, count }, input, items, validationItems), null, 2)}\n`);
+    await writeFile(file, `${JSON.stringify(buildEvalPart({ index, count }, input, items, validationItems, evalRunIdentity(main, validation)), null, 2)}\n`);
     files.push(file);
   }
   return files;
@@ -120,7 +122,6 @@ test('merged eval parts give the unsharded report: aggregates, bootstrap interva
 
 test('each shard really holds part of the rows, and an image with several prompts stays in one shard', async () => {
   const files = await writeEvalParts(3, 'split');
-  const { readFile } = await import('node:fs/promises');
   const parts = await Promise.all(files.map(async (f) => JSON.parse(await readFile(f, 'utf8')) as { points: { image: string }[]; pairs: unknown[] }));
   for (const part of parts) assert.ok(part.points.length > 0 && part.points.length < 50);
   const holding = parts.filter((part) => part.points.some((p) => p.image === 'base/p0-0.png'));
@@ -143,4 +144,32 @@ test('an eval report is not a part, and says so', async () => {
   const report = path.join(dir, 'report.json');
   await writeFile(report, JSON.stringify(buildReport(reportInput(main, validation).input)));
   await assert.rejects(runMerge({ parts: [report] }), /report\.json is an eval report, not a shard part/);
+});
+
+test('eval parts of runs over other manifest rows are refused, naming what differs and the parts', async () => {
+  const { main, validation } = manifests();
+  const files = await writeEvalParts(2, 'rows');
+  // Shard 1 of a run whose manifest held another prompt on one line (the same file name, other contents).
+  const edited = main.map((row, i) => (i === 0 ? { ...row, prompt: 'an edited prompt' } : row));
+  const part = JSON.parse(await readFile(files[1], 'utf8')) as Record<string, unknown>;
+  await writeFile(files[1], JSON.stringify({ ...part, run: evalRunIdentity(edited, validation) }));
+  await assert.rejects(runMerge({ parts: files }), (err: unknown) => err instanceof InputError
+    && /^The parts come from different runs/.test(err.message)
+    && /manifest rows: .*rows-0\.json: 70 valid rows \(sha256 [0-9a-f]{12}\); .*rows-1\.json: 70 valid rows \(sha256 [0-9a-f]{12}\)/.test(err.message));
+  const noValidation = await writeEvalParts(2, 'noval');
+  const other = JSON.parse(await readFile(noValidation[0], 'utf8')) as Record<string, unknown>;
+  await writeFile(noValidation[0], JSON.stringify({ ...other, run: evalRunIdentity(main, undefined) }));
+  await assert.rejects(runMerge({ parts: noValidation }), /validation rows: .*noval-0\.json: no --validation; .*noval-1\.json: 15 valid rows/);
+});
+
+test('eval parts without a run identity are refused; parts that lost rows are refused', async () => {
+  const legacy = await writeEvalParts(2, 'legacy');
+  const part = JSON.parse(await readFile(legacy[0], 'utf8')) as Record<string, unknown>;
+  delete part.run;
+  await writeFile(legacy[0], JSON.stringify(part));
+  await assert.rejects(runMerge({ parts: legacy }), (err: unknown) => err instanceof InputError && /legacy-0\.json has no run, the identity of the run it is a part of/.test(err.message));
+  const lossy = await writeEvalParts(2, 'lossy');
+  const doc = JSON.parse(await readFile(lossy[1], 'utf8')) as { points: unknown[] };
+  await writeFile(lossy[1], JSON.stringify({ ...doc, points: doc.points.slice(1) }));
+  await assert.rejects(runMerge({ parts: lossy }), /lossy-0\.json, .*lossy-1\.json hold 69 scored manifest rows, but their run had 70/);
 });

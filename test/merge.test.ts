@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InputError, UsageError } from '../src/errors.js';
@@ -12,11 +12,11 @@ import type { StreamingFormat } from '../src/io/writers/format.js';
 import type { RankRecord } from '../src/io/writers/record.js';
 import type { ScoredItem } from '../src/pipeline/scorer.js';
 import { mulberry32 } from '../src/score/stats.js';
-import { shardOfKey } from '../src/shard.js';
+import { digestKeys, shardOfKey, type RankRunIdentity } from '../src/shard.js';
 
 const provenance = {
-  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [{ name: 'model.safetensors', sha256: 'ab' }], precision: 'fp32',
-  executionProvider: 'cpu', device: 'cpu', onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact',
+  model: 'tiny-clip', fingerprint: 'f00d', sourceFiles: [{ name: 'model.safetensors', sha256: 'ab' }], precision: 'fp32', attention: 'plain',
+  executionProvider: 'cpu', device: 'cpu', onnxruntimeVersion: '1.29.0', pickscoreVersion: '0.1.0', exif: 'apply', resize: 'exact', maxPixels: 178956970,
 };
 const prompts = ['a red fox', 'a blue car'];
 
@@ -37,6 +37,11 @@ function syntheticItems(): ScoredItem[] {
 }
 
 const promptError: RankRecord = { path: 'imgs/a/no-prompt.png', prompt: '', score: null, prob: null, rank: null, width: null, height: null, error: 'no sidecar prompt', contentHash: null };
+
+/** The identity every part of the synthetic run records: all its images (before sharding) and its prompts. */
+function runOf(items: ScoredItem[], promptList = prompts): RankRunIdentity {
+  return { command: 'rank', images: digestKeys([...items.map((item) => item.key), promptError.path]), prompts: { from: 'list', prompts: promptList } };
+}
 
 function render(records: RankRecord[], format: StreamingFormat, incomplete = false): string {
   return format.header() + records.map((r) => format.row(r)).join('') + format.footer(incomplete);
@@ -62,7 +67,7 @@ async function writeParts(items: ScoredItem[], count: number, tag: string, edit?
   for (let index = 0; index < count; index++) {
     const mine = items.filter((item) => shardOfKey(item.key, count) === index);
     const records = rankRecords(mine).concat(shardOfKey(promptError.path, count) === index ? [promptError] : []);
-    const prov: Record<string, unknown> = { ...provenance, shard: `${index}/${count}`, stats: { imagesEncoded: mine.length, encoderBusyMs: 3.5 } };
+    const prov: Record<string, unknown> = { ...provenance, shard: `${index}/${count}`, run: runOf(items), stats: { imagesEncoded: mine.length, encoderBusyMs: 3.5 } };
     edit?.(index, prov);
     const file = path.join(dir, `${tag}-part-${index}.json`);
     await writeFile(file, render(records, jsonFormat(prov)));
@@ -104,7 +109,7 @@ test('--top on merge equals --top on one unsharded run', async () => {
 test('a part written with --top is refused: it lacks rows the merged ranking needs', async () => {
   const items = syntheticItems();
   const file = path.join(dir, 'topped-part-0.json');
-  await writeFile(file, render(rankRecords(items, 3), jsonFormat({ ...provenance, shard: '0/1' })));
+  await writeFile(file, render(rankRecords(items, 3), jsonFormat({ ...provenance, shard: '0/1', run: runOf(items) })));
   await assert.rejects(runMerge({ parts: [file] }), /topped-part-0\.json: the probabilities for prompt "a red fox" sum to 0\.\d+, not 1, so the part lacks rows \(was it written with --top\?\)/);
 });
 
@@ -154,9 +159,64 @@ test('bad part files are errors that name the file and the field', async () => {
   await writeFile(unsharded, render([], jsonFormat(provenance)));
   await assert.rejects(runMerge({ parts: [unsharded] }), /Expected provenance\.shard "K\/N" for .*unsharded\.json but received undefined/);
   const badRow = path.join(dir, 'bad-row.json');
-  await writeFile(badRow, JSON.stringify({ provenance: { ...provenance, shard: '0/1' }, rows: [{ path: 'a.png', prompt: 'p', score: 'high', prob: null, rank: null, width: 1, height: 1, error: null }] }));
+  await writeFile(badRow, JSON.stringify({ provenance: { ...provenance, shard: '0/1', run: runOf([]) }, rows: [{ path: 'a.png', prompt: 'p', score: 'high', prob: null, rank: null, width: 1, height: 1, error: null }] }));
   await assert.rejects(runMerge({ parts: [badRow] }), /Expected a number or null for .*bad-row\.json: rows\[0\]\.score but received "high"/);
   await assert.rejects(runMerge({ parts: [path.join(dir, 'missing.json')] }), /Cannot read part .*missing\.json \(ENOENT\)/);
   await assert.rejects(runMerge({ parts: [] }), UsageError);
   await assert.rejects(runMerge({ parts: [badRow], top: 0 }), /for --top/);
+});
+
+test('parts of runs with other prompts are refused, naming the prompts and the parts', async () => {
+  const items = syntheticItems();
+  // The parts of `rank --prompt "a fox" --shard 0/2` and `rank --prompt "a cat" --shard 1/2`.
+  const fox = items.filter((item) => item.prompt === prompts[0]);
+  const cat = items.filter((item) => item.prompt === prompts[1]).map((item) => ({ ...item, prompt: 'a cat' }));
+  const files = [path.join(dir, 'fox-part-0.json'), path.join(dir, 'cat-part-1.json')];
+  for (const [index, [own, list]] of ([[fox, ['a red fox']], [cat, ['a cat']]] as const).entries()) {
+    const records = rankRecords(own.filter((item) => shardOfKey(item.key, 2) === index)).concat(shardOfKey(promptError.path, 2) === index ? [promptError] : []);
+    await writeFile(files[index], render(records, jsonFormat({ ...provenance, shard: `${index}/2`, run: runOf(items, [...list]) })));
+  }
+  await assert.rejects(runMerge({ parts: files }), (err: unknown) => err instanceof InputError
+    && /^The parts come from different runs/.test(err.message)
+    && /\n {2}prompts: .*fox-part-0\.json: 1 prompt \("a red fox"\); .*cat-part-1\.json: 1 prompt \("a cat"\)\n/.test(err.message));
+  // Lists that read alike (the same length and first prompts) are told apart by a hash.
+  const long = ['p1', 'p2', 'p3', 'p4'];
+  const alike = await writeParts(items, 3, 'alike', (i, prov) => {
+    prov.run = runOf(items, i === 2 ? [...long.slice(0, 3), 'p5'] : long);
+  });
+  await assert.rejects(runMerge({ parts: alike }), /prompts: .*alike-part-0\.json, .*alike-part-1\.json: 4 prompts \("p1", "p2", "p3", \.\.\.\) \(sha256 [0-9a-f]{12}\); .*alike-part-2\.json: 4 prompts \("p1", "p2", "p3", \.\.\.\) \(sha256 [0-9a-f]{12}\)/);
+});
+
+test('parts of runs given other images are refused, as are parts whose rows do not cover the run', async () => {
+  const items = syntheticItems();
+  const subset = items.filter((item) => !item.key.endsWith('img-039.png'));
+  const files = await writeParts(items, 2, 'inputs', (i, prov) => {
+    if (i === 1) prov.run = runOf(subset);
+  });
+  await assert.rejects(runMerge({ parts: files }), (err: unknown) => err instanceof InputError
+    && /images \(the inputs before sharding\): .*inputs-part-0\.json: 41 images; .*inputs-part-1\.json: 40 images/.test(err.message));
+  // A part that lost the rows of one image (an unreadable one, so the probabilities still add up).
+  const lossy = await writeParts(items, 2, 'lossy');
+  const failed = items.find((item) => item.error !== null)!.key;
+  const holder = lossy[shardOfKey(failed, 2)];
+  const doc = JSON.parse(await readFile(holder, 'utf8')) as { rows: RankRecord[] };
+  await writeFile(holder, JSON.stringify({ ...doc, rows: doc.rows.filter((row) => row.path !== failed) }));
+  await assert.rejects(runMerge({ parts: lossy }), /The rows of .*lossy-part-0\.json, .*lossy-part-1\.json are for 40 images, but their run was given 41/);
+});
+
+test('parts without a run identity (from an earlier pickscore) are refused with what to do', async () => {
+  const files = await writeParts(syntheticItems(), 2, 'legacy', (_, prov) => {
+    delete prov.run;
+  });
+  await assert.rejects(runMerge({ parts: files }), (err: unknown) => err instanceof InputError
+    && /legacy-part-0\.json has no provenance\.run, the identity of the run it is a part of .*Run the shards again/.test(err.message));
+  const malformed = await writeParts(syntheticItems(), 1, 'malformed', (_, prov) => {
+    prov.run = { command: 'rank', images: { count: 1, sha256: 'short' }, prompts: { from: 'list', prompts } };
+  });
+  await assert.rejects(runMerge({ parts: malformed }), /Expected \{"count", "sha256"\} for .*malformed-part-0\.json: provenance\.run\.images/);
+});
+
+test('the merged provenance leaves out the run identity, as an unsharded run writes none', async () => {
+  const merged = await mergeRank({ parts: await writeParts(syntheticItems(), 2, 'noid') });
+  assert.equal('run' in merged.provenance, false);
 });

@@ -6,6 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,4 +123,49 @@ test('--device cuda:all without nvidia-smi or a device list is a usage error tha
   const both = await cli(['rank', 'imgs', '--prompt', 'a cat', '--device', 'cuda:all', '--shard', '0/2'], { PICKSCORE_DEVICES: 'cpu' });
   expectCode(both, 2, 'cuda:all with --shard');
   assert.match(both.stderr, /cannot be combined with --shard/);
+});
+
+test('merge refuses the parts of different runs with exit 4: other prompts, other images', { skip: skipWithoutReference }, async () => {
+  const [fox, cat] = await Promise.all([
+    cli(['rank', 'imgs', '--prompt', 'a fox', ...scoring, '--shard', '0/2', '--out', 'fox-0.json']),
+    cli(['rank', 'imgs', '--prompt', 'a cat', ...scoring, '--shard', '1/2', '--out', 'cat-1.json']),
+  ]);
+  assert.ok([fox, cat].every((run) => run.code === 0 || run.code === 3), `${fox.stderr}\n${cat.stderr}`);
+  const mixed = await cli(['merge', 'fox-0.json', 'cat-1.json', '--format', 'csv']);
+  expectCode(mixed, 4, 'merge of parts with other prompts');
+  assert.equal(mixed.stdout, '');
+  assert.match(mixed.stderr, /The parts come from different runs/);
+  assert.match(mixed.stderr, /prompts: fox-0\.json: 1 prompt \("a fox"\); cat-1\.json: 1 prompt \("a cat"\)/);
+
+  // The second shard was given only some of the images (another folder, a glob that matched less).
+  const some = images.filter((image) => !image.startsWith('imgs/sub/'));
+  const fewer = await cli(['rank', ...some, '--prompt', 'a fox', ...scoring, '--shard', '1/2', '--out', 'fox-fewer-1.json']);
+  assert.ok(fewer.code === 0 || fewer.code === 3, fewer.stderr);
+  const partial = await cli(['merge', 'fox-0.json', 'fox-fewer-1.json']);
+  expectCode(partial, 4, 'merge of parts over other images');
+  assert.match(partial.stderr, new RegExp(`images \\(the inputs before sharding\\): fox-0\\.json: ${images.length} images; fox-fewer-1\\.json: ${some.length} images`));
+});
+
+test('a shard refuses, before any work and with exit 2, what merge could not use: --top, and formats other than JSON', { skip: skipWithoutReference }, async () => {
+  // A model that does not exist: had the flags been accepted, the run would stop on it with exit 4.
+  const missingModel = ['--model', path.join(dir, 'no-such-model'), '--device', 'cpu', '--no-cache'];
+  const top = await cli(['rank', 'imgs', '--prompt', 'a fox', ...missingModel, '--shard', '0/2', '--top', '3', '--out', 'top-0.json']);
+  expectCode(top, 2, 'rank --shard --top');
+  assert.match(top.stderr, /--top keeps the best K of the whole run, which a shard cannot know: run the shards without --top and pass --top to merge/);
+  for (const flags of [['--format', 'csv'], ['--out', 'part-0.csv'], ['--format', 'html', '--out', 'part-0.json']]) {
+    const run = await cli(['rank', 'imgs', '--prompt', 'a fox', ...missingModel, '--shard', '0/2', ...flags]);
+    expectCode(run, 2, `rank --shard ${flags.join(' ')}`);
+    assert.match(run.stderr, /--shard 0\/2 writes a JSON part for merge, but .* which merge cannot read/);
+  }
+  const report = await cli(['eval', 'eval/run.jsonl', ...missingModel, '--shard', '0/2', '--out', 'part-0.md']);
+  expectCode(report, 2, 'eval --shard --out part-0.md');
+  assert.match(report.stderr, /--out part-0\.md names a md report: write the part as \.json and pass --format md to merge/);
+  assert.equal(existsSync(path.join(dir, 'part-0.md')), false);
+
+  // Without --format or --out a shard writes its part, JSON, to stdout.
+  const piped = await cli(['rank', 'imgs', '--prompt', 'a fox', ...scoring, '--shard', '0/2']);
+  assert.ok(piped.code === 0 || piped.code === 3, piped.stderr);
+  const part = JSON.parse(piped.stdout) as { provenance: { shard: string; run: { command: string; images: { count: number } } } };
+  assert.equal(part.provenance.shard, '0/2');
+  assert.deepEqual([part.provenance.run.command, part.provenance.run.images.count], ['rank', images.length]);
 });

@@ -3,6 +3,7 @@
  * src/commands/eval.ts and the report in src/eval/.
  */
 import { appendFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runEval, runEvalPart, type EvalOptions, type EvalResult } from '../commands/eval.js';
 import type { EvalReport } from '../eval/report.js';
@@ -89,6 +90,11 @@ export function registerEvalCommand(program: Command): void {
 async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, console: Console): Promise<ExitCodeValue> {
   if (flags.format !== undefined && flags.format !== 'json') {
     throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge; pass --format to merge instead of --format ${flags.format}`);
+  }
+  const byExtension: Record<string, EvalFormat | undefined> = EVAL_FORMAT_CHOICE.byExtension;
+  const named = flags.out === undefined ? undefined : byExtension[path.extname(flags.out).toLowerCase()];
+  if (named !== undefined && named !== 'json') {
+    throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge, but --out ${flags.out} names a ${named} report: write the part as .json and pass --format ${named} to merge`);
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
   const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));

@@ -33,9 +33,10 @@ Examples:
   $ pickscore eval run.jsonl --baseline a --candidate b --shard 0/2 --out part-0.json      # likewise
   $ pickscore merge part-*.json --format md     # the report, intervals and gate of one unsharded run
 
-Rank shards must be written with --format json (full-precision scores, provenance and shard); a
-sharded eval always writes a part. Run rank shards without --top and pass --top to merge: the best K
-of a prompt need every shard's scores. Exit codes are those of the unsharded command.`;
+A shard writes a JSON part (full-precision scores, provenance, shard, and the identity of its run:
+prompts, inputs before sharding); other formats and --top are refused at shard time: pass them to
+merge, since the best K of a prompt need every shard's scores. Merge refuses (exit 4) parts of
+different runs, naming what differs. Exit codes are those of the unsharded command.`;
 
 export function registerMergeCommand(program: Command): void {
   program

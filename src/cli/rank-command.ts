@@ -4,7 +4,8 @@
  */
 import { Command, Option } from 'commander';
 import { runRank, type RankOptions, type RankResult } from '../commands/rank.js';
-import { formatShard, shardFromEnv } from '../shard.js';
+import { formatShard, shardFromEnv, type Shard } from '../shard.js';
+import { UsageError } from '../errors.js';
 import { openRankWriter } from '../io/writers/index.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
@@ -50,8 +51,9 @@ export function registerRankCommand(program: Command): void {
         return;
       }
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
-      const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      const result = await withInterruptSignal(console, (signal) => runRank(rankOptions(paths, flags, console, signal)));
+      const shard = shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount });
+      const format = shard ? partFormat(shard, flags) : chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+      const result = await withInterruptSignal(console, (signal) => runRank({ ...rankOptions(paths, flags, console, signal), shard }));
       // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
       // command give the same document.
       await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
@@ -70,10 +72,23 @@ function rankOptions(paths: string[], flags: RankFlags, console: Console, signal
     promptsFile: flags.promptsFile,
     promptFrom: flags.promptFrom,
     top: flags.top,
-    shard: shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount }),
     signal,
     onProgress: progressReporter(console, 'rank'),
   };
+}
+
+/**
+ * A shard writes a part for merge, which only JSON can be (full-precision scores, provenance, the shard
+ * and the run's identity): JSON by default, and any other format asked for is refused before any work.
+ */
+function partFormat(shard: Shard, flags: Pick<RankFlags, 'format' | 'out'>): OutputFormat {
+  if (flags.format === undefined && flags.out === undefined) return 'json';
+  const format = chooseFormat(flags.format, flags.out, false);
+  if (format !== 'json') {
+    const asked = flags.format !== undefined ? `--format ${flags.format}` : `--out ${flags.out}`;
+    throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge, but ${asked} asks for ${format}, which merge cannot read: write the part as JSON and pass the format to merge`);
+  }
+  return format;
 }
 
 /**
@@ -81,7 +96,7 @@ function rankOptions(paths: string[], flags: RankFlags, console: Console, signal
  * the shard a part covers (which merge checks) and, when given, the run's counters.
  */
 export async function writeRankResult(
-  result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'shard'> & { stats?: RankResult['stats'] },
+  result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'shard' | 'run'> & { stats?: RankResult['stats'] },
   format: OutputFormat,
   target: { out?: string },
 ): Promise<void> {
@@ -91,9 +106,13 @@ export async function writeRankResult(
   await writer.finish({ incomplete: result.incomplete });
 }
 
-function jsonProvenance(result: Pick<RankResult, 'provenance' | 'shard'> & { stats?: object }): object {
+function jsonProvenance(result: Pick<RankResult, 'provenance' | 'shard' | 'run'> & { stats?: object }): object {
   const hasStats = result.stats !== undefined && Object.keys(result.stats).length > 0;
-  return { ...result.provenance, ...(result.shard ? { shard: formatShard(result.shard) } : {}), ...(hasStats ? { stats: result.stats } : {}) };
+  return {
+    ...result.provenance,
+    ...(result.shard ? { shard: formatShard(result.shard), run: result.run } : {}),
+    ...(hasStats ? { stats: result.stats } : {}),
+  };
 }
 
 function collect(value: string, previous: string[]): string[] {

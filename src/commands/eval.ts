@@ -7,7 +7,7 @@ import { buildReport, requireModel, UNNAMED_MODEL, type EvalReport, type GateDec
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
 import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
-import { selectShard, type Shard } from '../shard.js';
+import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
 
@@ -73,7 +73,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
  */
 export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
   const scored = await scoreManifests(options);
-  const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems);
+  const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems, scored.run);
   const errors = scored.input.points.filter((p) => p.error !== null).length + scored.input.pairs.filter((p) => p.error !== null).length;
   return { part, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors } };
 }
@@ -83,14 +83,18 @@ interface ScoredManifests {
   items: ItemRecord[];
   validationItems: ItemRecord[];
   counts: Omit<EvalCounts, 'errors'>;
+  /** What the whole run was given, before sharding. */
+  run: EvalRunIdentity;
 }
 
 async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
   validateEvalOptions(options);
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
   checkModelFlags(main.rows, options);
+  const allValidationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : undefined;
+  const run = evalRunIdentity(main.rows, allValidationRows);
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
-  const validationRows = options.validation ? selectShard(await readValidation(options.validation, options.skipInvalid), options.shard, evalShardKey) : [];
+  const validationRows = selectShard(allValidationRows ?? [], options.shard, evalShardKey);
   const plan = await planRequests([...mainRows, ...validationRows]);
   const owned = options.scorer ? null : await Scorer.open(options);
   const scorer: EvalScorer = options.scorer ?? owned!;
@@ -119,7 +123,7 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
       },
     };
     return {
-      input, items: scored.items, validationItems: validation.items,
+      input, items: scored.items, validationItems: validation.items, run,
       counts: { rows: mainRows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length, notReached: scored.notReached },
     };
   } finally {
@@ -154,6 +158,23 @@ async function readValidation(file: string, skipInvalid: boolean | undefined): P
   const pairs = rows.filter((r): r is PairwiseRow => r.kind === 'pairwise');
   if (pairs.length === 0) throw new InputError(`The validation manifest ${file} has no pairwise lines ({"prompt", "image_0", "image_1", "label_0"})`);
   return pairs;
+}
+
+/**
+ * Every valid row of the run before sharding, by what makes it score and report as it does: where it
+ * is (manifest as given, line), its prompt, its images as the manifest names them, its model or label,
+ * and the fields passed through to --scores. Resolved paths are left out, so machines that mount the
+ * data elsewhere still agree.
+ */
+export function evalRunIdentity(rows: readonly ManifestRow[], validationRows: readonly ManifestRow[] | undefined): EvalRunIdentity {
+  const keyOf = (row: ManifestRow): string => JSON.stringify(row.kind === 'pointwise'
+    ? [row.manifest, row.line, 'pointwise', row.prompt, row.image.given, row.model, row.id, row.extra]
+    : [row.manifest, row.line, 'pairwise', row.prompt, row.image0.given, row.image1.given, row.label0, row.id, row.extra]);
+  return {
+    command: 'eval',
+    rows: digestKeys(rows.map(keyOf)),
+    validationRows: validationRows === undefined ? null : digestKeys(validationRows.map(keyOf)),
+  };
 }
 
 interface RequestPlan {

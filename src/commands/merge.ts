@@ -13,6 +13,7 @@
  * order and calls the report function eval itself uses (buildReport), so aggregates, bootstrap
  * intervals and the gate are those of the unsharded run.
  */
+import { createHash } from 'node:crypto';
 import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
 import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import type { ItemRecord } from '../eval/scores-file.js';
@@ -21,7 +22,7 @@ import type { ManifestRow } from '../io/manifest.js';
 import { READ_LIMITS, readFailureText, readRegularFile } from '../io/regular-file.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
-import { formatShard, parseShard, type Shard } from '../shard.js';
+import { digestKeys, formatShard, parseShard, type EvalRunIdentity, type KeySetDigest, type RankRunIdentity, type Shard } from '../shard.js';
 import { rankRecords, type RankResult } from './rank.js';
 
 export interface MergeOptions {
@@ -35,6 +36,8 @@ export interface MergeOptions {
 export interface RankPart {
   file: string;
   shard: Shard;
+  /** What the whole run was given (provenance.run): every part of one run carries the same. */
+  run: RankRunIdentity;
   provenance: Record<string, unknown>;
   rows: RankRecord[];
   incomplete: boolean;
@@ -54,8 +57,11 @@ export interface MergedEval {
 
 export type MergeResult = MergedRank | MergedEval;
 
-/** Provenance fields that describe one shard's process, not the result: dropped or combined on merge. */
-const PER_PART_FIELDS = new Set(['shard', 'stats', 'device']);
+/**
+ * Provenance fields that are not the result's: one shard's process (shard, stats, device: dropped or
+ * combined on merge) and the run's identity (run: checked on its own, and absent from an unsharded run's output).
+ */
+const PER_PART_FIELDS = new Set(['shard', 'stats', 'device', 'run']);
 
 export async function runMerge(options: MergeOptions): Promise<MergeResult> {
   if (!Array.isArray(options.parts) || options.parts.length === 0) {
@@ -78,6 +84,7 @@ export async function runMerge(options: MergeOptions): Promise<MergeResult> {
 /** Pure: the merged records, provenance and stats of a complete set of rank parts. */
 export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
   const ordered = checkCompleteSet(parts, (part) => part.shard);
+  checkOneRun(ordered, (part) => part.run, RANK_IDENTITY_FIELDS);
   const provenance = commonProvenance(ordered);
   ordered.forEach(checkEveryRowKept);
   const promptErrors: RankRecord[] = [];
@@ -96,15 +103,77 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
       else items.push({ key: row.path, prompt: row.prompt, score: row.score, width: row.width, height: row.height, contentHash: row.contentHash ?? null, error: row.error });
     }
   }
+  const incomplete = ordered.some((part) => part.incomplete);
+  if (!incomplete) checkEveryImageCovered(ordered);
   const records = rankRecords(inUnshardedOrder(items, ordered), top).concat(promptErrors.sort((a, b) => compareCodePoints(a.path, b.path)));
   return {
     records,
     provenance: provenance as unknown as Provenance,
-    incomplete: ordered.some((part) => part.incomplete),
+    incomplete,
     stats: sumStats(ordered),
     kind: 'rank',
     shardCount: ordered.length,
   };
+}
+
+/**
+ * Every image of the run has at least one row in some part (an error row when it could not be scored),
+ * unless a shard was interrupted: so the paths of all parts' rows are exactly the run's images.
+ */
+function checkEveryImageCovered(parts: RankPart[]): void {
+  const expected = parts[0].run.images;
+  const found = digestKeys(parts.flatMap((part) => part.rows.map((row) => row.path)));
+  if (found.sha256 === expected.sha256) return;
+  const files = parts.map((part) => part.file).join(', ');
+  throw new InputError(found.count === expected.count
+    ? `The rows of ${files} are for ${found.count} images, but not the ${expected.count} their run was given: a part holds rows of another run, or was edited`
+    : `The rows of ${files} are for ${found.count} images, but their run was given ${expected.count}: a part lacks rows or holds rows of another run, or was edited`);
+}
+
+/** How each field of a run's identity reads in a message, so that a refusal says what differs. */
+type IdentityFields = Record<string, { label: string; describe: (value: never) => string }>;
+
+const RANK_IDENTITY_FIELDS: IdentityFields = {
+  prompts: { label: 'prompts', describe: describePrompts },
+  images: { label: 'images (the inputs before sharding)', describe: (d: KeySetDigest) => `${d.count} image${d.count === 1 ? '' : 's'}` },
+};
+
+const EVAL_IDENTITY_FIELDS: IdentityFields = {
+  rows: { label: 'manifest rows', describe: (d: KeySetDigest) => `${d.count} valid row${d.count === 1 ? '' : 's'}` },
+  validationRows: { label: 'validation rows', describe: (d: KeySetDigest | null) => (d === null ? 'no --validation' : `${d.count} valid row${d.count === 1 ? '' : 's'}`) },
+};
+
+function describePrompts(prompts: RankRunIdentity['prompts']): string {
+  if (prompts.from !== 'list') return prompts.from === 'sidecar' ? "each image's sidecar .txt (--prompt-from sidecar)" : "each PNG's embedded prompt (--prompt-from png)";
+  const shown = prompts.prompts.slice(0, 3).map((p) => describeValue(p)).join(', ');
+  return `${prompts.prompts.length} prompt${prompts.prompts.length === 1 ? '' : 's'} (${shown}${prompts.prompts.length > 3 ? ', ...' : ''})`;
+}
+
+/**
+ * Refuses parts whose run identities differ, naming each field that differs and which parts hold
+ * which value. Values that read alike (two long prompt lists that differ past the third prompt, two
+ * folders with as many images) are told apart by a hash.
+ */
+function checkOneRun<T extends { file: string }>(parts: T[], identityOf: (part: T) => object, fields: IdentityFields): void {
+  const problems: string[] = [];
+  for (const [field, { label, describe }] of Object.entries(fields)) {
+    const groups = new Map<string, { value: unknown; files: string[] }>();
+    for (const part of parts) {
+      const value = (identityOf(part) as Record<string, unknown>)[field];
+      const key = JSON.stringify(value);
+      const group = groups.get(key) ?? { value, files: [] };
+      group.files.push(part.file);
+      groups.set(key, group);
+    }
+    if (groups.size < 2) continue;
+    const described = [...groups].map(([key, group]) => ({ key, files: group.files, text: describe(group.value as never) }));
+    const ambiguous = new Set(described.map((d) => d.text)).size < described.length;
+    const shown = described.map((d) => `${d.files.join(', ')}: ${d.text}${ambiguous ? ` (sha256 ${createHash('sha256').update(d.key).digest('hex').slice(0, 12)})` : ''}`);
+    problems.push(`  ${label}: ${shown.join('; ')}`);
+  }
+  if (problems.length > 0) {
+    throw new InputError(`The parts come from different runs, so merging them would give wrong results:\n${problems.join('\n')}\nMerge the parts of one run, each shard given the same inputs, prompts and options.`);
+  }
 }
 
 /**
@@ -207,7 +276,8 @@ export async function readPart(file: string): Promise<RankPart | EvalPartFile> {
     throw new InputError(expectedMessage('a rank JSON document with "provenance" and "rows", or an eval part', file, doc));
   }
   const shard = partShard(doc.provenance.shard, file, 'provenance.shard');
-  return { file, shard, provenance: doc.provenance, rows: doc.rows.map((row, i) => checkRow(row, `${file}: rows[${i}]`)), incomplete: doc.incomplete === true };
+  const run = checkRankIdentity(doc.provenance.run, file);
+  return { file, shard, run, provenance: doc.provenance, rows: doc.rows.map((row, i) => checkRow(row, `${file}: rows[${i}]`)), incomplete: doc.incomplete === true };
 }
 
 function partShard(value: unknown, file: string, field: string): Shard {
@@ -217,6 +287,45 @@ function partShard(value: unknown, file: string, field: string): Shard {
   } catch (err) {
     throw new InputError((err as Error).message);
   }
+}
+
+/**
+ * Parts written before runs recorded their identity are refused: nothing in them shows whether they
+ * came from one run (the same prompts, the same images), and merging parts of different runs gives
+ * each prompt a ranking over some of the images with wrong probabilities, without a word.
+ */
+function missingIdentity(file: string, field: string): InputError {
+  return new InputError(`${file} has no ${field}, the identity of the run it is a part of (written by an earlier pickscore, or edited): merge cannot check that the parts come from one run. Run the shards again with this version of pickscore`);
+}
+
+function checkDigest(value: unknown, where: string): KeySetDigest {
+  if (!isObject(value) || !Number.isSafeInteger(value.count) || (value.count as number) < 0 || typeof value.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(value.sha256)) {
+    throw new InputError(expectedMessage('{"count", "sha256"}', where, value));
+  }
+  return { count: value.count as number, sha256: value.sha256 };
+}
+
+function checkRankIdentity(value: unknown, file: string): RankRunIdentity {
+  if (value === undefined) throw missingIdentity(file, 'provenance.run');
+  if (!isObject(value) || value.command !== 'rank') throw new InputError(expectedMessage('a rank run identity {"command": "rank", ...}', `${file}: provenance.run`, value));
+  const images = checkDigest(value.images, `${file}: provenance.run.images`);
+  const prompts = value.prompts;
+  const where = `${file}: provenance.run.prompts`;
+  if (isObject(prompts) && (prompts.from === 'sidecar' || prompts.from === 'png')) return { command: 'rank', images, prompts: { from: prompts.from } };
+  if (isObject(prompts) && prompts.from === 'list' && Array.isArray(prompts.prompts) && prompts.prompts.every((p) => typeof p === 'string')) {
+    return { command: 'rank', images, prompts: { from: 'list', prompts: prompts.prompts as string[] } };
+  }
+  throw new InputError(expectedMessage('{"from": "list", "prompts": [...]} or {"from": "sidecar" | "png"}', where, prompts));
+}
+
+function checkEvalIdentity(value: unknown, file: string): EvalRunIdentity {
+  if (value === undefined) throw missingIdentity(file, 'run');
+  if (!isObject(value) || value.command !== 'eval') throw new InputError(expectedMessage('an eval run identity {"command": "eval", ...}', `${file}: run`, value));
+  return {
+    command: 'eval',
+    rows: checkDigest(value.rows, `${file}: run.rows`),
+    validationRows: value.validationRows === null ? null : checkDigest(value.validationRows, `${file}: run.validationRows`),
+  };
 }
 
 function checkRow(row: unknown, where: string): RankRecord {
@@ -269,6 +378,8 @@ export interface EvalPart {
   format: typeof EVAL_PART_FORMAT;
   schemaVersion: 1;
   shard: string;
+  /** What the whole run was given: every part of one run carries the same. */
+  run: EvalRunIdentity;
   provenance: Provenance | null;
   incomplete: boolean;
   manifests: string[];
@@ -297,12 +408,13 @@ export function evalShardKey(row: ManifestRow): string {
  * main and validation rows, in the order the rows were scored: the i-th pointwise record belongs to
  * the i-th point and the j-th pairwise record to the j-th pair, which is how they lend their lines.
  */
-export function buildEvalPart(shard: Shard, input: ReportInput, items: ItemRecord[], validationItems: ItemRecord[]): EvalPart {
+export function buildEvalPart(shard: Shard, input: ReportInput, items: ItemRecord[], validationItems: ItemRecord[], run: EvalRunIdentity): EvalPart {
   const { validation, ...settings } = input.options;
   return {
     format: EVAL_PART_FORMAT,
     schemaVersion: 1,
     shard: formatShard(shard),
+    run,
     provenance: input.provenance,
     incomplete: input.incomplete,
     manifests: input.manifests,
@@ -333,6 +445,7 @@ export function mergeEvalParts(parts: EvalPartFile[]): MergedEval {
       if (a !== b) throw new InputError(`${first.file} and ${part.file} differ in ${field} (${a} vs ${b}): they are not parts of one run`);
     }
   }
+  checkOneRun(ordered, (part) => part.run, EVAL_IDENTITY_FIELDS);
   const provenance = first.provenance === null ? null : (commonProvenance(ordered.map((p) => ({ file: p.file, provenance: { ...p.provenance } }))) as unknown as Provenance);
   const order = manifestOrder(first.manifests);
   const points = inManifestOrder(ordered, (part) => part.points, order);
@@ -341,6 +454,7 @@ export function mergeEvalParts(parts: EvalPartFile[]): MergedEval {
   const items = inManifestOrder(ordered, (part) => part.items as Located<ItemRecord>[], order);
   const { validation, ...settings } = first.settings;
   const incomplete = ordered.some((part) => part.incomplete);
+  if (!incomplete) checkEveryRowCovered(ordered, points.length + pairs.length, validationPairs.length);
   const notReached = ordered.reduce((sum, part) => sum + part.notReached, 0);
   const report = buildReport({
     points: points.map(unlocated),
@@ -357,6 +471,18 @@ export function mergeEvalParts(parts: EvalPartFile[]): MergedEval {
     counts: { rows: items.length, errors: report.counts.errors, notReached, skippedLines: first.skippedLines },
     shardCount: ordered.length,
   };
+}
+
+/** Each row of the run is in exactly one part unless a shard was interrupted: the counts must add up to the run's. */
+function checkEveryRowCovered(parts: EvalPartFile[], rows: number, validationRows: number): void {
+  const { run } = parts[0];
+  const files = parts.map((part) => part.file).join(', ');
+  if (rows !== run.rows.count) {
+    throw new InputError(`${files} hold ${rows} scored manifest rows, but their run had ${run.rows.count}: a part lacks rows or holds rows of another run, or was edited`);
+  }
+  if (run.validationRows !== null && validationRows !== run.validationRows.count) {
+    throw new InputError(`${files} hold ${validationRows} scored validation rows, but their run had ${run.validationRows.count}: a part lacks rows or holds rows of another run, or was edited`);
+  }
 }
 
 /** Manifests in the order the run listed them; the validation manifest, not in the list, sorts after. */
@@ -400,9 +526,10 @@ function checkEvalPart(doc: Record<string, unknown>, file: string): EvalPartFile
     });
   }
   if (!isObject(doc.settings)) throw new InputError(expectedMessage('an object', `${file}: settings`, doc.settings));
+  const run = checkEvalIdentity(doc.run, file);
   if (!(doc.provenance === null || isObject(doc.provenance))) throw new InputError(expectedMessage('an object or null', `${file}: provenance`, doc.provenance));
   for (const field of ['skippedLines', 'notReached'] as const) {
     if (!Number.isInteger(doc[field])) throw new InputError(expectedMessage('an integer', `${file}: ${field}`, doc[field]));
   }
-  return { ...(doc as unknown as EvalPart), file, shardOf, incomplete: doc.incomplete === true };
+  return { ...(doc as unknown as EvalPart), run, file, shardOf, incomplete: doc.incomplete === true };
 }

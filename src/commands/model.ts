@@ -4,7 +4,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError } from '../errors.js';
+import { InputError, ModelError, UsageError } from '../errors.js';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
 import { convertCheckpoint } from '../model/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
@@ -45,7 +45,13 @@ export async function modelPull(opts: ModelPullOptions): Promise<ModelPullResult
   const { dir } = await locateModel(opts.model, opts);
   const alreadyPresent = await stat(path.join(dir, MANIFEST_FILE)).then(() => true, () => false);
   const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry });
-  return { ...(await withSize(resolved)), alreadyPresent };
+  const attention = opts.attention ?? 'plain';
+  // A converted folder is what it is: reporting it as pulled at another precision would mislead.
+  if (resolved.source.kind === 'converted' && (resolved.manifest.precision !== opts.precision || resolved.manifest.attention !== attention)) {
+    throw new UsageError(`${resolved.dir} is a converted model folder holding ${resolved.manifest.precision}/${resolved.manifest.attention} encoders, not ${opts.precision}/${attention}; `
+      + `\`pickscore model convert <checkpoint folder> --out <dir> --precision ${opts.precision}\` builds another precision`);
+  }
+  return { ...(await withSize({ dir: resolved.dir, manifest: resolved.manifest })), alreadyPresent };
 }
 
 // ---- list ----
@@ -243,8 +249,19 @@ export interface ModelConvertOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** A folder the user named must exist and be a folder: a missing path is an input error, not a broken model. */
+async function requireFolder(dir: string, role: string): Promise<void> {
+  const found = await stat(dir).then((s) => s, (err: NodeJS.ErrnoException) => err);
+  if (found instanceof Error) {
+    throw new InputError(found.code === 'ENOENT' ? `${role} ${path.resolve(dir)} does not exist` : `${role} ${path.resolve(dir)} cannot be read (${found.code ?? found.message})`, { cause: found });
+  }
+  if (!found.isDirectory()) throw new InputError(`${role} ${path.resolve(dir)} is not a folder`);
+}
+
 /** Converts a checkpoint folder into `out`, checksums included (the converter writes a temporary folder and renames it). */
 export async function modelConvert(opts: ModelConvertOptions): Promise<ConvertedModel> {
+  await requireFolder(opts.src, 'The checkpoint folder');
+  if (opts.tokenizerDir !== undefined) await requireFolder(opts.tokenizerDir, 'The tokenizer folder (--tokenizer)');
   const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision: opts.precision, attention: opts.attention,
     tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true });
   return withSize({ dir: path.resolve(opts.out), manifest });

@@ -8,7 +8,7 @@ import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSou
 import { softmax } from '../score/similarity.js';
 import { compareCodePoints, groupBy, rankDescending } from '../score/rank.js';
 import type { RankRecord } from '../io/writers/record.js';
-import { selectShard, type Shard } from '../shard.js';
+import { digestKeys, selectShard, type RankRunIdentity, type Shard } from '../shard.js';
 import { UsageError, expectedMessage } from '../errors.js';
 import { Scorer, type Provenance, type ScoreRequest, type ScoredItem, type ScorerOptions, type ScorerStats } from '../pipeline/scorer.js';
 
@@ -42,6 +42,8 @@ export interface RankResult {
   stats: ScorerStats;
   /** The shard this run covered, when it was one of several. */
   shard?: Shard;
+  /** With a shard: what the whole run was given, which merge checks every part against. */
+  run?: RankRunIdentity;
 }
 
 type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; source: PerImagePromptSource };
@@ -51,6 +53,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
   const plan = await planPrompts(options);
   const discovered = await discoverSummarisingSkips(options);
   const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
+  const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
   const scorer = options.scorer ?? (await Scorer.open(options));
   try {
     const promptErrors: RankRecord[] = [];
@@ -79,6 +82,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       },
       stats: scorer.stats(),
       shard: options.shard,
+      run,
     };
   } finally {
     if (!options.scorer) await scorer.close();
@@ -122,10 +126,26 @@ function validateRankOptions(options: RankOptions): number | undefined {
   if (options.promptFrom && options.promptFrom !== 'sidecar' && options.promptFrom !== 'png') {
     throw new UsageError(expectedMessage('sidecar or png', '--prompt-from', options.promptFrom));
   }
+  for (const prompt of options.prompts ?? []) {
+    if (typeof prompt !== 'string' || prompt.trim() === '') throw new UsageError(expectedMessage('a non-empty prompt', '--prompt', prompt));
+  }
   if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
     throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
   }
+  // A shard's best K are not the run's best K, and merge needs every row to recompute probabilities.
+  if (options.top !== undefined && options.shard) {
+    throw new UsageError('--top keeps the best K of the whole run, which a shard cannot know: run the shards without --top and pass --top to merge');
+  }
   return options.top;
+}
+
+/** The images of the whole run (before sharding) and its prompts. */
+function rankRunIdentity(images: DiscoveredImage[], plan: PromptPlan): RankRunIdentity {
+  return {
+    command: 'rank',
+    images: digestKeys(images.map((image) => image.path)),
+    prompts: plan.kind === 'global' ? { from: 'list', prompts: plan.prompts } : { from: plan.source },
+  };
 }
 
 async function planPrompts(options: RankOptions): Promise<PromptPlan> {

@@ -47,14 +47,24 @@ export function formatIssue(issue: ManifestIssue): string {
   return `${issue.manifest}:${issue.line}: ${issue.field}: ${issue.problem}`;
 }
 
-/** Every bad line of every manifest, one per line of the message. */
+/**
+ * Every bad line of every manifest, one problem per line of the message. The count is of lines, as
+ * --skip-invalid counts what it skips; a line can have several problems, and then both are given.
+ */
 export class ManifestError extends InputError {
   readonly issues: readonly ManifestIssue[];
   constructor(issues: readonly ManifestIssue[]) {
-    const count = issues.length === 1 ? '1 invalid manifest line' : `${issues.length} invalid manifest lines`;
+    const lines = countLines(issues);
+    const lineCount = `${lines} invalid manifest line${lines === 1 ? '' : 's'}`;
+    const count = issues.length === lines ? lineCount : `${issues.length} problems on ${lineCount}`;
     super(`${count} (pass --skip-invalid to score the others):\n${issues.map(formatIssue).join('\n')}`);
     this.issues = issues;
   }
+}
+
+/** The distinct lines that issues are on, across manifests. */
+function countLines(issues: readonly ManifestIssue[]): number {
+  return new Set(issues.map((issue) => JSON.stringify([issue.manifest, issue.line]))).size;
 }
 
 export interface ManifestReadOptions {
@@ -74,6 +84,8 @@ export async function readManifests(files: readonly string[], opts: ManifestRead
   if (files.length === 0) throw new InputError('No manifest given: pass at least one .jsonl file');
   const rows: ManifestRow[] = [];
   const issues: ManifestIssue[] = [];
+  /** Why a manifest adds no row: empty, blank, or every line skipped as invalid. */
+  const nothingToScore: string[] = [];
   let skipped = 0;
   for (const file of files) {
     let text: string;
@@ -85,12 +97,21 @@ export async function readManifests(files: readonly string[], opts: ManifestRead
     const parsed = parseManifest(text, file);
     const missing = opts.checkFiles === false ? [] : await missingImages(parsed.rows);
     const badLines = new Set(missing.map((issue) => issue.line));
-    rows.push(...parsed.rows.filter((row) => !badLines.has(row.line)));
+    const kept = parsed.rows.filter((row) => !badLines.has(row.line));
+    rows.push(...kept);
     const fileIssues = [...parsed.issues, ...missing].sort((a, b) => a.line - b.line);
     issues.push(...fileIssues);
-    skipped += new Set(fileIssues.map((issue) => issue.line)).size;
+    const badCount = countLines(fileIssues);
+    skipped += badCount;
+    if (kept.length === 0) {
+      nothingToScore.push(badCount === 0
+        ? `The manifest ${file} is ${text.length === 0 ? 'empty' : 'blank'}: it holds no JSON lines to score`
+        : `Every line of the manifest ${file} is invalid (${badCount} line${badCount === 1 ? '' : 's'}, all skipped with --skip-invalid): it holds nothing to score`);
+    }
   }
   if (issues.length > 0 && !opts.skipInvalid) throw new ManifestError(issues);
+  // An empty folder stops rank; an empty manifest, or one that --skip-invalid empties, stops eval likewise.
+  if (nothingToScore.length > 0) throw new InputError(nothingToScore.join('\n'));
   return { rows, skipped, issues };
 }
 

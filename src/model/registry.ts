@@ -158,7 +158,10 @@ export async function identifyModel(nameOrDir: string | undefined): Promise<Mode
   const models = await knownModels();
   const known = models.find((m) => m.name === nameOrDir);
   if (known) return { kind: 'known', model: known };
-  if (looksLikePath(nameOrDir)) throw new InputError(`The model folder ${path.resolve(nameOrDir)} does not exist`);
+  if (looksLikePath(nameOrDir)) {
+    const what = (await exists(nameOrDir)) ? 'is not a folder (a model is a converted folder or a checkpoint folder)' : 'does not exist';
+    throw new InputError(`The model folder ${path.resolve(nameOrDir)} ${what}`);
+  }
   const hub = HUB_REPO_PATTERN.exec(nameOrDir);
   if (hub) return { kind: 'hub', repo: hub[1], revision: hub[2] ?? 'main' };
   const names = models.map((m) => m.name).join(', ');
@@ -270,10 +273,26 @@ export async function convertedModels(): Promise<{ dir: string; manifest: ModelM
   return found;
 }
 
-export async function resolveModel(nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
+/**
+ * A converted folder as it is, whatever precision was asked (the caller decides whether that will do);
+ * anything else in the variant asked for, converted into the cache on first use.
+ */
+export async function resolveModel(nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest; source: ModelSource }> {
   const { source, dir: target } = await locateModel(nameOrDir, opts);
-  if (source.kind === 'converted') return { dir: target, manifest: await readModelManifest(target) };
+  if (source.kind === 'converted') return { dir: target, manifest: await readModelManifest(target), source };
   const attention = opts.attention ?? 'plain';
+  const variant = await convertedVariant(source, target, attention, nameOrDir, opts);
+  const built = { precision: variant.manifest.precision, attention: variant.manifest.attention };
+  // The cache folder's name says which variant it holds; a manifest that says otherwise would run another precision silently.
+  if (built.precision !== opts.precision || built.attention !== attention) {
+    throw new ModelError(`The cached model ${variant.dir} should hold ${opts.precision}/${attention} encoders, but its ${MANIFEST_FILE} says ${built.precision}/${built.attention}; remove the folder so that it is converted again`);
+  }
+  return { ...variant, source };
+}
+
+/** The cache folder's converted model, converting (and downloading) it first when it is not there. */
+async function convertedVariant(source: Exclude<ModelSource, { kind: 'converted' }>, target: string, attention: AttentionImpl,
+  nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
   const cached = await readIfConverted(target);
   if (cached) return cached;
   if (opts.pull === false) {

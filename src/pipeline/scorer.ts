@@ -41,10 +41,15 @@ export interface ScoredItem {
   key: string; prompt: string; score: number | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
 }
+/** What ran: the encoders that were opened (not what was asked for), where, and how images were read. */
 export interface Provenance {
   model: string; fingerprint: string; sourceFiles: { name: string; sha256: string }[]; precision: Precision;
+  /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
+  attention: 'plain' | 'fused';
   executionProvider: string; device: string; onnxruntimeVersion: string; pickscoreVersion: string;
   exif: 'apply' | 'ignore'; resize: 'exact' | 'fast';
+  /** Images with more pixels were refused (error rows), so the limit decides which rows are scored. */
+  maxPixels: number;
 }
 
 /** Counters the benchmark and the rerun tests read: what was encoded, what the cache saved, where time went. */
@@ -166,12 +171,14 @@ export class Scorer {
       fingerprint: this.manifest.fingerprint,
       sourceFiles: this.manifest.source.files.map(({ name, sha256 }) => ({ name, sha256 })),
       precision: this.manifest.precision,
+      attention: this.manifest.attention,
       executionProvider: s.executionProvider,
       device: s.device === 'cuda' ? `cuda:${s.deviceId}` : 'cpu',
       onnxruntimeVersion: s.onnxruntimeVersion,
       pickscoreVersion: PICKSCORE_VERSION,
       exif: this.opts.exif,
       resize: this.opts.resize,
+      maxPixels: this.opts.maxPixels,
     };
   }
 
@@ -483,24 +490,38 @@ export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionPro
 /**
  * Opens the encoders that suit the device: fp16 with fused attention on CUDA, fp32 on CPU, unless a
  * precision is given. For `auto` the device is guessed first from whether the CUDA provider's libraries
- * load (cheap, no model needed), so only one model variant is converted; if no GPU session starts after
- * all, the CPU variant is opened instead.
+ * load (cheap, no model needed; `cudaLoads` says it), so only one model variant is converted; if no GPU
+ * session starts after all, the CPU variant is opened instead. A converted folder holds one variant and
+ * runs as it is: one that lacks the precision asked for is refused, never run at another precision.
+ * Whatever opens is what the provenance reports.
  */
-async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
-  const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaProviderProblem() === undefined);
+export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, cudaLoads = (): boolean => cudaProviderProblem() === undefined): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+  const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaLoads());
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
   const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
+  if (first.source.kind === 'converted') checkConvertedPrecision(opts.precision, first.dir, first.manifest);
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   const notice = autoFallbackNotice(sessions, expectCuda);
   if (notice) opts.log(notice);
   const onCuda = sessions.device === 'cuda';
   const wanted = encoderVariant(opts.precision, onCuda);
-  // A converted folder has one variant whatever was asked; only a checkpoint or a named model can be reconverted.
-  const reconvertible = first.manifest.precision === encoderVariant(opts.precision, expectCuda).precision;
-  if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions };
+  // Only a checkpoint or a named model can be converted again, into the variant that suits the CPU.
+  if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions };
   await sessions.close();
   const second = await resolveModel(opts.model, { ...wanted, onRetry });
   return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
+}
+
+/** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */
+function checkConvertedPrecision(asked: Precision | 'auto', dir: string, manifest: ModelManifest): void {
+  if (asked === 'auto' || asked === manifest.precision) return;
+  const checkpoint = manifest.source.dir ?? '<checkpoint folder>';
+  const hub = manifest.source.repo ? ` or pass --model ${manifest.source.repo}${manifest.source.revision ? `@${manifest.source.revision}` : ''} --precision ${asked}, which converts into the cache;` : '';
+  throw new UsageError(
+    `--precision ${asked} was asked for, but the model folder ${dir} holds ${manifest.precision} encoders only, and a converted folder runs as it is. ` +
+      `Build ${asked} encoders from its checkpoint: \`pickscore model convert ${checkpoint} --tokenizer ${dir} --out <new folder> --precision ${asked}\` and pass that folder to --model;${hub} ` +
+      `or pass --precision ${manifest.precision} (or auto) to run the folder's ${manifest.precision} encoders`,
+  );
 }
 
 async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
