@@ -1,0 +1,71 @@
+/**
+ * Outputs end to end: the real CLI writing to places that are not plain new files (devices, FIFOs,
+ * symlinks, its own inputs, missing folders), with a stderr that cannot be written, and signals that
+ * arrive while the output is being written. Nothing may be destroyed, and the exit code must say what
+ * happened to the run, not to its logs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { repoRoot, skipWithoutReference } from './helpers/paths.js';
+import { tinyModel } from './helpers/tiny-model.js';
+import { cliEntry, type CliResult } from './helpers/pipe-cli.js';
+import { writeGradientPngs } from './helpers/pipe-images.js';
+import { withTempDir } from './helpers/temp-dir.js';
+
+const SPAWNING = { skip: skipWithoutReference, timeout: 300_000 };
+
+/** The CLI with stdout collected and stderr on the given descriptor, or on a pipe whose reader has already gone. */
+function runCliWithStderr(args: string[], stderr: number | 'closed-pipe'): Promise<CliResult> {
+  const child = spawn(process.execPath, [...cliEntry, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', stderr === 'closed-pipe' ? 'pipe' : stderr] });
+  if (stderr === 'closed-pipe') child.stderr?.destroy();
+  let stdout = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr: '' }));
+  });
+}
+
+const scorerFlags = (model: string): string[] => ['--model', model, '--device', 'cpu', '--threads', '1', '--no-cache'];
+
+/** Two gradient images and a corrupt one: a rank over them exits 3, after a warning on stderr. */
+async function imagesWithOneBad(dir: string): Promise<string> {
+  const images = path.join(dir, 'images');
+  await mkdir(images);
+  await writeGradientPngs(images, 2);
+  await writeFile(path.join(images, 'corrupt.png'), 'not a png');
+  return images;
+}
+
+/** A pointwise manifest of two models over the same prompts, so --baseline/--candidate gate on it. */
+async function gateManifest(dir: string): Promise<string> {
+  const names = await writeGradientPngs(dir, 4);
+  const manifest = path.join(dir, 'gate.jsonl');
+  await writeFile(manifest, names.map((image, i) => JSON.stringify({ prompt: `prompt ${i >> 1}`, image, model: i % 2 ? 'b' : 'a' })).join('\n'));
+  return manifest;
+}
+
+test('a stderr that cannot be written (a full disk, a closed pipe) changes neither the exit code nor the output', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const manifest = await gateManifest(dir);
+    const full = openSync('/dev/full', 'w');
+    try {
+      const gate = await runCliWithStderr(['eval', manifest, ...scorerFlags(model), '--format', 'json', '--baseline', 'a', '--candidate', 'b', '--max-drop', '1000'], full);
+      assert.equal(gate.code, 0, 'the gate passed; a stderr on /dev/full must not turn that into a failure');
+      assert.equal((JSON.parse(gate.stdout) as { gate: { worse: boolean } }).gate.worse, false);
+    } finally {
+      closeSync(full);
+    }
+
+    const images = await imagesWithOneBad(dir);
+    const out = path.join(dir, 'ranked.csv');
+    const rank = await runCliWithStderr(['rank', images, '--prompt', 'p', ...scorerFlags(model), '--out', out, '--verbose'], 'closed-pipe');
+    assert.equal(rank.code, 3, 'one row failed: exit 3, whatever happened to the log lines');
+    assert.equal((await readFile(out, 'utf8')).trim().split('\n').length, 4, 'header and three rows');
+  });
+});
