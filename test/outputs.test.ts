@@ -6,13 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
-import { cliEntry, type CliResult } from './helpers/pipe-cli.js';
+import { cliEntry, runCli, spawnCollecting, type CliResult } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
@@ -67,5 +67,50 @@ test('a stderr that cannot be written (a full disk, a closed pipe) changes neith
     const rank = await runCliWithStderr(['rank', images, '--prompt', 'p', ...scorerFlags(model), '--out', out, '--verbose'], 'closed-pipe');
     assert.equal(rank.code, 3, 'one row failed: exit 3, whatever happened to the log lines');
     assert.equal((await readFile(out, 'utf8')).trim().split('\n').length, 4, 'header and three rows');
+  });
+});
+
+test('$GITHUB_STEP_SUMMARY that cannot be written is a warning; the gate decides the exit code', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const manifest = await gateManifest(dir);
+    const out = path.join(dir, 'report.md');
+    const args = ['eval', manifest, ...scorerFlags(model), '--out', out, '--baseline', 'a', '--candidate', 'b'];
+    const expected = await runCli([...args, '--max-drop', '1000']);
+    assert.equal(expected.code, 0, expected.stderr);
+    for (const summary of [path.join(dir, 'no-such-folder', 'summary.md'), dir]) {
+      const result = await runCli([...args, '--max-drop', '1000'], { env: { GITHUB_STEP_SUMMARY: summary } });
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, new RegExp(`^warning: cannot append the job summary to \\$GITHUB_STEP_SUMMARY \\(${summary.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`, 'm'));
+      assert.doesNotMatch(result.stderr, /\n\s+at /, 'a warning, not a stack trace');
+      assert.match(await readFile(out, 'utf8'), /Gate/, 'the report is written');
+    }
+    // With no margin the gate may pass or fail on these random weights; either way, the same code as without a summary.
+    const broken = await runCli([...args, '--max-drop', '0'], { env: { GITHUB_STEP_SUMMARY: path.join(dir, 'missing', 's.md') } });
+    const unset = await runCli([...args, '--max-drop', '0']);
+    assert.ok(unset.code === 0 || unset.code === 1, unset.stderr);
+    assert.equal(broken.code, unset.code, `the gate's code with and without a broken summary path: ${broken.stderr}`);
+  });
+});
+
+test('the job summary is appended, also to a FIFO, never renamed over', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const manifest = await gateManifest(dir);
+    const summary = path.join(dir, 'summary.md');
+    await writeFile(summary, 'earlier step\n');
+    const result = await runCli(['eval', manifest, ...scorerFlags(model), '--format', 'json'], { env: { GITHUB_STEP_SUMMARY: summary } });
+    assert.equal(result.code, 0, result.stderr);
+    const text = await readFile(summary, 'utf8');
+    assert.ok(text.startsWith('earlier step\n') && text.includes('| model |'), `appended after what an earlier step wrote: ${text}`);
+
+    const fifo = path.join(dir, 'summary.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = spawnCollecting('cat', [fifo], { cwd: dir, env: process.env });
+    const piped = await runCli(['eval', manifest, ...scorerFlags(model), '--format', 'json'], { env: { GITHUB_STEP_SUMMARY: fifo } });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.match((await reader.done).stdout, /\| model \|/, 'the summary went through the FIFO');
+    assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
   });
 });

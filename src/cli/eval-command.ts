@@ -13,7 +13,7 @@ import { renderMarkdown } from '../eval/render-markdown.js';
 import { renderHtml } from '../eval/render-html.js';
 import { fileThumbnails } from '../eval/thumbnails.js';
 import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/scores-file.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { describeWriteError, writeFileAtomic } from '../io/atomic.js';
 import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
@@ -74,7 +74,7 @@ export function registerEvalCommand(program: Command): void {
       }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
-      await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif });
+      await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
       if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
       if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
       if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
@@ -137,6 +137,7 @@ export async function writeEvalOutputs(
   result: { report: EvalReport; items: ItemRecord[] },
   format: EvalFormat,
   target: { out?: string; scores?: string; exif: 'apply' | 'ignore' },
+  console: Console,
 ): Promise<void> {
   const report = result.report;
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
@@ -148,7 +149,20 @@ export async function writeEvalOutputs(
     await writeFileAtomic(target.scores, scores);
   }
   const summary = process.env.GITHUB_STEP_SUMMARY;
-  if (summary) await appendFile(summary, `${format === 'md' ? text : renderMarkdown(report)}\n`);
+  if (summary) await appendJobSummary(summary, `${format === 'md' ? text : renderMarkdown(report)}\n`, console);
+}
+
+/**
+ * The job summary is a convenience beside the report, which is already written: a path that cannot be
+ * written is a warning, so the exit code stays the gate's. It is appended to, never replaced, since
+ * earlier steps write to the same file (and a runner may hand over a FIFO).
+ */
+async function appendJobSummary(summary: string, markdown: string, console: Console): Promise<void> {
+  try {
+    await appendFile(summary, markdown);
+  } catch (err) {
+    console.log(`warning: cannot append the job summary to $GITHUB_STEP_SUMMARY (${summary}): ${describeWriteError(err)}; the report itself was written`);
+  }
 }
 
 function parseNumber(value: string): number {

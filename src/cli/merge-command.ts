@@ -68,7 +68,7 @@ async function writeMerged(merged: MergeResult, flags: { format?: string; out?: 
     return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
   }
   const exif = merged.report.provenance?.exif ?? 'apply';
-  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif });
+  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif }, console);
   console.log(`merged ${merged.shardCount} shards: ${merged.counts.rows} rows, ${merged.counts.errors} with errors`);
   if (merged.report.gate) process.stderr.write(`gate: ${merged.report.gate.reason}\n`);
   return evalExitCode({ ...merged, gate: merged.report.gate });

@@ -174,11 +174,15 @@ const OUTPUT_ERROR_REASONS: Record<string, string> = {
   EIO: 'an I/O error occurred',
 };
 
+/** Why a write failed, in words, with the system's code: `its folder does not exist (ENOENT)`. */
+export function describeWriteError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const reason = (code && OUTPUT_ERROR_REASONS[code]) ?? errorMessage(err);
+  return code ? `${reason} (${code})` : reason;
+}
+
 /** Every filesystem failure while writing an output becomes an InputError that names the output file. */
 function outputError(target: string, err: unknown): InputError {
   if (err instanceof InputError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const reason = (code && OUTPUT_ERROR_REASONS[code]) ?? errorMessage(err);
-  const suffix = code ? ` (${code})` : '';
-  return new InputError(`Cannot write output file ${target}: ${reason}${suffix}; any previous file there is unchanged`, { cause: err });
+  return new InputError(`Cannot write output file ${target}: ${describeWriteError(err)}; any previous file there is unchanged`, { cause: err });
 }
