@@ -173,3 +173,27 @@ test('--out names a device, a FIFO, /dev/stdout, >(cat) or a symlink: written th
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
   });
 });
+
+test('an --out or --scores whose folder is missing is reported before any work, in rank, eval and merge', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const manifest = await gateManifest(dir);
+    const missing = path.join(dir, 'no-such-folder', 'out.json');
+    const message = new RegExp(`^error: Cannot write output file ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: its folder does not exist \\(ENOENT\\)`, 'm');
+    const runs: [string, string[]][] = [
+      ['rank --out', ['rank', dir, '--prompt', 'p', ...scorerFlags(model), '--verbose', '--out', missing]],
+      ['eval --out', ['eval', manifest, ...scorerFlags(model), '--verbose', '--out', missing]],
+      ['eval --scores', ['eval', manifest, ...scorerFlags(model), '--verbose', '--scores', missing]],
+      ['eval --shard --out', ['eval', manifest, ...scorerFlags(model), '--verbose', '--shard', '0/2', '--out', missing]],
+      // The parts do not exist either: the output is checked first.
+      ['merge --out', ['merge', path.join(dir, 'part-0.json'), '--out', missing]],
+      ['merge --scores', ['merge', path.join(dir, 'part-0.json'), '--scores', missing]],
+    ];
+    for (const [what, args] of runs) {
+      const result = await runCli(args);
+      assert.equal(result.code, 4, `${what}: ${result.stderr}`);
+      assert.match(result.stderr, message, what);
+      assert.doesNotMatch(result.stderr, /^(rank|eval): \d+\/\d+$/m, `${what}: nothing was scored`);
+    }
+  });
+});

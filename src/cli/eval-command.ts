@@ -16,7 +16,7 @@ import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/sco
 import { describeWriteError, writeFileAtomic } from '../io/atomic.js';
 import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
-import { createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
+import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
 import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
@@ -73,6 +73,7 @@ export function registerEvalCommand(program: Command): void {
         return;
       }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
+      await checkOutputTargets([flags.out, flags.scores]);
       const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
       await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
       if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
@@ -91,6 +92,7 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
     throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge; pass --format to merge instead of --format ${flags.format}`);
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
+  await checkOutputTargets([flags.out]);
   const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));
   await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
   if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);

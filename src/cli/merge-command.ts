@@ -13,7 +13,7 @@ import { InputError, InternalError, ModelError, UsageError, expectedMessage } fr
 import { writeRankResult } from './rank-command.js';
 import { chooseEvalFormat, evalExitCode, writeEvalOutputs, EVAL_FORMATS } from './eval-command.js';
 import { ExitCode, exitCodeForRun } from './exit-codes.js';
-import { chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
+import { checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
 
 interface MergeFlags {
   format?: string;
@@ -51,6 +51,7 @@ export function registerMergeCommand(program: Command): void {
     .addHelpText('after', EXAMPLES)
     .action(async (parts: string[], flags: MergeFlags) => {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
+      await checkOutputTargets([flags.out, flags.scores]);
       const merged = await runMerge({ parts, top: flags.top });
       process.exitCode = await writeMerged(merged, flags, console);
     });
@@ -122,6 +123,7 @@ export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv =
   const console = createConsole({ quiet: flags.quiet === true, verbose: flags.verbose === true });
   // Checked before any worker starts, so a bad --format or --out fails at once.
   (command.name() === 'eval' ? chooseEvalFormat : chooseFormat)(flags.format, flags.out, process.stdout.isTTY === true);
+  await checkOutputTargets([flags.out, flags.scores]);
   const devices = await listAllDevices(env);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cuda-all-'));
   try {

@@ -9,6 +9,7 @@ import { InvalidArgumentError } from 'commander';
 import { UsageError, expectedMessage } from '../errors.js';
 import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
+import { checkOutputWritable } from '../io/atomic.js';
 import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
@@ -136,6 +137,14 @@ export async function writeOutput(target: { out?: string }, produce: (write: (te
     await sink.abort();
     throw err;
   }
+}
+
+/**
+ * The files a command will write (undefined: stdout or not asked for), checked before any work, so a
+ * missing or read-only folder is reported at once instead of after the scoring.
+ */
+export async function checkOutputTargets(outputs: readonly (string | undefined)[]): Promise<void> {
+  for (const out of outputs) if (out !== undefined) await checkOutputWritable(out);
 }
 
 /** One finished document (a report rendered whole). */

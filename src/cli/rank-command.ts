@@ -10,7 +10,7 @@ import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
 import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 import {
-  chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
+  checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
 } from './output.js';
 
 interface RankFlags extends ScorerFlags {
@@ -51,6 +51,7 @@ export function registerRankCommand(program: Command): void {
       }
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
+      await checkOutputTargets([flags.out]);
       const result = await withInterruptSignal(console, (signal) => runRank(rankOptions(paths, flags, console, signal)));
       // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
       // command give the same document.
