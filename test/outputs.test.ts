@@ -197,3 +197,49 @@ test('an --out or --scores whose folder is missing is reported before any work, 
     }
   });
 });
+
+test('an output that names an input is refused with exit 2 before any model is loaded, naming both, and the input is untouched', SPAWNING, async () => {
+  await withTempDir('outputs', async (dir) => {
+    const images = path.join(dir, 'same');
+    await mkdir(images);
+    await writeGradientPngs(images, 2);
+    await writeFile(path.join(images, 'ok.txt'), 'a sidecar prompt');
+    const image = path.join(images, 'ok.png');
+    await rename(path.join(images, 'img-000.png'), image);
+    const prompts = path.join(dir, 'prompts.txt');
+    await writeFile(prompts, 'a gradient\n');
+    const manifest = await gateManifest(dir);
+    const validation = path.join(dir, 'validation.jsonl');
+    await writeFile(validation, `${JSON.stringify({ prompt: 'p', image_0: 'img-000.png', image_1: 'img-001.png', label_0: 1 })}\n`);
+    const part = path.join(dir, 'part-0.json');
+    await writeFile(part, '{"a part": true}\n');
+    await symlink(image, path.join(dir, 'link.csv'));
+    // A model folder that does not exist: loading it would fail with exit 4, so exit 2 shows the check came first.
+    const noModel = ['--model', path.join(dir, 'no-model'), '--device', 'cpu', '--no-cache', '--verbose'];
+    const cases: [string, string[], string, RegExp][] = [
+      ['rank: an image', ['rank', 'same', '--prompt', 'x', ...noModel, '--format', 'csv', '--out', 'same/ok.png'], image, /--out names the same file as the input image same\/ok\.png/],
+      ['rank: an image through a symlink', ['rank', 'same', '--prompt', 'x', ...noModel, '--out', 'link.csv'], image, /--out names the same file as the input image same\/ok\.png/],
+      ['rank: one shard, another shard\'s image', ['rank', 'same', '--prompt', 'x', ...noModel, '--shard', '1/2', '--format', 'json', '--out', './same/../same/ok.png'], image, /--out names the same file as the input image same\/ok\.png/],
+      ['rank: the prompts file', ['rank', 'same', '--prompts-file', 'prompts.txt', ...noModel, '--format', 'csv', '--out', prompts], prompts, /--out names the same file as --prompts-file prompts\.txt/],
+      ['rank: a sidecar', ['rank', 'same', '--prompt-from', 'sidecar', ...noModel, '--format', 'csv', '--out', 'same/ok.txt'], path.join(images, 'ok.txt'), /--out names the same file as the sidecar prompt file same\/ok\.txt/],
+      ['eval: the manifest', ['eval', manifest, ...noModel, '--format', 'json', '--out', manifest], manifest, /--out names the same file as the manifest .*gate\.jsonl/],
+      ['eval: --scores on the manifest', ['eval', manifest, ...noModel, '--scores', manifest], manifest, /--scores names the same file as the manifest/],
+      ['eval: --validation', ['eval', manifest, ...noModel, '--validation', validation, '--format', 'json', '--out', validation], validation, /--out names the same file as the --validation manifest/],
+      ['eval: an image of the manifest', ['eval', manifest, ...noModel, '--scores', path.join(dir, 'img-001.png')], path.join(dir, 'img-001.png'), /--scores names the same file as the image img-001\.png \(image of .*gate\.jsonl:2\)/],
+      ['merge: a part', ['merge', part, path.join(dir, 'part-1.json'), '--out', part], part, /--out names the same file as the part .*part-0\.json/],
+    ];
+    for (const [what, args, input, message] of cases) {
+      const before = await readFile(input);
+      const result = await runCli(args, { cwd: dir });
+      assert.equal(result.code, 2, `${what}: ${result.stderr}`);
+      assert.match(result.stderr, message, what);
+      assert.doesNotMatch(result.stderr, /^(rank|eval): \d+\/\d+$/m, `${what}: nothing was scored`);
+      assert.deepEqual(await readFile(input), before, `${what}: the input is untouched`);
+    }
+    const both = path.join(dir, 'report.json');
+    const twice = await runCli(['eval', manifest, ...noModel, '--out', both, '--scores', path.join(dir, '.', 'report.json')]);
+    assert.equal(twice.code, 2, twice.stderr);
+    assert.match(twice.stderr, /--scores names the same file as --out/);
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp') || f === 'report.json'), []);
+  });
+});

@@ -73,8 +73,8 @@ export function registerEvalCommand(program: Command): void {
         return;
       }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      await checkOutputTargets([flags.out, flags.scores]);
-      const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
+      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
+      const result = await withInterruptSignal(console, (signal) => runEval({ ...evalOptions(manifests, flags, console, signal), outputs }));
       await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
       if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
       if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
@@ -92,8 +92,8 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
     throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge; pass --format to merge instead of --format ${flags.format}`);
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
-  await checkOutputTargets([flags.out]);
-  const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));
+  const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
+  const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard, outputs }));
   await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
   if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
   return exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });

@@ -51,8 +51,8 @@ export function registerMergeCommand(program: Command): void {
     .addHelpText('after', EXAMPLES)
     .action(async (parts: string[], flags: MergeFlags) => {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
-      await checkOutputTargets([flags.out, flags.scores]);
-      const merged = await runMerge({ parts, top: flags.top });
+      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
+      const merged = await runMerge({ parts, top: flags.top, outputs });
       process.exitCode = await writeMerged(merged, flags, console);
     });
 }
@@ -123,7 +123,7 @@ export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv =
   const console = createConsole({ quiet: flags.quiet === true, verbose: flags.verbose === true });
   // Checked before any worker starts, so a bad --format or --out fails at once.
   (command.name() === 'eval' ? chooseEvalFormat : chooseFormat)(flags.format, flags.out, process.stdout.isTTY === true);
-  await checkOutputTargets([flags.out, flags.scores]);
+  await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
   const devices = await listAllDevices(env);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cuda-all-'));
   try {

@@ -10,6 +10,7 @@ import { UsageError, expectedMessage } from '../errors.js';
 import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
 import { checkOutputWritable } from '../io/atomic.js';
+import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
 import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
@@ -140,11 +141,15 @@ export async function writeOutput(target: { out?: string }, produce: (write: (te
 }
 
 /**
- * The files a command will write (undefined: stdout or not asked for), checked before any work, so a
- * missing or read-only folder is reported at once instead of after the scoring.
+ * The files a command will write (a path undefined: stdout, or not asked for), checked before any work:
+ * a missing or read-only folder is reported at once instead of after the scoring, and two outputs
+ * that are one file are refused. Returns those given, for the command's own check against its inputs.
  */
-export async function checkOutputTargets(outputs: readonly (string | undefined)[]): Promise<void> {
-  for (const out of outputs) if (out !== undefined) await checkOutputWritable(out);
+export async function checkOutputTargets(outputs: readonly { flag: string; path: string | undefined }[]): Promise<NamedOutput[]> {
+  const given = outputs.filter((output): output is NamedOutput => output.path !== undefined);
+  for (const output of given) await checkOutputWritable(output.path);
+  await refuseOutputsNamingInputs(given);
+  return given;
 }
 
 /** One finished document (a report rendered whole). */

@@ -51,8 +51,8 @@ export function registerRankCommand(program: Command): void {
       }
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      await checkOutputTargets([flags.out]);
-      const result = await withInterruptSignal(console, (signal) => runRank(rankOptions(paths, flags, console, signal)));
+      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
+      const result = await withInterruptSignal(console, (signal) => runRank({ ...rankOptions(paths, flags, console, signal), outputs }));
       // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
       // command give the same document.
       await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });

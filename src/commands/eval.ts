@@ -10,6 +10,7 @@ import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '
 import { selectShard, type Shard } from '../shard.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
+import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
 
 export interface EvalOptions extends ScorerOptions {
   manifests: string[];
@@ -28,6 +29,12 @@ export interface EvalOptions extends ScorerOptions {
   shard?: Shard;
   /** An open scorer (the library API shares one); otherwise eval opens one and closes it. */
   scorer?: EvalScorer;
+  /**
+   * Files the caller will write with the result (the CLI's --out and --scores): the run is refused
+   * before any model is loaded when one of them is an input (a manifest, the validation manifest, an
+   * image a manifest names).
+   */
+  outputs?: NamedOutput[];
 }
 
 /** What eval needs of the engine. */
@@ -90,7 +97,9 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
   checkModelFlags(main.rows, options);
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
-  const validationRows = options.validation ? selectShard(await readValidation(options.validation, options.skipInvalid), options.shard, evalShardKey) : [];
+  const validation = options.validation ? await readValidation(options.validation, options.skipInvalid) : [];
+  await refuseOutputsNamingInputs(options.outputs ?? [], evalInputs(options, [...main.rows, ...validation]));
+  const validationRows = selectShard(validation, options.shard, evalShardKey);
   const plan = await planRequests([...mainRows, ...validationRows]);
   const owned = options.scorer ? null : await Scorer.open(options);
   const scorer: EvalScorer = options.scorer ?? owned!;
@@ -124,6 +133,16 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
     };
   } finally {
     await owned?.close();
+  }
+}
+
+/** Every file eval reads: the manifests and every image they name (all shards': a shard must not overwrite another's). */
+function* evalInputs(options: EvalOptions, rows: readonly ManifestRow[]): Generator<NamedInput> {
+  for (const manifest of options.manifests) yield { role: `the manifest ${manifest}`, path: manifest };
+  if (options.validation !== undefined) yield { role: `the --validation manifest ${options.validation}`, path: options.validation };
+  for (const row of rows) {
+    const images = row.kind === 'pointwise' ? [['image', row.image]] as const : [['image_0', row.image0], ['image_1', row.image1]] as const;
+    for (const [field, image] of images) yield { role: `the image ${image.given} (${field} of ${row.manifest}:${row.line})`, path: image.path };
   }
 }
 
