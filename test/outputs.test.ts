@@ -6,13 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
-import { cliEntry, runCli, spawnCollecting, type CliResult } from './helpers/pipe-cli.js';
+import { cliEntry, runCli, signalWhen, spawnCli, spawnCollecting, type CliResult } from './helpers/pipe-cli.js';
 import { writeGradientPngs } from './helpers/pipe-images.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
@@ -241,5 +242,75 @@ test('an output that names an input is refused with exit 2 before any model is l
     assert.equal(twice.code, 2, twice.stderr);
     assert.match(twice.stderr, /--scores names the same file as --out/);
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp') || f === 'report.json'), []);
+  });
+});
+
+/** Runs the interrupted-write child, calling `onLine` with each line it prints. */
+function spawnInterruptedWrite(target: string, holdMs: number, onLine: (line: string, child: ChildProcess) => void): Promise<CliResult> {
+  const script = fileURLToPath(new URL('./helpers/interrupted-write.js', import.meta.url));
+  const run = spawnCollecting(process.execPath, [script, target], { cwd: repoRoot, env: { ...process.env, HOLD_MS: String(holdMs) } });
+  let pending = '';
+  run.child.stdout?.on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) onLine(line, run.child);
+  });
+  return run.done;
+}
+
+test('a first signal during the final write lets it finish (exit 130, the whole output in place, no temporary file)', async () => {
+  await withTempDir('outputs', async (dir) => {
+    const target = path.join(dir, 'many.html');
+    await writeFile(target, 'previous\n');
+    const result = await spawnInterruptedWrite(target, 200, (line, child) => { if (line === 'writing') child.kill('SIGTERM'); });
+    assert.equal(result.signal, null, 'the process was not killed by the signal');
+    assert.equal(result.code, 130, result.stderr);
+    assert.match(result.stderr, /warning: SIGTERM received while the output is written; finishing it/);
+    assert.equal(await readFile(target, 'utf8'), `${'x'.repeat(100_000)}end\n`);
+    assert.deepEqual(await readdir(dir), ['many.html']);
+  });
+});
+
+test('a second signal during the final write quits at once, keeps the previous output and leaves no temporary file', async () => {
+  await withTempDir('outputs', async (dir) => {
+    const target = path.join(dir, 'many.html');
+    await writeFile(target, 'previous\n');
+    const during: string[][] = [];
+    const result = await spawnInterruptedWrite(target, 120_000, (line, child) => {
+      if (line === 'writing') {
+        during.push(readdirSync(dir));
+        child.kill('SIGINT');
+      }
+      if (line === 'signalled') child.kill('SIGINT');
+    });
+    assert.equal(result.code, 130, result.stderr);
+    assert.ok(during[0].some((f) => /^\.many\.html\.\d+\.[0-9a-f]+\.tmp$/.test(f)), `the write was under way: ${during[0]}`);
+    assert.equal(await readFile(target, 'utf8'), 'previous\n');
+    assert.deepEqual(await readdir(dir), ['many.html'], 'no temporary file is left behind');
+  });
+});
+
+test('rank: a SIGTERM after the scoring, while the output waits for its FIFO reader, lets the write finish; exit 130', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const images = path.join(dir, 'images');
+    await mkdir(images);
+    await writeGradientPngs(images, 6);
+    const fifo = path.join(dir, 'ranked.html');
+    execFileSync('mkfifo', [fifo]);
+    const run = spawnCli(['rank', images, '--prompt', 'p', ...scorerFlags(model), '--verbose', '--out', fifo]);
+    let reader: Promise<CliResult> | undefined;
+    signalWhen(run.child, (chunk) => /^rank: 6\/6$/m.test(chunk), 'SIGTERM');
+    run.child.stderr?.on('data', (chunk: string) => {
+      // The reader comes only after the signal: until then the write is held in the FIFO's open.
+      if (!reader && /SIGTERM received/.test(chunk)) reader = spawnCollecting('cat', [fifo], { cwd: dir, env: process.env }).done;
+    });
+    const result = await run.done;
+    assert.equal(result.signal, null, `not killed by the signal: ${result.stderr}`);
+    assert.equal(result.code, 130, result.stderr);
+    const html = (await reader!).stdout;
+    assert.equal((html.match(/<li class="card"/g) ?? []).length, 6, 'every row was written');
+    assert.ok(html.endsWith('</html>\n'));
+    assert.ok((await lstat(fifo)).isFIFO());
   });
 });

@@ -74,12 +74,16 @@ export function registerEvalCommand(program: Command): void {
       }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
-      const result = await withInterruptSignal(console, (signal) => runEval({ ...evalOptions(manifests, flags, console, signal), outputs }));
-      await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
-      if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
-      if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
-      if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
-      process.exitCode = evalExitCode(result);
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        const result = await runEval({ ...evalOptions(manifests, flags, console, interrupt.signal), outputs });
+        interrupt.writing();
+        await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
+        if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
+        if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
+        if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
+        else if (interrupt.signal.aborted) console.log('warning: interrupted while the report was written; it is complete');
+        return evalExitCode({ ...result, incomplete: result.incomplete || interrupt.signal.aborted });
+      });
     });
 }
 
@@ -93,10 +97,14 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
   const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
-  const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard, outputs }));
-  await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
-  if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
-  return exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+  return withInterruptSignal(console, async (interrupt) => {
+    const result = await runEvalPart({ ...evalOptions(manifests, flags, console, interrupt.signal), shard, outputs });
+    interrupt.writing();
+    await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
+    if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
+    else if (interrupt.signal.aborted) console.log('warning: interrupted while the part was written; it is complete');
+    return exitCodeForRun({ incomplete: result.incomplete || interrupt.signal.aborted, errorRows: result.counts.errors });
+  });
 }
 
 /** Interrupted beats row errors, which beat the gate: a run that could not score everything says so first. */

@@ -13,7 +13,7 @@ import { InputError, InternalError, ModelError, UsageError, expectedMessage } fr
 import { writeRankResult } from './rank-command.js';
 import { chooseEvalFormat, evalExitCode, writeEvalOutputs, EVAL_FORMATS } from './eval-command.js';
 import { ExitCode, exitCodeForRun } from './exit-codes.js';
-import { checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
+import { checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console } from './output.js';
 
 interface MergeFlags {
   format?: string;
@@ -52,8 +52,14 @@ export function registerMergeCommand(program: Command): void {
     .action(async (parts: string[], flags: MergeFlags) => {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
-      const merged = await runMerge({ parts, top: flags.top, outputs });
-      process.exitCode = await writeMerged(merged, flags, console);
+      // Merging is all writing: a first signal lets it finish (exit 130), a second leaves the previous output.
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        interrupt.writing();
+        const code = await writeMerged(await runMerge({ parts, top: flags.top, outputs }), flags, console);
+        if (!interrupt.signal.aborted) return code;
+        console.log('warning: interrupted while the merged output was written; it is complete');
+        return ExitCode.interrupted;
+      });
     });
 }
 

@@ -52,14 +52,18 @@ export function registerRankCommand(program: Command): void {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
-      const result = await withInterruptSignal(console, (signal) => runRank({ ...rankOptions(paths, flags, console, signal), outputs }));
-      // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
-      // command give the same document.
-      await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
-      if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
-      if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
-      else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
-      process.exitCode = exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), outputs });
+        interrupt.writing();
+        // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
+        // command give the same document.
+        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
+        if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
+        if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
+        else if (interrupt.signal.aborted) console.log(`warning: interrupted while the output was written; it is complete (${result.counts.rows} rows)`);
+        else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
+        return exitCodeForRun({ incomplete: result.incomplete || interrupt.signal.aborted, errorRows: result.counts.errors });
+      });
     });
 }
 

@@ -10,7 +10,7 @@
  * `>` would, and never renamed over: renaming a file over /dev/null would replace the device itself.
  */
 import { access, lstat, open, readlink, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { constants, write as fsWrite } from 'node:fs';
+import { constants, unlinkSync, write as fsWrite } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { InputError, errorMessage } from '../errors.js';
@@ -65,6 +65,29 @@ function fileHandleAdapter(handle: FileHandle): AtomicFileHandle {
   };
 }
 
+/**
+ * Temporary files of writes not yet committed or aborted. A process that exits in the middle of one
+ * (a second Ctrl-C calls process.exit) removes them on the way out, so no `.name.<pid>.<hex>.tmp` is
+ * left beside the output.
+ */
+const openTemporaryFiles = new Set<string>();
+let removeOnExit = false;
+
+function trackTemporaryFile(file: string): void {
+  openTemporaryFiles.add(file);
+  if (removeOnExit) return;
+  removeOnExit = true;
+  process.on('exit', () => {
+    for (const temporary of openTemporaryFiles) {
+      try {
+        unlinkSync(temporary);
+      } catch {
+        // Already renamed into place, or removed.
+      }
+    }
+  });
+}
+
 /** Writes are gathered up to this size, so many small rows cost few system calls. */
 const FLUSH_BYTES = 64 * 1024;
 
@@ -106,6 +129,7 @@ export class AtomicFileWriter implements OutputFile {
     } catch (err) {
       throw outputError(target, err);
     }
+    trackTemporaryFile(tempPath);
     return new AtomicFileWriter(target, file, tempPath, handle, fs);
   }
 
@@ -126,6 +150,7 @@ export class AtomicFileWriter implements OutputFile {
       await this.handle.close();
       await this.fs.rename(this.tempPath, this.file);
     });
+    openTemporaryFiles.delete(this.tempPath);
     this.state = 'committed';
     await this.fs.syncDir(path.dirname(path.resolve(this.file)));
   }
@@ -137,6 +162,7 @@ export class AtomicFileWriter implements OutputFile {
     this.pending = [];
     await this.handle.close().catch(() => undefined);
     await this.fs.unlink(this.tempPath).catch(() => undefined);
+    openTemporaryFiles.delete(this.tempPath);
   }
 
   private async flush(): Promise<void> {
