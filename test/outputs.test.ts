@@ -237,6 +237,12 @@ test('an output that names an input is refused with exit 2 before any model is l
       assert.doesNotMatch(result.stderr, /^(rank|eval): \d+\/\d+$/m, `${what}: nothing was scored`);
       assert.deepEqual(await readFile(input), before, `${what}: the input is untouched`);
     }
+    // --device cuda:all: the workers see the inputs, the merge writes --out; each worker refuses first.
+    const allDevices = await runCli(['rank', 'same', '--prompt', 'x', ...noModel, '--device', 'cuda:all', '--format', 'csv', '--out', 'same/ok.png'], { cwd: dir, env: { PICKSCORE_DEVICES: 'cpu,cpu' } });
+    assert.equal(allDevices.code, 2, allDevices.stderr);
+    assert.match(allDevices.stderr, /--out names the same file as the input image same\/ok\.png/);
+    assert.equal((await readFile(image)).subarray(1, 4).toString(), 'PNG', 'the image is untouched');
+
     const both = path.join(dir, 'report.json');
     const twice = await runCli(['eval', manifest, ...noModel, '--out', both, '--scores', path.join(dir, '.', 'report.json')]);
     assert.equal(twice.code, 2, twice.stderr);

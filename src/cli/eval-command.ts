@@ -17,7 +17,7 @@ import { describeWriteError, writeFileAtomic } from '../io/atomic.js';
 import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
-import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
+import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
@@ -96,7 +96,7 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
     throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge; pass --format to merge instead of --format ${flags.format}`);
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
-  const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
+  const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
   return withInterruptSignal(console, async (interrupt) => {
     const result = await runEvalPart({ ...evalOptions(manifests, flags, console, interrupt.signal), shard, outputs });
     interrupt.writing();

@@ -114,7 +114,7 @@ async function countNvidiaGpus(): Promise<number> {
 }
 
 /** Flags that `cuda:all` sets itself for each worker, so the user's values are not passed on. */
-const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--scores', '--quiet', '--verbose', '--stats']);
+const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--scores', '--quiet', '--verbose', '--stats', '--merged-output']);
 
 /**
  * `--device cuda:all`: runs this command once per device as child processes of the same CLI, each on
@@ -135,7 +135,9 @@ export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv =
   try {
     console.log(`${command.name()}: ${devices.length} workers on ${devices.join(', ')}`);
     const parts = devices.map((_, i) => path.join(workDir, `part-${i}.json`));
-    const base = [command.name(), ...command.args, ...passedFlags(command)];
+    // Each worker refuses, before any work, inputs that the merged --out or --scores would overwrite.
+    const guarded = ([['out', flags.out], ['scores', flags.scores]] as const).flatMap(([flag, file]) => (file === undefined ? [] : ['--merged-output', `${flag}=${file}`]));
+    const base = [command.name(), ...command.args, ...passedFlags(command), ...guarded];
     await Promise.all(devices.map((device, i) =>
       runWorker([...base, '--device', device, '--shard', `${i}/${devices.length}`, '--format', 'json', '--out', parts[i], '--quiet'], `${device} (shard ${i}/${devices.length})`),
     ));

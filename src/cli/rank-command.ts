@@ -8,7 +8,7 @@ import { formatShard, shardFromEnv } from '../shard.js';
 import { openRankWriter } from '../io/writers/index.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
-import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
+import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 import {
   checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
 } from './output.js';
@@ -51,7 +51,7 @@ export function registerRankCommand(program: Command): void {
       }
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }]);
+      const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
       process.exitCode = await withInterruptSignal(console, async (interrupt) => {
         const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), outputs });
         interrupt.writing();
