@@ -91,6 +91,32 @@ function trackTemporaryFile(file: string): void {
 /** Writes are gathered up to this size, so many small rows cost few system calls. */
 const FLUSH_BYTES = 64 * 1024;
 
+/** Text and bytes gathered for one write call. */
+class PendingBytes {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+
+  /** Adds data; true once FLUSH_BYTES are gathered. */
+  add(data: string | Uint8Array): boolean {
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    this.chunks.push(bytes);
+    this.size += bytes.length;
+    return this.size >= FLUSH_BYTES;
+  }
+
+  /** Everything gathered, as one buffer (empty when nothing is), and nothing left. */
+  take(): Buffer {
+    const chunk = Buffer.concat(this.chunks, this.size);
+    this.clear();
+    return chunk;
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.size = 0;
+  }
+}
+
 /** An output being written: `commit()` puts it in place, `abort()` gives it up (safe after a failed commit, or twice). */
 export interface OutputFile {
   /** The path as the user gave it, which messages name. */
@@ -105,8 +131,7 @@ export interface OutputFile {
  * needed; call `abort()` on any failure path (it is safe to call after a failed commit, or twice).
  */
 export class AtomicFileWriter implements OutputFile {
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
+  private readonly pending = new PendingBytes();
   private state: 'open' | 'committed' | 'aborted' = 'open';
 
   private constructor(
@@ -135,10 +160,7 @@ export class AtomicFileWriter implements OutputFile {
 
   async write(data: string | Uint8Array): Promise<void> {
     this.assertOpen();
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    if (this.pendingBytes >= FLUSH_BYTES) await this.guard(() => this.flush());
+    if (this.pending.add(data)) await this.guard(() => this.flush());
   }
 
   /** Flushes, fsyncs and renames over the target. On failure the temporary file is removed. */
@@ -159,18 +181,15 @@ export class AtomicFileWriter implements OutputFile {
   async abort(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
-    this.pending = [];
+    this.pending.clear();
     await this.handle.close().catch(() => undefined);
     await this.fs.unlink(this.tempPath).catch(() => undefined);
     openTemporaryFiles.delete(this.tempPath);
   }
 
   private async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const chunk = Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    await this.handle.write(chunk);
+    const chunk = this.pending.take();
+    if (chunk.length > 0) await this.handle.write(chunk);
   }
 
   /** Runs a filesystem step; any failure aborts (removing the temporary file) and names the target. */
@@ -200,8 +219,7 @@ interface Descriptor {
  * but what a reader already took cannot be taken back.
  */
 export class InPlaceFileWriter implements OutputFile {
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
+  private readonly pending = new PendingBytes();
   private state: 'open' | 'committed' | 'aborted' = 'open';
 
   private constructor(readonly target: string, private readonly descriptor: Descriptor) {}
@@ -227,15 +245,12 @@ export class InPlaceFileWriter implements OutputFile {
   }
 
   async write(data: string | Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new InputError(`Output ${this.target} was already ${this.state}`);
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    if (this.pendingBytes >= FLUSH_BYTES) await this.guard(() => this.flush());
+    this.assertOpen();
+    if (this.pending.add(data)) await this.guard(() => this.flush());
   }
 
   async commit(): Promise<void> {
-    if (this.state !== 'open') throw new InputError(`Output ${this.target} was already ${this.state}`);
+    this.assertOpen();
     await this.guard(async () => {
       await this.flush();
       await this.descriptor.close();
@@ -246,15 +261,12 @@ export class InPlaceFileWriter implements OutputFile {
   async abort(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
-    this.pending = [];
+    this.pending.clear();
     await this.descriptor.close().catch(() => undefined);
   }
 
   private async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const chunk = Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+    const chunk = this.pending.take();
     let offset = 0;
     while (offset < chunk.length) offset += await this.descriptor.write(chunk, offset);
   }
@@ -266,6 +278,10 @@ export class InPlaceFileWriter implements OutputFile {
       await this.abort();
       throw outputError(this.target, err, 'in place');
     }
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new InputError(`Output ${this.target} was already ${this.state}`);
   }
 }
 
@@ -323,7 +339,8 @@ export async function planOutput(target: string): Promise<OutputPlan> {
     }
     if (info.isSymbolicLink()) {
       if (links >= MAX_SYMLINKS) throw outputError(target, Object.assign(new Error('too many symbolic links'), { code: 'ELOOP' }));
-      current = path.resolve(path.dirname(current), await readlink(current));
+      const link = await readlink(current).catch((err: unknown) => Promise.reject(outputError(target, err)));
+      current = path.resolve(path.dirname(current), link);
       continue;
     }
     if (info.isFile()) return { kind: 'file', file: current };
@@ -343,8 +360,8 @@ export async function planOutput(target: string): Promise<OutputPlan> {
 async function descriptorPath(file: string): Promise<{ pid: number; fd: number } | null> {
   const dir = await realpath(path.dirname(file)).catch(() => '');
   const match = /^\/proc\/(\d+)(?:\/task\/\d+)?\/fd$/.exec(dir);
-  const fd = Number(path.basename(file));
-  return match && Number.isSafeInteger(fd) ? { pid: Number(match[1]), fd } : null;
+  const fd = path.basename(file);
+  return match && /^\d{1,9}$/.test(fd) ? { pid: Number(match[1]), fd: Number(fd) } : null;
 }
 
 /** A descriptor is written in place if it holds something writable; epoll, eventfd and the like are refused. */
