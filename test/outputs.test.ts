@@ -316,6 +316,7 @@ test('rank: a SIGTERM after the scoring, while the output waits for its FIFO rea
     assert.equal(result.code, 130, result.stderr);
     const html = (await reader!).stdout;
     assert.equal((html.match(/<li class="card"/g) ?? []).length, 6, 'every row was written');
+    assert.equal((html.match(/<img src="data:image\/webp;base64,/g) ?? []).length, 6, 'with its thumbnail, made while the run scored');
     assert.ok(html.endsWith('</html>\n'));
     assert.ok((await lstat(fifo)).isFIFO());
   });

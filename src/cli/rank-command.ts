@@ -6,6 +6,9 @@ import { Command, Option } from 'commander';
 import { runRank, type RankOptions, type RankResult } from '../commands/rank.js';
 import { formatShard, shardFromEnv } from '../shard.js';
 import { openRankWriter } from '../io/writers/index.js';
+import type { ThumbnailFn } from '../io/html-gallery.js';
+import { ThumbnailPrefetch } from '../io/thumbnail-prefetch.js';
+import type { ScoredItem } from '../pipeline/scorer.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
 import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
@@ -53,11 +56,14 @@ export function registerRankCommand(program: Command): void {
       const format = chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
       process.exitCode = await withInterruptSignal(console, async (interrupt) => {
-        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), outputs });
+        // The gallery's thumbnails are made while the images are scored, so its final write is short.
+        const thumbnails = format === 'html' ? new ThumbnailPrefetch() : undefined;
+        const onScored = thumbnails && ((item: ScoredItem) => (item.error === null ? thumbnails.add(item.key) : undefined));
+        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), outputs, onScored });
         interrupt.writing();
         // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
         // command give the same document.
-        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
+        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out }, thumbnails?.thumbnail);
         if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
         if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
         else if (interrupt.signal.aborted) console.log(`warning: interrupted while the output was written; it is complete (${result.counts.rows} rows)`);
@@ -89,9 +95,10 @@ export async function writeRankResult(
   result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'shard'> & { stats?: RankResult['stats'] },
   format: OutputFormat,
   target: { out?: string },
+  thumbnail?: ThumbnailFn,
 ): Promise<void> {
   const writer = await openRankWriter(format, target.out !== undefined ? { path: target.out } : { stream: process.stdout },
-    { provenance: format === 'json' ? jsonProvenance(result) : result.provenance });
+    { provenance: format === 'json' ? jsonProvenance(result) : result.provenance, thumbnail });
   for (const record of result.records) await writer.write(record);
   await writer.finish({ incomplete: result.incomplete });
 }

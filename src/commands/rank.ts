@@ -27,6 +27,8 @@ export interface RankOptions extends ScorerOptions {
   shard?: Shard;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Each item as it is scored, in input order (the CLI starts the gallery's thumbnails early with it). */
+  onScored?: (item: ScoredItem) => void;
   /** An open scorer to use (the library API shares one); otherwise rank opens one and closes it. */
   scorer?: Scorer;
   /**
@@ -69,7 +71,10 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       signal: options.signal,
       onProgress: (done) => options.onProgress?.(done + promptErrors.length, total),
     });
-    for await (const item of stream) items.push(item);
+    for await (const item of stream) {
+      items.push(item);
+      options.onScored?.(item);
+    }
     const incomplete = options.signal?.aborted === true;
     const records = rankRecords(items, top).concat(promptErrors);
     const errors = records.filter((r) => r.error !== null).length;

@@ -21,8 +21,12 @@ export interface GalleryOptions {
 
 export const THUMBNAIL_MAX_SIDE = 256;
 
-/** Reads the image and makes a JPEG thumbnail through the image codec (EXIF orientation applied). */
-export const codecThumbnail: ThumbnailFn = async (rec) => thumbnailDataUri(await readFile(rec.path), THUMBNAIL_MAX_SIDE, 'apply');
+/** Reads the image and makes a WebP thumbnail through the image codec (EXIF orientation applied). */
+export async function fileThumbnail(file: string): Promise<string> {
+  return thumbnailDataUri(await readFile(file), THUMBNAIL_MAX_SIDE, 'apply');
+}
+
+export const codecThumbnail: ThumbnailFn = (rec) => fileThumbnail(rec.path);
 
 /**
  * Renders the page, handing it to `emit` card by card as it goes, so the output streams to its file.
