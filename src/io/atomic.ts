@@ -432,7 +432,7 @@ const OUTPUT_ERROR_REASONS: Record<string, string> = {
   EROFS: 'the filesystem is read-only',
   EISDIR: 'it is a folder',
   ELOOP: 'its symbolic links form a loop',
-  ENXIO: 'no process is reading it',
+  ENXIO: 'it cannot be opened for writing (a socket, or a device or FIFO with nothing behind it)',
   EIO: 'an I/O error occurred',
 };
 
