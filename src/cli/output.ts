@@ -9,6 +9,8 @@ import { InvalidArgumentError } from 'commander';
 import { UsageError, expectedMessage } from '../errors.js';
 import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
+import { checkOutputWritable } from '../io/atomic.js';
+import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
 import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
@@ -138,6 +140,18 @@ export async function writeOutput(target: { out?: string }, produce: (write: (te
   }
 }
 
+/**
+ * The files a command will write (a path undefined: stdout, or not asked for), checked before any work:
+ * a missing or read-only folder is reported at once instead of after the scoring, and two outputs
+ * that are one file are refused. Returns those given, for the command's own check against its inputs.
+ */
+export async function checkOutputTargets(outputs: readonly { flag: string; path: string | undefined }[]): Promise<NamedOutput[]> {
+  const given = outputs.filter((output): output is NamedOutput => output.path !== undefined);
+  for (const output of given) await checkOutputWritable(output.path);
+  await refuseOutputsNamingInputs(given);
+  return given;
+}
+
 /** One finished document (a report rendered whole). */
 export function writeDocument(text: string, target: { out?: string }): Promise<void> {
   return writeOutput(target, (write) => write(text));
@@ -150,21 +164,37 @@ export function parsePositiveInteger(value: string): number {
   return n;
 }
 
+/** What a command sees of SIGINT and SIGTERM while it runs and writes its output. */
+export interface Interrupt {
+  /** Aborted by the first signal: the scoring stops after its current batch. */
+  readonly signal: AbortSignal;
+  /** The final write begins: a first signal from now on lets it finish, instead of stopping the scoring. */
+  writing(): void;
+}
+
 /**
- * Runs a command with an AbortSignal wired to SIGINT and SIGTERM: the first signal asks the run to stop
- * after its current batch, so what is done can still be written; a second one ends the process at once.
+ * Runs a command, its final write included, with SIGINT and SIGTERM handled: the first signal asks the
+ * run to stop after its current batch, so what is done can still be written, or, once the write has
+ * begun, lets the write finish; either way the command then exits 130. A second signal ends the process
+ * at once; the temporary file of a write in progress is removed on the way out (src/io/atomic.ts), so
+ * the previous output stays as it was. The handlers stay until `run` has put the output in place: a
+ * signal between the scoring and the rename must not kill the process with the default action, which
+ * lost the output and left the temporary file behind.
  */
-export async function withInterruptSignal<T>(console: Console, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterruptSignal<T>(console: Console, run: (interrupt: Interrupt) => Promise<T>): Promise<T> {
   const controller = new AbortController();
+  let writing = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) process.exit(ExitCode.interrupted);
-    console.log(`warning: ${signal} received; finishing the current batch, then writing what is done (again to quit now)`);
+    console.log(writing
+      ? `warning: ${signal} received while the output is written; finishing it, then exiting (again to quit now, leaving no output)`
+      : `warning: ${signal} received; finishing the current batch, then writing what is done (again to quit now)`);
     controller.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await run(controller.signal);
+    return await run({ signal: controller.signal, writing: () => { writing = true; } });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -7,11 +7,14 @@ import { runRank, type RankOptions, type RankResult } from '../commands/rank.js'
 import { formatShard, shardFromEnv, type Shard } from '../shard.js';
 import { UsageError } from '../errors.js';
 import { openRankWriter } from '../io/writers/index.js';
+import type { ThumbnailFn } from '../io/html-gallery.js';
+import { ThumbnailPrefetch } from '../io/thumbnail-prefetch.js';
+import type { ScoredItem } from '../pipeline/scorer.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
-import { addScorerFlags, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
+import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
 import {
-  chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
+  checkOutputTargets, chooseFormat, createConsole, parsePositiveInteger, withInterruptSignal, OUTPUT_FORMATS, type Console, type OutputFormat,
 } from './output.js';
 
 interface RankFlags extends ScorerFlags {
@@ -53,14 +56,22 @@ export function registerRankCommand(program: Command): void {
       const console = createConsole({ quiet: flags.quiet, verbose: flags.verbose });
       const shard = shardFromEnv(process.env, { shard: flags.shard, shardCount: flags.shardCount });
       const format = shard ? partFormat(shard, flags) : chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
-      const result = await withInterruptSignal(console, (signal) => runRank({ ...rankOptions(paths, flags, console, signal), shard }));
-      // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
-      // command give the same document.
-      await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out });
-      if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
-      if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
-      else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
-      process.exitCode = exitCodeForRun({ incomplete: result.incomplete, errorRows: result.counts.errors });
+      const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
+      process.exitCode = await withInterruptSignal(console, async (interrupt) => {
+        // The gallery's thumbnails are made while the images are scored, so its final write is short.
+        const thumbnails = format === 'html' ? new ThumbnailPrefetch() : undefined;
+        const onScored = thumbnails && ((item: ScoredItem) => (item.error === null ? thumbnails.add(item.key) : undefined));
+        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), shard, outputs, onScored });
+        interrupt.writing();
+        // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
+        // command give the same document.
+        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out }, thumbnails?.thumbnail);
+        if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
+        if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
+        else if (interrupt.signal.aborted) console.log(`warning: interrupted while the output was written; it is complete (${result.counts.rows} rows)`);
+        else if (result.counts.errors > 0) console.log(`warning: ${result.counts.errors} of ${result.counts.rows} rows could not be scored; see their error field`);
+        return exitCodeForRun({ incomplete: result.incomplete || interrupt.signal.aborted, errorRows: result.counts.errors });
+      });
     });
 }
 
@@ -99,9 +110,10 @@ export async function writeRankResult(
   result: Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'shard' | 'run'> & { stats?: RankResult['stats'] },
   format: OutputFormat,
   target: { out?: string },
+  thumbnail?: ThumbnailFn,
 ): Promise<void> {
   const writer = await openRankWriter(format, target.out !== undefined ? { path: target.out } : { stream: process.stdout },
-    { provenance: format === 'json' ? jsonProvenance(result) : result.provenance });
+    { provenance: format === 'json' ? jsonProvenance(result) : result.provenance, thumbnail });
   for (const record of result.records) await writer.write(record);
   await writer.finish({ incomplete: result.incomplete });
 }

@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
 import type { ScorerOptions } from '../pipeline/scorer.js';
+import type { NamedOutput } from '../io/same-file.js';
 import { parsePositiveInteger, type Console } from './output.js';
 
 export interface ScorerFlags {
@@ -22,6 +23,8 @@ export interface ScorerFlags {
   shardCount?: string;
   quiet: boolean;
   verbose: boolean;
+  /** `out=FILE`, `scores=FILE`: what the merge of a `--device cuda:all` run writes (mergedOutputs). */
+  mergedOutput: string[];
 }
 
 /** Adds the shared flags; `shardHelp` says what a shard run writes, which differs between commands. */
@@ -41,7 +44,24 @@ export function addScorerFlags(command: Command, shardHelp: string): Command {
     .option('--shard <K/N>', `score only shard K of N (0-based), or "auto" from the job engine environment${shardHelp}`)
     .option('--shard-count <n>', 'the N for a shard index taken from JOB_COMPLETION_INDEX')
     .option('-q, --quiet', 'no progress or informational lines; warnings and errors still print', false)
-    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false);
+    .option('-v, --verbose', 'progress and informational lines on stderr even when it is not a terminal', false)
+    .addOption(new Option('--merged-output <flag=file>', 'set by --device cuda:all for its workers').hideHelp().argParser(collectValues).default([]));
+}
+
+function collectValues(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/**
+ * The files that the merge of a `--device cuda:all` run will write (its --out and --scores), which each
+ * worker refuses, as the unsharded command would, when one of them is an input: only the workers see
+ * the inputs, and the merge comes after all the work.
+ */
+export function mergedOutputs(flags: Pick<ScorerFlags, 'mergedOutput'>): NamedOutput[] {
+  return flags.mergedOutput.map((value) => {
+    const split = value.indexOf('=');
+    return { flag: `--${value.slice(0, split)}`, path: value.slice(split + 1) };
+  });
 }
 
 /** The scorer's options from the shared flags, with log lines and progress going to the console. */

@@ -10,6 +10,7 @@ import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '
 import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
+import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
 
 export interface EvalOptions extends ScorerOptions {
   manifests: string[];
@@ -28,6 +29,12 @@ export interface EvalOptions extends ScorerOptions {
   shard?: Shard;
   /** An open scorer (the library API shares one); otherwise eval opens one and closes it. */
   scorer?: EvalScorer;
+  /**
+   * Files the caller will write with the result (the CLI's --out and --scores): the run is refused
+   * before any model is loaded when one of them is an input (a manifest, the validation manifest, an
+   * image a manifest names).
+   */
+  outputs?: NamedOutput[];
 }
 
 /** What eval needs of the engine. */
@@ -94,6 +101,7 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
   const allValidationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : undefined;
   const run = evalRunIdentity(main.rows, allValidationRows);
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
+  await refuseOutputsNamingInputs(options.outputs ?? [], evalInputs(options, [...main.rows, ...(allValidationRows ?? [])]));
   const validationRows = selectShard(allValidationRows ?? [], options.shard, evalShardKey);
   const plan = await planRequests([...mainRows, ...validationRows]);
   const owned = options.scorer ? null : await Scorer.open(options);
@@ -128,6 +136,16 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
     };
   } finally {
     await owned?.close();
+  }
+}
+
+/** Every file eval reads: the manifests and every image they name (all shards': a shard must not overwrite another's). */
+function* evalInputs(options: EvalOptions, rows: readonly ManifestRow[]): Generator<NamedInput> {
+  for (const manifest of options.manifests) yield { role: `the manifest ${manifest}`, path: manifest };
+  if (options.validation !== undefined) yield { role: `the --validation manifest ${options.validation}`, path: options.validation };
+  for (const row of rows) {
+    const images = row.kind === 'pointwise' ? [['image', row.image]] as const : [['image_0', row.image0], ['image_1', row.image1]] as const;
+    for (const [field, image] of images) yield { role: `the image ${image.given} (${field} of ${row.manifest}:${row.line})`, path: image.path };
   }
 }
 

@@ -24,12 +24,15 @@ import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { digestKeys, formatShard, parseShard, type EvalRunIdentity, type KeySetDigest, type RankRunIdentity, type Shard } from '../shard.js';
 import { rankRecords, type RankResult } from './rank.js';
+import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
 
 export interface MergeOptions {
   /** Part files written by sharded runs: `rank --format json`, or any sharded `eval`. */
   parts: string[];
   /** Keep the best K images per prompt, as `rank --top` does (shard runs must keep every row). */
   top?: number;
+  /** Files the caller will write with the result (the CLI's --out and --scores): refused when one of them is a part. */
+  outputs?: NamedOutput[];
 }
 
 /** A shard part of a rank run as read from disk. */
@@ -70,6 +73,7 @@ export async function runMerge(options: MergeOptions): Promise<MergeResult> {
   if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
     throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
   }
+  await refuseOutputsNamingInputs(options.outputs ?? [], options.parts.map((part) => ({ role: `the part ${part}`, path: part })));
   const parts = await Promise.all(options.parts.map(readPart));
   const evalParts = parts.filter((part): part is EvalPartFile => 'points' in part);
   if (evalParts.length === 0) return mergeRankParts(parts as RankPart[], options.top);

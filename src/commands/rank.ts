@@ -4,7 +4,8 @@
  */
 import { BMP_SKIP_REASON, discoverImages, type DiscoveredImage } from '../io/discover.js';
 import type { ImageSource } from '../image/pool.js';
-import { combinePrompts, promptForImage, readPromptsFile, type PerImagePromptSource } from '../io/prompts.js';
+import { combinePrompts, promptForImage, readPromptsFile, sidecarPath, type PerImagePromptSource } from '../io/prompts.js';
+import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
 import { softmax } from '../score/similarity.js';
 import { compareCodePoints, groupBy, rankDescending } from '../score/rank.js';
 import type { RankRecord } from '../io/writers/record.js';
@@ -25,8 +26,15 @@ export interface RankOptions extends ScorerOptions {
   shard?: Shard;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Each item as it is scored, in input order (the CLI starts the gallery's thumbnails early with it). */
+  onScored?: (item: ScoredItem) => void;
   /** An open scorer to use (the library API shares one); otherwise rank opens one and closes it. */
   scorer?: Scorer;
+  /**
+   * Files the caller will write with the result (the CLI's --out): the run is refused before any model
+   * is loaded when one of them is an input (an image, the prompts file, a sidecar).
+   */
+  outputs?: NamedOutput[];
 }
 
 export type { RankRecord } from '../io/writers/record.js';
@@ -53,6 +61,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
   const plan = await planPrompts(options);
   const discovered = await discoverSummarisingSkips(options);
   const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
+  await refuseOutputsNamingInputs(options.outputs ?? [], rankInputs(options, discovered));
   const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
   const scorer = options.scorer ?? (await Scorer.open(options));
   try {
@@ -64,7 +73,10 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       signal: options.signal,
       onProgress: (done) => options.onProgress?.(done + promptErrors.length, total),
     });
-    for await (const item of stream) items.push(item);
+    for await (const item of stream) {
+      items.push(item);
+      options.onScored?.(item);
+    }
     const incomplete = options.signal?.aborted === true;
     const records = rankRecords(items, top).concat(promptErrors);
     const errors = records.filter((r) => r.error !== null).length;
@@ -87,6 +99,15 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
   } finally {
     if (!options.scorer) await scorer.close();
   }
+}
+
+/** Every file rank reads: the prompts file, the images (all shards': a shard must not overwrite another's), their sidecars. */
+function* rankInputs(options: RankOptions, images: readonly DiscoveredImage[]): Generator<NamedInput> {
+  if (options.promptsFile !== undefined) yield { role: `--prompts-file ${options.promptsFile}`, path: options.promptsFile };
+  for (const image of images) yield { role: `the input image ${image.path}`, path: image.rawAbsolute ?? image.absolute };
+  if (options.promptFrom !== 'sidecar') return;
+  // A name that is not UTF-8 cannot be the --out a command line spelled, so only the others are looked at.
+  for (const image of images) if (!image.rawAbsolute) yield { role: `the sidecar prompt file ${sidecarPath(image.path)}`, path: sidecarPath(image.absolute) };
 }
 
 /**

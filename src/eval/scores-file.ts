@@ -5,6 +5,7 @@
 import { stringify } from 'csv-stringify/sync';
 import type { ManifestRow } from '../io/manifest.js';
 import { softmax } from '../score/similarity.js';
+import { neutraliseCsvText } from '../io/writers/csv.js';
 
 export type ItemRecord = Record<string, unknown>;
 
@@ -41,7 +42,9 @@ export function renderScoresJsonl(records: readonly ItemRecord[]): string {
 
 /**
  * CSV with the union of the records' fields as columns, in order of first appearance. Null is an empty
- * field; an object or array from the manifest is written as its JSON.
+ * field; an object or array from the manifest is written as its JSON. Text that a spreadsheet would run
+ * as a formula gets a leading `'` (neutraliseCsvText), the column names included, since manifests name
+ * their own extra fields; numbers stay numbers.
  */
 export function renderScoresCsv(records: readonly ItemRecord[]): string {
   const columns: string[] = [];
@@ -50,11 +53,13 @@ export function renderScoresCsv(records: readonly ItemRecord[]): string {
     for (const key of Object.keys(record)) if (!seen.has(key)) { seen.add(key); columns.push(key); }
   }
   const cells = records.map((r) => columns.map((c) => csvCell(r[c])));
-  return stringify([columns, ...cells], { record_delimiter: '\n' });
+  // A lone CR ends a record for most readers, so a cell holding one is quoted, as in rank's CSV.
+  return stringify([columns.map(neutraliseCsvText), ...cells], { record_delimiter: '\n', quoted_match: /\r/ });
 }
 
 function csvCell(value: unknown): string | number | boolean {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
-  return JSON.stringify(value);
+  if (typeof value === 'string') return neutraliseCsvText(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
+  return neutraliseCsvText(JSON.stringify(value));
 }

@@ -203,14 +203,18 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
   }
 }
 
-/** A small WebP thumbnail (longest side at most maxSide) as a data URI, for self-contained HTML reports. */
+/**
+ * A small WebP thumbnail (longest side at most maxSide) as a data URI, for self-contained HTML reports.
+ * Encoder effort 0: a gallery makes one per image, and on photographs this halves the time of the
+ * default effort for thumbnails about a quarter larger.
+ */
 export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif: 'apply' | 'ignore'): Promise<string> {
   if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(expectedMessage('a positive integer', 'maxSide', maxSide));
   const header = await readHeader(bytes, DEFAULT_MAX_PIXELS);
   let pipeline = sharp(bytes, { limitInputPixels: false, pages: 1 });
   if (exif === 'apply') pipeline = pipeline.autoOrient();
   try {
-    const webp = await pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true }).webp({ quality: 75 }).toBuffer();
+    const webp = await pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true }).webp({ quality: 75, effort: 0 }).toBuffer();
     return `data:image/webp;base64,${webp.toString('base64')}`;
   } catch (err) {
     throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });

@@ -23,33 +23,99 @@ export interface GalleryOptions {
 export const THUMBNAIL_MAX_SIDE = 256;
 
 /**
- * Reads the image and makes a JPEG thumbnail through the image codec (EXIF orientation applied). The
- * record's path is the shown form, so a name that is not UTF-8 opens by its bytes, and a FIFO or a
- * huge file is refused (regular-file.ts) rather than stall the page.
+ * Reads the image and makes a thumbnail through the image codec (EXIF orientation applied). The path is
+ * the shown form, so a name that is not UTF-8 opens by its bytes, and a FIFO or a huge file is refused
+ * (regular-file.ts) rather than stall the page.
  */
-export const codecThumbnail: ThumbnailFn = async (rec) =>
-  thumbnailDataUri(await readRegularFile(pathFromDisplay(rec.path), READ_LIMITS.image, 'an image'), THUMBNAIL_MAX_SIDE, 'apply');
+export async function fileThumbnail(file: string): Promise<string> {
+  return thumbnailDataUri(await readRegularFile(pathFromDisplay(file), READ_LIMITS.image, 'an image'), THUMBNAIL_MAX_SIDE, 'apply');
+}
+
+export const codecThumbnail: ThumbnailFn = (rec) => fileThumbnail(rec.path);
 
 /**
- * Renders the page, handing it to `emit` a piece at a time: thumbnails are made one image at a time,
- * and each is made once even when the image appears under several prompts.
+ * Renders the page, handing it to `emit` card by card as it goes, so the output streams to its file.
+ * Thumbnails are made ahead of the cards, several at once (ThumbnailQueue), since making them one after
+ * the other was most of the final write's time.
  */
 export async function renderGallery(records: readonly RankRecord[], opts: GalleryOptions, emit: (html: string) => Promise<void>): Promise<void> {
   const title = opts.title ?? 'pickscore ranking';
-  const thumbnail = opts.thumbnail ?? codecThumbnail;
-  const thumbnails = new Map<string, string | null>();
-  const uriFor = async (rec: RankRecord): Promise<string | null> => {
-    if (!thumbnails.has(rec.path)) thumbnails.set(rec.path, await thumbnail(rec).catch(() => null));
-    return thumbnails.get(rec.path) ?? null;
-  };
+  const groups = groupByPrompt(records);
+  const thumbnails = new ThumbnailQueue([...groups.values()].flat(), opts.thumbnail ?? codecThumbnail);
 
   await emit(pageHead(title, opts.incomplete ?? false));
-  for (const [prompt, group] of groupByPrompt(records)) {
+  for (const [prompt, group] of groups) {
     await emit(`<section class="prompt"><h2><span class="label">Prompt</span> ${escapeHtml(prompt)}</h2>\n<ol class="gallery">\n`);
-    for (const rec of group) await emit(card(rec, rec.error === null ? await uriFor(rec) : null));
+    for (const rec of group) await emit(card(rec, await thumbnails.next()));
     await emit('</ol></section>\n');
   }
   await emit(`${provenanceFooter(opts.provenance ?? null)}</body>\n</html>\n`);
+}
+
+/** Thumbnails being made at once: enough to keep libuv's threads (file reads, sharp) busy. */
+export const THUMBNAILS_IN_FLIGHT = 8;
+
+/**
+ * Bytes of finished thumbnails kept for an image's later cards (the same image under another prompt).
+ * Past this, a thumbnail is made again when its next card comes, so memory stays bounded however many
+ * images and prompts the page has.
+ */
+const KEPT_THUMBNAIL_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The cards' thumbnails in card order: the current card's and those of the cards after it, up to
+ * THUMBNAILS_IN_FLIGHT cards in all, are being made while the page waits for the current one. An image's thumbnail is made once for all its cards while it fits in the kept
+ * budget, and dropped after its last card.
+ */
+class ThumbnailQueue {
+  private readonly started = new Map<string, Promise<string | null>>();
+  private readonly cardsLeft = new Map<string, number>();
+  private readonly keptBytes = new Map<string, number>();
+  private totalKeptBytes = 0;
+  private nextCard = 0;
+  private nextStart = 0;
+
+  constructor(private readonly cards: readonly RankRecord[], private readonly make: ThumbnailFn) {
+    for (const rec of cards) if (rec.error === null) this.cardsLeft.set(rec.path, (this.cardsLeft.get(rec.path) ?? 0) + 1);
+  }
+
+  /** The next card's thumbnail (null: an error row, or one that could not be made). */
+  async next(): Promise<string | null> {
+    const index = this.nextCard++;
+    const rec = this.cards[index];
+    for (; this.nextStart < Math.min(this.cards.length, index + THUMBNAILS_IN_FLIGHT); this.nextStart++) this.start(this.cards[this.nextStart]);
+    if (rec.error !== null) return null;
+    const uri = await this.start(rec);
+    const left = this.cardsLeft.get(rec.path)! - 1;
+    this.cardsLeft.set(rec.path, left);
+    if (left === 0 || !this.keep(rec.path, uri)) this.drop(rec.path);
+    return uri;
+  }
+
+  private start(rec: RankRecord): Promise<string | null> {
+    let uri = this.started.get(rec.path);
+    if (rec.error === null && !uri) {
+      uri = this.make(rec).catch(() => null);
+      this.started.set(rec.path, uri);
+    }
+    return uri ?? Promise.resolve(null);
+  }
+
+  /** Whether a thumbnail still needed by a later card fits in the budget. */
+  private keep(file: string, uri: string | null): boolean {
+    if (this.keptBytes.has(file)) return true;
+    const bytes = uri?.length ?? 0;
+    if (this.totalKeptBytes + bytes > KEPT_THUMBNAIL_BYTES) return false;
+    this.keptBytes.set(file, bytes);
+    this.totalKeptBytes += bytes;
+    return true;
+  }
+
+  private drop(file: string): void {
+    this.started.delete(file);
+    this.totalKeptBytes -= this.keptBytes.get(file) ?? 0;
+    this.keptBytes.delete(file);
+  }
 }
 
 /** Prompts in first-seen order; within one, by rank, with unranked (error) rows last in arrival order. */

@@ -41,7 +41,7 @@ export interface WriterMeta {
   contentHash?: boolean;
   /** Gallery page title. */
   title?: string;
-  /** Gallery thumbnails; default: the image codec's JPEG thumbnail of the file at the record's path. */
+  /** Gallery thumbnails; default: the image codec's WebP thumbnail of the file at the record's path. */
   thumbnail?: ThumbnailFn;
 }
 

@@ -1,9 +1,10 @@
 /**
- * Where a writer's bytes go: an output file that appears atomically on commit, or a stream the
- * caller owns (stdout). A stream is never ended here; its owner decides, so stdout stays usable.
+ * Where a writer's bytes go: an output file (one that appears atomically on commit, or a FIFO or device
+ * written in place; see openOutputFile), or a stream the caller owns (stdout). A stream is never ended
+ * here; its owner decides, so stdout stays usable.
  */
 import type { Writable } from 'node:stream';
-import { AtomicFileWriter, type AtomicFs } from '../atomic.js';
+import { openOutputFile, type AtomicFs } from '../atomic.js';
 import { InputError } from '../../errors.js';
 
 export interface OutputSink {
@@ -18,7 +19,7 @@ export type WriterTarget = { path: string; fs?: AtomicFs } | { stream: Writable 
 
 export async function openSink(target: WriterTarget): Promise<OutputSink> {
   if ('stream' in target) return new StreamSink(target.stream);
-  const file = await AtomicFileWriter.open(target.path, { fs: target.fs });
+  const file = await openOutputFile(target.path, { fs: target.fs });
   return { write: (text) => file.write(text), commit: () => file.commit(), abort: () => file.abort() };
 }
 
