@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
 import { describeRetry, type HubRetry } from '../model/hub.js';
-import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
+import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
@@ -460,14 +460,24 @@ function epochNow(): number {
 
 type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
 
+/** Where onnxruntime-node's CUDA provider stands on this machine: it loads, it is not installed, or it is installed but cannot load. */
+export type CudaProviderState = 'loads' | 'absent' | 'unloadable';
+
 /**
  * The line `--device auto` prints when it ends on the CPU. A warning, printed even in CI, when the CUDA
- * provider's libraries are installed, for then a GPU run was evidently meant; an informational line
- * (terminal only) on a machine without them, where the CPU is what anyone would expect.
+ * provider's libraries load, for then a GPU run was evidently meant; an informational line (terminal
+ * only) otherwise: one short line where the provider is simply not installed, the ordinary CPU machine
+ * (`--device cuda` names what is missing), and the loader's reason where it is installed but cannot load.
  */
-export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, cudaLibrariesLoad: boolean): string | undefined {
+export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, provider: CudaProviderState): string | undefined {
   if (!sessions.fallbackReason) return undefined;
-  return `${cudaLibrariesLoad ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
+  if (provider === 'absent') return "device auto: using the CPU (onnxruntime-node's CUDA provider is not installed)";
+  return `${provider === 'loads' ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
+}
+
+function cudaProviderState(): CudaProviderState {
+  if (cudaProviderProblem() === undefined) return 'loads';
+  return cudaProviderInstalled() ? 'unloadable' : 'absent';
 }
 
 /**
@@ -477,11 +487,12 @@ export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionPro
  * all, the CPU variant is opened instead.
  */
 async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
-  const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaProviderProblem() === undefined);
+  const provider = opts.device === 'auto' ? cudaProviderState() : undefined;
+  const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
   const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
-  const notice = autoFallbackNotice(sessions, expectCuda);
+  const notice = provider && autoFallbackNotice(sessions, provider);
   if (notice) opts.log(notice);
   const onCuda = sessions.device === 'cuda';
   const wanted = encoderVariant(opts.precision, onCuda);
