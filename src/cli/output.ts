@@ -9,6 +9,7 @@ import { InvalidArgumentError } from 'commander';
 import { UsageError, expectedMessage } from '../errors.js';
 import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
+import type { HubProgress } from '../model/hub.js';
 import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
@@ -141,7 +142,22 @@ export function createConsole(opts: { quiet: boolean; verbose?: boolean; stderr?
       let startedAt = 0;
       const describe = (done: number, total: number) =>
         (unit === 'bytes' ? describeTransfer(done, total, done - startValue, performance.now() - startedAt) : `${done}/${total}`);
-      if (!tty) return { update: (done, total) => stderr.write(`${label}: ${describe(done, total)}\n`), stop: () => undefined };
+      if (!tty) {
+        // A 3.9 GB download reports every 64 KB chunk: as lines, only each whole percent and the end.
+        let shown = -1;
+        return {
+          update(done, total) {
+            if (unit === 'bytes') {
+              const step = Math.floor((done / Math.max(total, 1)) * 100);
+              if (step === shown && done < total) return;
+              if (shown === -1) [startValue, startedAt] = [done, performance.now()];
+              shown = step;
+            }
+            stderr.write(`${label}: ${describe(done, total)}\n`);
+          },
+          stop: () => undefined,
+        };
+      }
       const own = new ConsoleBar({
         stream: stderr,
         format: unit === 'bytes'
@@ -186,6 +202,25 @@ class ConsoleBar extends cliProgress.SingleBar {
     super.render();
     (this as unknown as { timer: NodeJS.Timeout | null }).timer?.unref();
   }
+}
+
+/**
+ * Progress of a model that has to be pulled: one bar per downloaded file, then one for the conversion,
+ * each closed when it is complete.
+ */
+export function modelProgress(console: Console): { onProgress: (e: HubProgress) => void; stop: () => void } {
+  let current: { file: string; bar: Progress } | undefined;
+  return {
+    onProgress(e) {
+      if (current?.file !== e.file) {
+        current?.bar.stop();
+        current = { file: e.file, bar: console.progress(e.file, 'bytes') };
+      }
+      current.bar.update(e.done, e.total);
+      if (e.done >= e.total) current.bar.stop();
+    },
+    stop: () => current?.bar.stop(),
+  };
 }
 
 function barText(options: cliProgress.Options, progress: number): string {

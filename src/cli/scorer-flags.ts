@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import type { ScorerOptions } from '../pipeline/scorer.js';
-import { parsePositiveInteger, type Console } from './output.js';
+import { modelProgress, parsePositiveInteger, type Console } from './output.js';
 
 export interface ScorerFlags {
   model?: string;
@@ -55,6 +55,7 @@ export function scorerOptionsFromFlags(flags: ScorerFlags, console: Console): Sc
     maxPixels: flags.maxPixels,
     cacheDir: flags.cache ? flags.cacheDir : false,
     log: (line) => console.log(line),
+    onModelProgress: modelProgress(console).onProgress,
   };
 }
 

@@ -490,7 +490,8 @@ async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promi
   const provider = opts.device === 'auto' ? cudaProviderState() : undefined;
   const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
-  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
+  const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
+  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), ...pulling });
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   const notice = provider && autoFallbackNotice(sessions, provider);
   if (notice) opts.log(notice);
@@ -500,7 +501,7 @@ async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promi
   const reconvertible = first.manifest.precision === encoderVariant(opts.precision, expectCuda).precision;
   if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions };
   await sessions.close();
-  const second = await resolveModel(opts.model, { ...wanted, onRetry });
+  const second = await resolveModel(opts.model, { ...wanted, ...pulling });
   return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
 }
 
