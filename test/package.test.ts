@@ -74,6 +74,19 @@ test('package.json declares engines, exports, types and the bin', () => {
   assert.equal(pkg.bin?.pickscore, 'bin/pickscore.js');
 });
 
+test('npm reads the repository\'s configuration without a warning; onnxruntime-node\'s CUDA download is skipped by means each npm supports', { skip }, async () => {
+  // npm 11 warns on every command about keys in the project's .npmrc that are not npm's own.
+  const npm = ok(await run('npm', ['pkg', 'get', 'name'], repoRoot), 'npm pkg get name');
+  assert.doesNotMatch(npm.stderr, /project config/i);
+  assert.equal(npm.stdout.trim(), JSON.stringify(pkg.name));
+  // npm 11.19 and later skip a script package.json denies; npm 10 ignores allowScripts, so the CI script
+  // sets onnxruntime-node's own switch before `npm ci`.
+  assert.equal((pkg as { allowScripts?: Record<string, boolean> }).allowScripts?.['onnxruntime-node'], false);
+  const ci = readFileSync(path.join(repoRoot, '.ci', 'run'), 'utf8');
+  const skipLine = ci.search(/^export ONNXRUNTIME_NODE_INSTALL="\$\{ONNXRUNTIME_NODE_INSTALL:-skip\}"$/m);
+  assert.ok(skipLine >= 0 && skipLine < ci.search(/^npm ci\b/m), '.ci/run sets ONNXRUNTIME_NODE_INSTALL=skip before npm ci');
+});
+
 test('npm pack installs offline in a clean folder, runs the CLI and the library, with types', { skip, timeout: 120_000 }, async () => {
   assert.ok(existsSync(path.join(repoRoot, 'dist', 'cli', 'main.js')), 'dist/ is built (npm test builds it first; otherwise run npm run build)');
   const packed = ok(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], repoRoot), 'npm pack');
