@@ -70,9 +70,10 @@ describe('the first run, against a loopback Hub', { skip: skipWithoutReference }
   test('model pull through a Hub that stalls part way: a warning after the idle timeout, then the download resumes and completes', { timeout: 120_000 }, async () => {
     server.requests.length = 0;
     server.faults.stallAfter = { file: 'pytorch_model.bin', bytes: 1_000_000 };
-    const pulled = await runCli(['model', 'pull'], { env: envFor('stall', { HF_HUB_DOWNLOAD_TIMEOUT: '0.5' }) });
+    // A second of silence: far longer than a loopback answer takes, so only the injected stall trips it.
+    const pulled = await runCli(['model', 'pull'], { env: envFor('stall', { HF_HUB_DOWNLOAD_TIMEOUT: '1' }) });
     assert.equal(pulled.code, 0, pulled.stderr);
-    assert.match(pulled.stderr, /^warning: The download of yuvalkirstain\/PickScore_v1\/pytorch_model\.bin stalled at 1\.0 MB of 6\.8 MB: no bytes for 0\.5 s \(HF_HUB_DOWNLOAD_TIMEOUT sets how long to wait\); trying again in 1 s \(try 2 of 5\)$/m);
+    assert.match(pulled.stderr, /^warning: The download of yuvalkirstain\/PickScore_v1\/pytorch_model\.bin stalled at 1\.0 MB of 6\.8 MB: no bytes for 1 s \(HF_HUB_DOWNLOAD_TIMEOUT sets how long to wait\); trying again in 1 s \(try 2 of 5\)$/m);
     assert.deepEqual(server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/') && r.headers.range).map((r) => r.headers.range), ['bytes=1000000-']);
   });
 
