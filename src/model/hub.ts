@@ -88,7 +88,8 @@ export class HubUnreachableError extends ModelError {
 }
 
 /**
- * A failure that may pass: a dropped or refused connection, or an overloaded server (HTTP 429 or 5xx).
+ * A failure that may pass: a dropped connection, or an overloaded server (HTTP 429 or 5xx); a refused
+ * or silent one is a transient HubUnreachableError.
  * The request is tried again after a pause; a download resumes from the bytes already on disk.
  */
 class TransientHubError extends ModelError {
@@ -358,8 +359,8 @@ function unreachable(ctx: RepoContext, file: string, url: string, err: unknown, 
   return new HubUnreachableError(message, { cause: err, transient: !permanent });
 }
 
-function throwIfInterrupted(ctx: RepoContext, file: string, kept = ''): void {
-  if (ctx.signal?.aborted) throw new InterruptedError(`Interrupted: stopped fetching ${ctx.repo}/${file}${kept}`);
+function throwIfInterrupted(ctx: RepoContext, file: string): void {
+  if (ctx.signal?.aborted) throw new InterruptedError(`Interrupted: stopped fetching ${ctx.repo}/${file}`);
 }
 
 /** Resolves after `ms`, or rejects with an InterruptedError as soon as the signal aborts (or at once if it has). */
