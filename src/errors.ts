@@ -2,7 +2,7 @@
  * Typed errors. Every failure the user can cause or meet is one of these kinds; the CLI maps each kind
  * to an exit code in one place (src/cli/exit-codes.ts). Library users can branch on `kind`.
  */
-export type ErrorKind = 'usage' | 'input' | 'model' | 'internal';
+export type ErrorKind = 'usage' | 'input' | 'model' | 'internal' | 'interrupted';
 
 export abstract class PickScoreError extends Error {
   abstract readonly kind: ErrorKind;
@@ -25,6 +25,14 @@ export class InputError extends PickScoreError {
 /** A model folder, checkpoint or ONNX file is missing, corrupt or unsupported. */
 export class ModelError extends PickScoreError {
   readonly kind = 'model' as const;
+}
+
+/**
+ * SIGINT or SIGTERM stopped work that has no partial result to write (a model download): the message
+ * says what was kept, such as the bytes a later run resumes from.
+ */
+export class InterruptedError extends PickScoreError {
+  readonly kind = 'interrupted' as const;
 }
 
 /** A bug in pickscore: an invariant that should hold did not. */

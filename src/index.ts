@@ -15,7 +15,7 @@ import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
 import { softmax } from './score/similarity.js';
 import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
 
-export { PickScoreError, UsageError, InputError, ModelError, InternalError, expectedMessage, type ErrorKind } from './errors.js';
+export { PickScoreError, UsageError, InputError, ModelError, InternalError, InterruptedError, expectedMessage, type ErrorKind } from './errors.js';
 export { Scorer } from './pipeline/scorer.js';
 export type {
   ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageInput, RawImageSource, Precision,

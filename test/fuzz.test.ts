@@ -3,10 +3,10 @@
  * chunks, and image bytes through decodeImage and the ImagePool. Random and mutated inputs must never
  * crash the process or hang, and must fail only with typed errors (or ok:false with a reason).
  *
- * Each target runs a fixed number of iterations, then on for what is left of PICKSCORE_FUZZ_SECONDS
- * (default 0.75), from PICKSCORE_FUZZ_SEED (default 1); a failure names the seed and the iteration, so
- * it can be replayed. The fixed count, not the clock, sets the least each run covers: on a loaded
- * machine the ImagePool's workers alone took the whole time budget, and one iteration ran.
+ * Each target runs a fixed number of iterations (about half a second's worth on a 2-core machine when it
+ * is idle), times PICKSCORE_FUZZ_SCALE (default 1), from PICKSCORE_FUZZ_SEED (default 1); a failure names
+ * the seed and the iteration, so it can be replayed. Iterations, not a time budget: a loaded machine
+ * takes longer over the same inputs instead of trying fewer.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ import { InputError } from '../src/errors.js';
 import { seededRandom } from './helpers/image-pillow.js';
 import { itxtChunk, pngChunk, pngWithChunks, textChunk, ztxtChunk } from './helpers/image-files.js';
 
-const SECONDS = Number(process.env.PICKSCORE_FUZZ_SECONDS ?? 0.75);
+const SCALE = Number(process.env.PICKSCORE_FUZZ_SCALE ?? 1);
 const SEED = Number(process.env.PICKSCORE_FUZZ_SEED ?? 1);
 /** A call that takes this long is taken to hang: generous, so a loaded machine never trips it. */
 const CALL_DEADLINE_MS = 20_000;
@@ -30,12 +30,12 @@ const MAX_PIXELS = 1 << 20;
 
 type Random = () => number;
 
-/** Runs `body` `minimum` times, then until the time budget is spent; returns how many ran. */
-async function fuzz(t: TestContext, name: string, minimum: number, body: (random: Random, iteration: number) => Promise<void> | void): Promise<number> {
+/** Runs `body` for `iterations` × PICKSCORE_FUZZ_SCALE iterations (at least one); returns how many ran. */
+async function fuzz(t: TestContext, name: string, iterations: number, body: (random: Random, iteration: number) => Promise<void> | void): Promise<number> {
   const random = seededRandom(SEED);
-  const end = performance.now() + SECONDS * 1000;
+  const count = Math.max(1, Math.round(iterations * SCALE));
   let iteration = 0;
-  for (; iteration < minimum || performance.now() < end; iteration++) {
+  for (; iteration < count; iteration++) {
     try {
       await body(random, iteration);
     } catch (err) {
@@ -99,7 +99,7 @@ function randomLine(random: Random): string {
 
 test('fuzz: the manifest parser reports every non-blank line as a row or as issues, and never throws', async (t) => {
   const file = '/fuzz/run.jsonl';
-  await fuzz(t, 'parseManifest', 101, (random) => {
+  await fuzz(t, 'parseManifest', 5000, (random) => {
     const lines = Array.from({ length: 1 + int(random, 8) }, () => (random() < 0.1 ? pick(random, ['', '  ', '\t']) : randomLine(random)));
     const text = (random() < 0.2 ? '\uFEFF' : '') + lines.join(random() < 0.3 ? '\r\n' : '\n');
     const { rows, issues } = parseManifest(text, file);
@@ -171,7 +171,7 @@ test('fuzz: the PNG text-chunk prompt reader on structure-aware mutations throws
     pngWithChunks([itxtChunk('parameters', 'ünïcödé\nSteps: 1', false), pngChunk('zTXt', Buffer.concat([Buffer.from('prompt\0\0'), deflateSync(Buffer.from(graph))]))]),
   ];
   // The existing fuzz (image-png-text.test.ts) overwrites bytes; this one moves, repeats and resizes chunks.
-  await fuzz(t, 'readPngTextChunks', 101, (random) => {
+  await fuzz(t, 'readPngTextChunks', 5000, (random) => {
     const bytes = mutate(random, pick(random, seeds));
     try {
       const chunks = readPngTextChunks(bytes);
@@ -206,7 +206,7 @@ async function seedImages(): Promise<Buffer[]> {
 test('fuzz: decodeImage on mutated images gives RGB of the stated size or an InputError, and never hangs', { timeout: 300_000 }, async (t) => {
   const seeds = await seedImages();
   let decoded = 0;
-  const ran = await fuzz(t, 'decodeImage', 21, async (random) => {
+  const ran = await fuzz(t, 'decodeImage', 400, async (random) => {
     const bytes = mutate(random, pick(random, seeds));
     try {
       const image = await withinDeadline('decodeImage', decodeImage(bytes, { exif: random() < 0.5 ? 'apply' : 'ignore', maxPixels: MAX_PIXELS }));
@@ -224,13 +224,13 @@ test('fuzz: the ImagePool prepares mutated images or answers ok:false with a rea
   const pool = new ImagePool({ threads: 2, preprocess: CLIP_PREPROCESS, exif: 'apply', resize: 'exact', maxPixels: MAX_PIXELS });
   const pixels = 3 * CLIP_PREPROCESS.cropHeight * CLIP_PREPROCESS.cropWidth;
   try {
-    await fuzz(t, 'ImagePool.prepare', 11, async (random, iteration) => {
+    await fuzz(t, 'ImagePool.prepare', 100, async (random, iteration) => {
       const bytes = mutate(random, pick(random, seeds));
       const prepared = await withinDeadline('ImagePool.prepare', pool.prepare({ bytes, label: `mutant-${iteration}` }));
       if (prepared.ok) assert.equal(prepared.pixels.length, pixels);
       else assert.doesNotMatch(prepared.error, /internal error/, 'an untyped error escaped the decoder');
     });
-      const after = await withinDeadline('ImagePool.prepare', pool.prepare({ bytes: seeds[0], label: 'intact' }));
+    const after = await withinDeadline('ImagePool.prepare', pool.prepare({ bytes: seeds[0], label: 'intact' }));
     assert.ok(after.ok, 'the pool still prepares a good image after the mutants');
   } finally {
     await pool.close();

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, link, lstat, readFile, readlink, readdir, rm, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { ModelError } from '../src/errors.js';
+import { InterruptedError, ModelError, UsageError } from '../src/errors.js';
 import { HubNotFoundError, hubCacheDir, hubDownload, hubRepoDir, linkSnapshotFile, parseRetryAfter, retryDelayMs, type HubRetry, type SnapshotFileOps } from '../src/model/hub.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { fixturesDir } from './helpers/paths.js';
@@ -127,6 +127,79 @@ describe('hubDownload against a loopback Hub', () => {
     await assert.rejects(download({ files: ['config.json'], endpoint, retry: { attempts: 2, baseDelayMs: 1 }, onRetry: (e) => retries.push(e) }),
       /Could not reach http:\/\/127\.0\.0\.1:\d+ to download acme\/tiny-repo\/config\.json: .*Check the network or HF_ENDPOINT/);
     assert.equal(retries.length, 1);
+  });
+
+  // The idle timeouts below are a second: far longer than a loopback answer takes even on a loaded
+  // machine, so only the injected silence trips them.
+  test('a Hub that takes the metadata request and never answers: the try gives up after the idle timeout, with a warning, and the next one succeeds', { timeout: 60_000 }, async () => {
+    server.faults.silent = { times: 1 };
+    const retries: HubRetry[] = [];
+    const snapshot = await download({ files: ['config.json'], idleTimeoutMs: 1000, onRetry: (e) => retries.push(e) });
+    assert.deepEqual(await readFile(path.join(snapshot, 'config.json')), await readFile(path.join(fixtureRepo, 'config.json')));
+    assert.equal(retries.length, 1);
+    assert.match(retries[0].reason, /^No answer from http:\/\/127\.0\.0\.1:\d+ in 1 s to the request for acme\/tiny-repo\/config\.json \(HF_HUB_DOWNLOAD_TIMEOUT sets how long to wait\)/);
+  });
+
+  test('a download that stalls part way is a failed try: the bytes received are kept and the next try resumes after them', { timeout: 60_000 }, async () => {
+    server.faults.stallAfter = { file: 'weights.bin', bytes: 20_000 };
+    const retries: HubRetry[] = [];
+    const snapshot = await download({ files: ['weights.bin'], idleTimeoutMs: 1000, onRetry: (e) => retries.push(e) });
+    assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), weightsBytes);
+    assert.equal(retries.length, 1);
+    assert.match(retries[0].reason, /^The download of acme\/tiny-repo\/weights\.bin stalled at 0\.0 MB of 0\.1 MB: no bytes for 1 s/);
+    assert.deepEqual(server.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/lfs/')).map((r) => r.headers.range), [undefined, 'bytes=20000-']);
+  });
+
+  test('a Hub that stalls on every try fails after the last one, keeping every byte received', { timeout: 60_000 }, async () => {
+    server.faults.stallAfter = { file: 'weights.bin', bytes: 20_000, times: 2 };
+    await assert.rejects(download({ files: ['weights.bin'], idleTimeoutMs: 1000, retry: { attempts: 2, baseDelayMs: 5 } }),
+      (err: unknown) => err instanceof ModelError && /^Download of acme\/tiny-repo\/weights\.bin failed 2 times \(last: .*stalled.*\); 40000 of 65536 bytes are kept/.test(err.message));
+  });
+
+  test('HF_HUB_DOWNLOAD_TIMEOUT sets the idle timeout in seconds; a value that is not a positive number is refused, naming it', { timeout: 60_000 }, async () => {
+    try {
+      process.env.HF_HUB_DOWNLOAD_TIMEOUT = '1.5';
+      server.faults.silent = { times: 1 };
+      const retries: HubRetry[] = [];
+      await download({ files: ['config.json'], onRetry: (e) => retries.push(e) });
+      assert.match(retries[0]?.reason ?? '', / in 1\.5 s /);
+      for (const bad of ['soon', '0', '-1', 'Infinity']) {
+        process.env.HF_HUB_DOWNLOAD_TIMEOUT = bad;
+        await assert.rejects(download({ files: ['config.json'] }), (err: unknown) => err instanceof UsageError && /HF_HUB_DOWNLOAD_TIMEOUT/.test(err.message), bad);
+      }
+    } finally {
+      delete process.env.HF_HUB_DOWNLOAD_TIMEOUT;
+    }
+  });
+
+  test('aborting stops a stalled download at once and keeps its bytes; the next run resumes after them', { timeout: 60_000 }, async () => {
+    server.faults.stallAfter = { file: 'weights.bin', bytes: 20_000 };
+    const controller = new AbortController();
+    const retries: HubRetry[] = [];
+    // The idle timeout is far beyond the test's own: only the abort can end this download in time.
+    const pulled = download({ files: ['weights.bin'], idleTimeoutMs: 600_000, signal: controller.signal, onRetry: (e) => retries.push(e),
+      onProgress: (e) => { if (e.done >= 20_000) controller.abort(); } });
+    await assert.rejects(pulled, (err: unknown) => err instanceof InterruptedError
+      && /^Interrupted: stopped downloading acme\/tiny-repo\/weights\.bin; 0\.0 MB of 0\.1 MB are kept in .*\.incomplete and the next run resumes from there$/.test(err.message));
+    assert.deepEqual(retries, [], 'an interrupted try is not tried again');
+    server.requests.length = 0;
+    const snapshot = await download({ files: ['weights.bin'] });
+    assert.deepEqual(server.requests.filter((r) => r.method === 'GET').map((r) => r.headers.range), ['bytes=20000-']);
+    assert.deepEqual(await readFile(path.join(snapshot, 'weights.bin')), weightsBytes);
+  });
+
+  test('aborting during the pause between tries, or while the metadata request hangs, stops at once with no further request', { timeout: 60_000 }, async () => {
+    server.faults.overloaded = { status: 503, times: 5, on: 'metadata' };
+    const controller = new AbortController();
+    await assert.rejects(download({ files: ['config.json'], retry: { baseDelayMs: 600_000, maxDelayMs: 600_000 }, signal: controller.signal, onRetry: () => controller.abort() }),
+      (err: unknown) => err instanceof InterruptedError && /stopped fetching acme\/tiny-repo\/config\.json while waiting to try again/.test(err.message));
+    assert.equal(server.requests.filter((r) => r.method === 'HEAD').length, 1);
+    server.faults.overloaded = undefined;
+    server.faults.silent = { times: 1 };
+    const hanging = new AbortController();
+    setImmediate(() => hanging.abort());
+    await assert.rejects(download({ files: ['config.json'], idleTimeoutMs: 600_000, signal: hanging.signal }),
+      (err: unknown) => err instanceof InterruptedError && /stopped fetching acme\/tiny-repo\/config\.json/.test(err.message));
   });
 
   test('the pause schedule: doubling from the base up to the cap; Retry-After in seconds or as a date, at most a minute', () => {

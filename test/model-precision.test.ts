@@ -98,14 +98,14 @@ test('--device auto that falls back to the CPU: auto converts the CPU variant, a
     const logged: string[] = [];
     const options = (precision: 'auto' | 'fp16') => resolveScorerOptions({ model: checkpoint, device: 'auto', precision, log: (line) => logged.push(line) });
 
-    const auto = await openModel(options('auto'), fallingBack, () => true);
+    const auto = await openModel(options('auto'), fallingBack, () => 'loads');
     await auto.sessions.close();
     assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'auto'], ['fp32', 'plain', 'cpu']]);
     assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.sessions.device], ['fp32', 'plain', 'cpu']);
     assert.deepEqual(logged, ['warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no GPU)']);
 
     opened.length = 0;
-    const fp16 = await openModel(options('fp16'), fallingBack, () => true);
+    const fp16 = await openModel(options('fp16'), fallingBack, () => 'loads');
     await fp16.sessions.close();
     assert.deepEqual(opened.map((o) => o.device), ['auto'], 'the fp16 encoders asked for run on the CPU; nothing else is converted');
     assert.deepEqual([fp16.manifest.precision, fp16.manifest.attention, fp16.sessions.device], ['fp16', 'fused', 'cpu']);

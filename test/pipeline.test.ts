@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Scorer, autoFallbackNotice, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
 import { batchSizeFor, encoderVariant } from '../src/pipeline/options.js';
-import { cudaProviderProblem } from '../src/model/session.js';
+import { cudaProviderInstalled, cudaProviderProblem } from '../src/model/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';
@@ -202,9 +202,14 @@ test('without the CUDA provider libraries, the reason names the missing files an
   });
 });
 
-test('--device auto ending on the CPU warns where the CUDA provider is installed, and only informs where it is not', () => {
+test('--device auto ending on the CPU warns where the CUDA provider loads, informs where it cannot, and says one short line where it is not installed', () => {
   const fellBack = { executionProvider: 'CPUExecutionProvider', fallbackReason: 'CUDA unavailable, using CPU: no CUDA-capable device is detected' };
-  assert.equal(autoFallbackNotice(fellBack, true), 'warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
-  assert.equal(autoFallbackNotice(fellBack, false), 'device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
-  assert.equal(autoFallbackNotice({ executionProvider: 'CUDAExecutionProvider' }, true), undefined);
+  assert.equal(autoFallbackNotice(fellBack, 'loads'), 'warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
+  assert.equal(autoFallbackNotice(fellBack, 'unloadable'), 'device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no CUDA-capable device is detected)');
+  const notInstalled = { executionProvider: 'CPUExecutionProvider', fallbackReason: `CUDA unavailable, using CPU: ${cudaProviderProblem('/nonexistent')}` };
+  const short = autoFallbackNotice(notInstalled, 'absent') ?? '';
+  assert.equal(short, "device auto: using the CPU (onnxruntime-node's CUDA provider is not installed)");
+  assert.ok(short.length <= 80, `one line on an 80-column terminal: ${short.length} characters`);
+  assert.equal(autoFallbackNotice({ executionProvider: 'CUDAExecutionProvider' }, 'loads'), undefined);
+  assert.equal(cudaProviderInstalled('/nonexistent'), false);
 });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { combinePrompts, parsePromptsJsonl, parsePromptsText, promptForImage, readPromptsFile, sidecarPath } from '../src/io/prompts.js';
 import { InputError } from '../src/errors.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
+import { pillowAvailable, pillowPython } from './helpers/image-pillow.js';
 
 after(removeTempDirs);
 
@@ -99,10 +100,10 @@ save("comfy.png", {"prompt": comfy})
 save("plain.png", {"Software": "none"})
 Image.new("RGB", (4, 4)).save(f"{d}/photo.jpg")
 `;
-  execFileSync('/usr/bin/python3', ['-c', script, dir, comfy]);
+  execFileSync(pillowPython, ['-c', script, dir, comfy]);
 }
 
-test('--prompt-from png reads AUTOMATIC1111 and ComfyUI prompts; other files get a row error', async () => {
+test('--prompt-from png reads AUTOMATIC1111 and ComfyUI prompts; other files get a row error', { skip: pillowAvailable() ? false : 'python3-pil is not installed' }, async () => {
   const dir = await tempDir();
   await generatorPngs(dir);
   assert.deepEqual(await promptForImage('png', image(dir, 'a1111.png')), { ok: true, prompt: 'a cat on a mat, best quality' });

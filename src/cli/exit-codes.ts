@@ -22,7 +22,7 @@ export const ExitCode = {
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
-const BY_KIND = { usage: ExitCode.usage, input: ExitCode.input, model: ExitCode.model, internal: ExitCode.internal } as const;
+const BY_KIND = { usage: ExitCode.usage, input: ExitCode.input, model: ExitCode.model, internal: ExitCode.internal, interrupted: ExitCode.interrupted } as const;
 
 /**
  * The exit code for an error that stopped a command. Commander signals --help and --version with an

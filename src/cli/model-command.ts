@@ -4,12 +4,12 @@
  */
 import { Command, Option } from 'commander';
 import type { AttentionImpl, Precision } from '../model/clip-graph.js';
-import { describeRetry, type HubProgress } from '../model/hub.js';
+import { describeRetry } from '../model/hub.js';
 import {
   modelConvert, modelInfo, modelList, modelPull, modelVerify, type ConvertedModel, type ModelInfoResult, type ModelListEntry, type ModelVerifyResult,
 } from '../commands/model.js';
 import { ExitCode } from './exit-codes.js';
-import { createConsole, formatBytes, printJson, printText, type Console, type Progress } from './output.js';
+import { createConsole, formatBytes, modelProgress, printJson, printText, withInterruptSignal } from './output.js';
 
 const PRECISION_CHOICES = ['fp32', 'fp16', 'int8'];
 const ATTENTION_CHOICES = ['plain', 'fused'];
@@ -23,38 +23,6 @@ function quietVerbose(command: Command): Command {
   return command
     .option('-q, --quiet', 'no progress or informational lines', false)
     .option('-v, --verbose', 'progress lines on stderr even when it is not a terminal', false);
-}
-
-/**
- * Passes on updates in steps of 1% and the last one: a 3.9 GB download reports every 64 KB chunk, far
- * more than a bar can draw or a log (`--verbose` without a terminal) should hold.
- */
-function throttled(bar: Progress): Progress {
-  let shown = -1;
-  return {
-    update(done, total) {
-      const step = Math.floor((done / Math.max(total, 1)) * 100);
-      if (step === shown && done < total) return;
-      shown = step;
-      bar.update(done, total);
-    },
-    stop: () => bar.stop(),
-  };
-}
-
-/** One progress bar per downloaded file, then one for the conversion. */
-function downloadProgress(console: Console): { onProgress: (e: HubProgress) => void; stop: () => void } {
-  let current: { file: string; bar: Progress } | undefined;
-  return {
-    onProgress(e) {
-      if (current?.file !== e.file) {
-        current?.bar.stop();
-        current = { file: e.file, bar: throttled(console.progress(e.file)) };
-      }
-      current.bar.update(e.done, e.total);
-    },
-    stop: () => current?.bar.stop(),
-  };
 }
 
 function describeConverted(c: ConvertedModel): string {
@@ -105,9 +73,9 @@ export function registerModelCommand(program: Command): void {
     .option('--json', 'print the result as JSON', false))
     .action(async (name: string | undefined, flags: CommonFlags & { precision: Precision; attention: AttentionImpl }) => {
       const console = createConsole(flags);
-      const progress = downloadProgress(console);
-      const result = await modelPull({ model: name, precision: flags.precision, attention: flags.attention, onProgress: progress.onProgress,
-        onRetry: (e) => console.log(`warning: ${describeRetry(e)}`) })
+      const progress = modelProgress(console);
+      const result = await withInterruptSignal(console, ({ signal }) => modelPull({ model: name, precision: flags.precision, attention: flags.attention,
+        onProgress: progress.onProgress, onRetry: (e) => console.log(`warning: ${describeRetry(e)}`), signal }))
         .finally(progress.stop);
       if (flags.json) return printJson(result);
       await printText(`${result.alreadyPresent ? 'already converted' : 'converted'}: ${result.manifest.name}  ${describeConverted(result)}`);
@@ -124,7 +92,7 @@ export function registerModelCommand(program: Command): void {
     .option('--json', 'print the result as JSON', false))
     .action(async (dir: string, flags: CommonFlags & { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string }) => {
       const console = createConsole(flags);
-      const bar = throttled(console.progress('convert'));
+      const bar = console.progress('convert', 'bytes');
       const result = await modelConvert({ src: dir, out: flags.out, precision: flags.precision, attention: flags.attention, tokenizerDir: flags.tokenizer,
         name: flags.name, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
       if (flags.json) return printJson(result);

@@ -11,6 +11,7 @@ import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/wr
 import { openSink } from '../io/writers/sink.js';
 import { checkOutputWritable } from '../io/atomic.js';
 import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
+import type { HubProgress } from '../model/hub.js';
 import { ExitCode } from './exit-codes.js';
 
 export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
@@ -72,7 +73,8 @@ export function printJson(value: unknown): Promise<void> {
 export interface Console {
   /** Warnings and errors: always written. Other lines: only on a TTY, and never with --quiet. */
   log(line: string): void;
-  progress(label: string): Progress;
+  /** A progress bar; `bytes` shows sizes, the transfer rate and the time left, for downloads. */
+  progress(label: string, unit?: 'items' | 'bytes'): Progress;
 }
 
 export interface Progress {
@@ -82,46 +84,151 @@ export interface Progress {
 
 const NO_PROGRESS: Progress = { update: () => undefined, stop: () => undefined };
 
+/** 75 s -> "1m15s"; 3,700 s -> "1h01m". */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/**
+ * A byte count's progress as a person reads it: `1.2 GB/3.9 GB  35.0 MB/s  ETA 1m17s`. The rate counts
+ * only the bytes of this run (a resumed download starts part way), over `elapsedMs`.
+ */
+export function describeTransfer(done: number, total: number, bytesThisRun: number, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? (bytesThisRun * 1000) / elapsedMs : 0;
+  const eta = rate > 0 ? formatDuration((total - done) / rate) : '?';
+  return `${formatBytes(done)}/${formatBytes(total)}  ${formatBytes(rate)}/s  ETA ${eta}`;
+}
+
 /**
  * The stderr side of a command. On a TTY: a progress bar and informational lines. With --verbose and
  * no TTY: progress as plain lines (`rank: 8/40`), which scripts and tests can follow. --quiet silences
  * both; warnings and errors always print.
+ *
+ * One bar is on screen at a time, on the last line: a newer bar replaces an older one. A line logged
+ * while a bar is drawn is written above it (the bar's line is cleared, the line written, the bar drawn
+ * again below), so a warning never ends the bar.
  */
 export function createConsole(opts: { quiet: boolean; verbose?: boolean; stderr?: NodeJS.WriteStream }): Console {
   const stderr = opts.stderr ?? process.stderr;
   const tty = stderr.isTTY === true;
   const chatty = (tty || opts.verbose === true) && !opts.quiet;
-  let bar: cliProgress.SingleBar | null = null;
+  let drawn: ConsoleBar | null = null;
+  // A command that ends with its bar still drawn (interrupted, failed) clears it on the way out, which
+  // also shows the cursor again and turns line wrapping back on.
+  const clearOnExit = () => drawn?.stop();
+  const draw = (bar: ConsoleBar | null) => {
+    if (drawn === null && bar !== null) process.once('exit', clearOnExit);
+    if (drawn !== null && bar === null) process.off('exit', clearOnExit);
+    drawn = bar;
+  };
   return {
     log(line: string) {
       if (!chatty && !/^(warning|error)\b/i.test(line)) return;
-      if (bar) bar.stop();
-      stderr.write(`${line}\n`);
-      bar = null;
+      if (!drawn) {
+        stderr.write(`${line}\n`);
+        return;
+      }
+      // Clear the bar's line, write the log line in its place, and save the cursor at the start of the
+      // new last line: cli-progress restores the cursor it saved at start() when the bar stops, and
+      // that must be the bar's line now, not the one the log line took.
+      stderr.write(`\r\x1b[2K${line}\n\x1b7`);
+      drawn.render(); // forceRedraw: drawn again even though its text did not change
     },
-    progress(label: string): Progress {
+    progress(label: string, unit: 'items' | 'bytes' = 'items'): Progress {
       if (!chatty) return NO_PROGRESS;
-      if (!tty) return { update: (done, total) => stderr.write(`${label}: ${done}/${total}\n`), stop: () => undefined };
-      const own = new cliProgress.SingleBar(
-        { stream: stderr, format: `${label} [{bar}] {value}/{total} {eta_formatted}`, hideCursor: true, clearOnComplete: true },
-        cliProgress.Presets.shades_classic,
-      );
+      let startValue = 0;
+      let startedAt = 0;
+      const describe = (done: number, total: number) =>
+        (unit === 'bytes' ? describeTransfer(done, total, done - startValue, performance.now() - startedAt) : `${done}/${total}`);
+      if (!tty) {
+        // A 3.9 GB download reports every 64 KB chunk: as lines, only each whole percent and the end.
+        let shown = -1;
+        return {
+          update(done, total) {
+            if (unit === 'bytes') {
+              const step = Math.floor((done / Math.max(total, 1)) * 100);
+              if (step === shown && done < total) return;
+              if (shown === -1) [startValue, startedAt] = [done, performance.now()];
+              shown = step;
+            }
+            stderr.write(`${label}: ${describe(done, total)}\n`);
+          },
+          stop: () => undefined,
+        };
+      }
+      const own = new ConsoleBar({
+        stream: stderr,
+        format: unit === 'bytes'
+          ? (options, params) => `${label} [${barText(options, params.progress)}] ${describe(params.value, params.total)}`
+          : `${label} [{bar}] {value}/{total} {eta_formatted}`,
+        hideCursor: true,
+        clearOnComplete: true,
+        forceRedraw: true,
+      }, cliProgress.Presets.shades_classic);
       let started = false;
-      bar = own;
       return {
         update(done, total) {
-          if (bar !== own) return;
-          if (!started) own.start(total, done);
-          else own.update(done);
-          started = true;
+          if (!started) {
+            if (drawn) drawn.stop(); // an older bar gives up the line
+            startValue = done;
+            startedAt = performance.now();
+            own.start(total, done);
+            started = true;
+            draw(own);
+          } else if (drawn === own) {
+            own.setTotal(total);
+            own.update(done);
+          }
         },
         stop() {
-          if (started) own.stop();
-          if (bar === own) bar = null;
+          if (drawn === own) {
+            own.stop();
+            draw(null);
+          }
         },
       };
     },
   };
+}
+
+/**
+ * cli-progress redraws on a timer while a bar runs. That timer must not keep the process alive: a run
+ * interrupted on a terminal, or one that failed, has to end with its bar still up.
+ */
+class ConsoleBar extends cliProgress.SingleBar {
+  override render(): void {
+    super.render();
+    (this as unknown as { timer: NodeJS.Timeout | null }).timer?.unref();
+  }
+}
+
+/**
+ * Progress of a model that has to be pulled: one bar per downloaded file, then one for the conversion,
+ * each closed when it is complete.
+ */
+export function modelProgress(console: Console): { onProgress: (e: HubProgress) => void; stop: () => void } {
+  let current: { file: string; bar: Progress } | undefined;
+  return {
+    onProgress(e) {
+      if (current?.file !== e.file) {
+        current?.bar.stop();
+        current = { file: e.file, bar: console.progress(e.file, 'bytes') };
+      }
+      current.bar.update(e.done, e.total);
+      if (e.done >= e.total) current.bar.stop();
+    },
+    stop: () => current?.bar.stop(),
+  };
+}
+
+function barText(options: cliProgress.Options, progress: number): string {
+  const size = options.barsize ?? 40;
+  const complete = Math.round(Math.min(1, Math.max(0, progress)) * size);
+  return (options.barCompleteString ?? '').slice(0, complete) + (options.barIncompleteString ?? '').slice(0, size - complete);
 }
 
 /**

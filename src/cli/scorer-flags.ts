@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
 import type { ScorerOptions } from '../pipeline/scorer.js';
 import type { NamedOutput } from '../io/same-file.js';
-import { parsePositiveInteger, type Console } from './output.js';
+import { modelProgress, parsePositiveInteger, type Console } from './output.js';
 
 export interface ScorerFlags {
   model?: string;
@@ -77,6 +77,7 @@ export function scorerOptionsFromFlags(flags: ScorerFlags, console: Console): Sc
     maxPixels: flags.maxPixels,
     cacheDir: flags.cache ? flags.cacheDir : false,
     log: (line) => console.log(line),
+    onModelProgress: modelProgress(console).onProgress,
   };
 }
 

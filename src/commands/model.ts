@@ -38,13 +38,16 @@ export interface ModelPullOptions {
   attention?: AttentionImpl;
   onProgress?: (e: HubProgress) => void;
   onRetry?: (e: HubRetry) => void;
+  /** Aborting stops a download at once, keeping its bytes for the next pull (InterruptedError). */
+  signal?: AbortSignal;
 }
 export interface ModelPullResult extends ConvertedModel { alreadyPresent: boolean }
 
 export async function modelPull(opts: ModelPullOptions): Promise<ModelPullResult> {
   const { dir } = await locateModel(opts.model, opts);
   const alreadyPresent = await stat(path.join(dir, MANIFEST_FILE)).then(() => true, () => false);
-  const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry });
+  const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry,
+    signal: opts.signal });
   const attention = opts.attention ?? 'plain';
   // A converted folder is what it is: reporting it as pulled at another precision would mislead.
   if (resolved.source.kind === 'converted' && (resolved.manifest.precision !== opts.precision || resolved.manifest.attention !== attention)) {

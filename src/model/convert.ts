@@ -148,7 +148,8 @@ async function findSupportFiles(dirs: (string | undefined)[]): Promise<SupportFi
   const names = new Set(tokenizer.map((f) => path.basename(f)));
   if (!names.has('tokenizer.json') && !(names.has('vocab.json') && names.has('merges.txt'))) {
     throw new ModelError(
-      `No tokenizer found in ${searched.join(' or ')}: expected tokenizer.json, or vocab.json and merges.txt (for PickScore, pass the processor folder of laion/CLIP-ViT-H-14-laion2B-s32B-b79K as the tokenizer folder)`,
+      `No tokenizer found in ${searched.join(' or ')}: expected tokenizer.json, or vocab.json and merges.txt. Name a folder that has them with `
+        + '`--tokenizer <dir>` (`tokenizerDir` in the API); for PickScore, the processor folder of laion/CLIP-ViT-H-14-laion2B-s32B-b79K',
     );
   }
   return { tokenizer, preprocessor: await find(PREPROCESSOR_FILE) };

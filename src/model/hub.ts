@@ -17,7 +17,7 @@ import https from 'node:https';
 import { copyFile, link, lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ModelError, UsageError, expectedMessage } from '../errors.js';
+import { InterruptedError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import { sha256File } from '../io/file-hash.js';
 
 export interface HubProgress { file: string; done: number; total: number }
@@ -51,6 +51,17 @@ export interface HubDownloadOptions {
   /** Told before each pause between tries, so a long wait is never silent. */
   onRetry?: (e: HubRetry) => void;
   retry?: Partial<RetryPolicy>;
+  /**
+   * A request that receives nothing for this long (no answer to a metadata request, no bytes of a
+   * download) fails as a try that may pass: it is tried again, resuming, after a warning. Default:
+   * $HF_HUB_DOWNLOAD_TIMEOUT seconds, else 10 s, as huggingface_hub.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Aborting stops at once: the request in flight is closed, a pause between tries ends, and an
+   * InterruptedError says how much of the file is kept for the next run to resume from.
+   */
+  signal?: AbortSignal;
 }
 
 /** A file, revision or repository the Hub does not have (HTTP 404). Callers may fall back to another file. */
@@ -64,7 +75,21 @@ export class HubNotFoundError extends ModelError {
 export class HubOfflineError extends ModelError {}
 
 /**
- * A failure that may pass: a dropped or refused connection, or an overloaded server (HTTP 429 or 5xx).
+ * The Hub could not be reached at all: the name does not resolve, the connection is refused or never
+ * answers. `transient` failures are tried again; the error a caller sees is the last one.
+ */
+export class HubUnreachableError extends ModelError {
+  constructor(message: string, options: ErrorOptions & { transient: boolean }) {
+    super(message, options);
+    this.transient = options.transient;
+  }
+
+  readonly transient: boolean;
+}
+
+/**
+ * A failure that may pass: a dropped connection, or an overloaded server (HTTP 429 or 5xx); a refused
+ * or silent one is a transient HubUnreachableError.
  * The request is tried again after a pause; a download resumes from the bytes already on disk.
  */
 class TransientHubError extends ModelError {
@@ -84,6 +109,12 @@ const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 /** Five tries, pausing 1, 2, 4 and 8 s between them: about 15 s of patience before a pull gives up. */
 const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 8000 };
+/**
+ * huggingface_hub's default read timeout. Without one, a connection that opens and then sends nothing
+ * waited for the HTTP client's own limit (300 s for headers), five times over, in silence.
+ */
+const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
+const IDLE_TIMEOUT_VARIABLE = 'HF_HUB_DOWNLOAD_TIMEOUT';
 /** A Retry-After beyond this is not waited for in full: the run would look hung. */
 const MAX_RETRY_AFTER_MS = 60_000;
 /** Overload, maintenance and gateway answers, from the Hub or its CDN: worth another try. */
@@ -108,9 +139,10 @@ function pidAlive(pid: number): boolean {
  * holds it: then waits, and returns as soon as `done()` says that process finished the job. A lock
  * left by a dead process is taken over. Used for blobs here and for model conversion in registry.ts.
  */
-export async function withLockFile<T>(lockFile: string, done: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
+export async function withLockFile<T>(lockFile: string, done: () => Promise<T | undefined>, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   await mkdir(path.dirname(lockFile), { recursive: true });
   for (;;) {
+    if (signal?.aborted) throw new InterruptedError(`Interrupted while waiting for the process that holds ${lockFile}`);
     const finished = await done();
     if (finished !== undefined) return finished;
     try {
@@ -154,6 +186,27 @@ export function hubRepoDir(repo: string, hfHome?: string): string {
   return path.join(hubCacheDir(hfHome), `models--${repo.split('/').join('--')}`);
 }
 
+/** The idle timeout: the option, else $HF_HUB_DOWNLOAD_TIMEOUT in seconds (fractions allowed), else the default. */
+function idleTimeoutMs(option: number | undefined): number {
+  if (option !== undefined) {
+    if (!(Number.isFinite(option) && option > 0)) throw new UsageError(expectedMessage('a number of milliseconds above 0', 'idleTimeoutMs', option));
+    return option;
+  }
+  const value = process.env[IDLE_TIMEOUT_VARIABLE];
+  if (value === undefined || value.trim() === '') return DEFAULT_IDLE_TIMEOUT_MS;
+  const seconds = Number(value);
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw new UsageError(expectedMessage('a number of seconds above 0', IDLE_TIMEOUT_VARIABLE, value));
+  return seconds * 1000;
+}
+
+function describeSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
 function isOffline(): boolean {
   const value = (process.env.HF_HUB_OFFLINE ?? '').toLowerCase();
   return value === '1' || value === 'true' || value === 'yes' || value === 'on';
@@ -168,6 +221,8 @@ interface RepoContext {
   onProgress?: (e: HubProgress) => void;
   onRetry?: (e: HubRetry) => void;
   retry: RetryPolicy;
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
 }
 
 /**
@@ -190,6 +245,8 @@ export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
     onProgress: opts.onProgress,
     onRetry: opts.onRetry,
     retry: { ...DEFAULT_RETRY, ...opts.retry },
+    idleTimeoutMs: idleTimeoutMs(opts.idleTimeoutMs),
+    signal: opts.signal,
   };
   let commit: string | undefined;
   const wanted = [...opts.files.map((f) => ({ file: f, optional: false })), ...(opts.optionalFiles ?? []).map((f) => ({ file: f, optional: true }))];
@@ -236,13 +293,14 @@ async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | 
   // Once the first file has told us the commit, the rest are fetched at that commit, so that one
   // snapshot never mixes two commits when the branch moves during the pull.
   const revision = knownCommit ?? ctx.revision;
+  throwIfInterrupted(ctx, file);
   const meta = await withRetries(ctx, file, () => fetchMetadata(ctx, file, revision));
   const blobPath = path.join(ctx.repoDir, 'blobs', meta.etag);
   // Two processes may want the same blob (two models share the LAION processor files): one downloads, the other waits.
   await withLockFile(`${blobPath}.lock`, async () => ((await exists(blobPath)) ? true : undefined), async () => {
     await downloadBlob(ctx, file, meta, blobPath);
     return true;
-  });
+  }, ctx.signal);
   await linkSnapshot(ctx, meta.commit, file, meta.etag);
   if (!COMMIT_PATTERN.test(ctx.revision) || ctx.revision !== meta.commit) {
     await mkdir(path.dirname(path.join(ctx.repoDir, 'refs', ctx.revision)), { recursive: true });
@@ -265,11 +323,31 @@ function headersFor(ctx: RepoContext, url: string, extra: Record<string, string>
   return headers;
 }
 
+const UNREACHABLE_ADVICE = '. Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network';
+
+/** A metadata request, given up on when nothing answers within the idle timeout. */
 async function head(ctx: RepoContext, file: string, url: string): Promise<Response> {
+  throwIfInterrupted(ctx, file);
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, ctx.idleTimeoutMs);
+  const interrupt = () => controller.abort();
+  ctx.signal?.addEventListener('abort', interrupt);
   try {
-    return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: headersFor(ctx, url) });
+    return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: headersFor(ctx, url), signal: controller.signal });
   } catch (err) {
-    throw unreachable(ctx, file, url, err, '. Check the network or HF_ENDPOINT; with the files already cached, HF_HUB_OFFLINE=1 skips the network');
+    throwIfInterrupted(ctx, file);
+    if (timedOut) {
+      throw new HubUnreachableError(`No answer from ${new URL(url).origin} in ${describeSeconds(ctx.idleTimeoutMs)} to the request for ${ctx.repo}/${file} `
+        + `(${IDLE_TIMEOUT_VARIABLE} sets how long to wait)${UNREACHABLE_ADVICE}`, { transient: true });
+    }
+    throw unreachable(ctx, file, url, err, UNREACHABLE_ADVICE);
+  } finally {
+    clearTimeout(timer);
+    ctx.signal?.removeEventListener('abort', interrupt);
   }
 }
 
@@ -278,7 +356,35 @@ function unreachable(ctx: RepoContext, file: string, url: string, err: unknown, 
   const message = `Could not reach ${new URL(url).origin} to download ${ctx.repo}/${file}: ${describeCause(err)}${advice}`;
   const codes = [err, err instanceof Error ? err.cause : undefined].map((e) => (e as NodeJS.ErrnoException | undefined)?.code);
   const permanent = codes.some((code) => code !== undefined && PERMANENT_NETWORK_CODES.has(code));
-  return permanent ? new ModelError(message, { cause: err }) : new TransientHubError(message, { cause: err });
+  return new HubUnreachableError(message, { cause: err, transient: !permanent });
+}
+
+function throwIfInterrupted(ctx: RepoContext, file: string): void {
+  if (ctx.signal?.aborted) throw new InterruptedError(`Interrupted: stopped fetching ${ctx.repo}/${file}`);
+}
+
+/** Resolves after `ms`, or rejects with an InterruptedError as soon as the signal aborts (or at once if it has). */
+function pause(ctx: RepoContext, file: string, ms: number): Promise<void> {
+  const interrupted = () => new InterruptedError(`Interrupted: stopped fetching ${ctx.repo}/${file} while waiting to try again`);
+  return new Promise((resolve, reject) => {
+    if (ctx.signal?.aborted) {
+      reject(interrupted());
+      return;
+    }
+    const interrupt = () => {
+      clearTimeout(timer);
+      reject(interrupted());
+    };
+    const timer = setTimeout(() => {
+      ctx.signal?.removeEventListener('abort', interrupt);
+      resolve();
+    }, ms);
+    ctx.signal?.addEventListener('abort', interrupt, { once: true });
+  });
+}
+
+function isTransient(err: unknown): err is TransientHubError | HubUnreachableError {
+  return err instanceof TransientHubError || (err instanceof HubUnreachableError && err.transient);
 }
 
 /** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
@@ -302,10 +408,10 @@ async function withRetries<T>(ctx: RepoContext, file: string, request: () => Pro
     try {
       return await request();
     } catch (err) {
-      if (!(err instanceof TransientHubError) || attempt >= ctx.retry.attempts) throw err;
-      const delayMs = retryDelayMs(ctx.retry, attempt, err.retryAfterMs);
+      if (!isTransient(err) || attempt >= ctx.retry.attempts) throw err;
+      const delayMs = retryDelayMs(ctx.retry, attempt, err instanceof TransientHubError ? err.retryAfterMs : undefined);
       ctx.onRetry?.({ file, attempt, attempts: ctx.retry.attempts, delayMs, reason: err.message });
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await pause(ctx, file, delayMs);
     }
   }
 }
@@ -371,18 +477,40 @@ async function fetchMetadata(ctx: RepoContext, file: string, revision: string): 
   throw new ModelError(`Too many redirects for ${ctx.repo}/${file} at revision ${revision}`);
 }
 
+/** Thrown into a request that received nothing for the idle timeout. */
+class StalledError extends Error {}
+/**
+ * Responses whose request was closed for stalling. Once the answer has begun, destroying the request
+ * makes the response fail with a plain "aborted", so the stall is recorded here for fetchInto to name.
+ */
+const stalledResponses = new WeakSet<http.IncomingMessage>();
+
 /**
  * GET with node:http, following every redirect; the Authorization header is dropped once the host changes.
  * node:http rather than fetch: its 'data' events hand over every byte that arrived before a dropped
- * connection, which is what a resume needs.
+ * connection, which is what a resume needs. The socket's idle timeout covers the wait for the answer
+ * and every gap between chunks; the signal closes the request at once.
  */
 async function getFollowing(ctx: RepoContext, file: string, start: string, extra: Record<string, string>): Promise<http.IncomingMessage> {
   let url = start;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       const client = url.startsWith('https:') ? https : http;
-      client.get(url, { headers: headersFor(ctx, url, extra) }, resolve).on('error', reject);
+      let response: http.IncomingMessage | undefined;
+      const req = client.get(url, { headers: headersFor(ctx, url, extra), signal: ctx.signal }, (r) => {
+        response = r;
+        resolve(r);
+      }).on('error', reject);
+      req.setTimeout(ctx.idleTimeoutMs, () => {
+        if (response) stalledResponses.add(response);
+        req.destroy(new StalledError(`no bytes from ${new URL(url).origin} for ${describeSeconds(ctx.idleTimeoutMs)}`));
+      });
     }).catch((err: unknown) => {
+      throwIfInterrupted(ctx, file);
+      if (err instanceof StalledError) {
+        throw new HubUnreachableError(`No answer from ${new URL(url).origin} in ${describeSeconds(ctx.idleTimeoutMs)} to the download of ${ctx.repo}/${file} `
+          + `(${IDLE_TIMEOUT_VARIABLE} sets how long to wait)`, { transient: true });
+      }
       throw unreachable(ctx, file, url, err);
     });
     const status = res.statusCode ?? 0;
@@ -414,7 +542,11 @@ async function downloadBlob(ctx: RepoContext, file: string, meta: FileMetadata, 
   try {
     await withRetries(ctx, file, () => fetchInto(ctx, file, meta, partial));
   } catch (err) {
-    if (!(err instanceof TransientHubError)) throw err;
+    if (err instanceof InterruptedError) {
+      throw new InterruptedError(`Interrupted: stopped downloading ${ctx.repo}/${file}; ${megabytes(await fileSize(partial))} of ${megabytes(meta.size)} `
+        + `are kept in ${partial} and the next run resumes from there`, { cause: err });
+    }
+    if (!isTransient(err)) throw err;
     throw new ModelError(`Download of ${ctx.repo}/${file} failed ${ctx.retry.attempts} times (last: ${describeCause(err)}); ` +
       `${await fileSize(partial)} of ${meta.size} bytes are kept in ${partial} and the next run resumes from there`, { cause: err });
   }
@@ -453,6 +585,11 @@ async function fetchInto(ctx: RepoContext, file: string, meta: FileMetadata, par
       res.on('aborted', () => reject(new Error('the connection was closed early')));
     });
   } catch (err) {
+    throwIfInterrupted(ctx, file);
+    if (stalledResponses.has(res)) {
+      throw new HubUnreachableError(`The download of ${ctx.repo}/${file} stalled at ${megabytes(done)} of ${megabytes(meta.size)}: `
+        + `no bytes for ${describeSeconds(ctx.idleTimeoutMs)} (${IDLE_TIMEOUT_VARIABLE} sets how long to wait)`, { transient: true });
+    }
     throw new TransientHubError(`Connection lost while downloading ${ctx.repo}/${file}: ${describeCause(err)}`, { cause: err });
   } finally {
     closeSync(fd);

@@ -17,7 +17,9 @@ import { InputError, ModelError, UsageError, expectedMessage } from '../errors.j
 import type { AttentionImpl, Precision } from './clip-graph.js';
 import { PREPROCESSOR_FILE, TOKENIZER_FILES, convertCheckpoint } from './convert.js';
 export { CHECKSUM_FILE } from './convert.js';
-import { HubNotFoundError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry } from './hub.js';
+import {
+  HubNotFoundError, HubOfflineError, HubUnreachableError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry,
+} from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
@@ -36,10 +38,12 @@ export interface ResolveOptions {
   pull?: boolean;
   onProgress?: (e: HubProgress) => void;
   onRetry?: (e: HubRetry) => void;
+  /** Aborting stops a download at once, keeping its bytes for the next run (InterruptedError). */
+  signal?: AbortSignal;
 }
 
 /** What a download reports as it goes: bytes, and the pauses before another try. */
-type DownloadCallbacks = Pick<HubDownloadOptions, 'onProgress' | 'onRetry'>;
+type DownloadCallbacks = Pick<HubDownloadOptions, 'onProgress' | 'onRetry' | 'signal'>;
 
 /** A repository that lacks model.safetensors is fetched as pytorch_model.bin, as transformers does. */
 const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors': 'pytorch_model.bin' };
@@ -197,6 +201,18 @@ async function downloadWithFallback(repo: string, revision: string, files: strin
   }
 }
 
+/** The way forward when the Hub cannot be had: a model folder made from a checkpoint already on disk. */
+const WITHOUT_NETWORK = 'Without network access, score with a local model: `--model <dir>` takes a model folder, and '
+  + '`pickscore model convert <local checkpoint> --out <dir>` makes one from any local CLIPModel checkpoint (see "Without network access" in the README)';
+
+/** A download that failed for want of the network says what to do instead. */
+function withoutNetworkAdvice(err: unknown): unknown {
+  const unreachable = err instanceof HubUnreachableError || (err instanceof ModelError && err.cause instanceof HubUnreachableError);
+  if (unreachable) return new ModelError(`${err.message}. ${WITHOUT_NETWORK}`, { cause: err });
+  if (err instanceof HubOfflineError) return new HubOfflineError(`${err.message}. ${WITHOUT_NETWORK}`, { cause: err });
+  return err;
+}
+
 /**
  * Fetches the weights snapshot and the processor snapshot (another repository for PickScore; the same
  * snapshot for a plain `org/repo`). Both stay in the Hub cache, where the manifest's source.dir points.
@@ -306,9 +322,11 @@ async function convertedVariant(source: Exclude<ModelSource, { kind: 'converted'
       const manifest = await convertInto(source.dir, target, { precision: opts.precision, attention, name, onProgress: onConvert });
       return { dir: target, manifest };
     }
-    const fetched = await downloadSources(source, { onProgress: opts.onProgress, onRetry: opts.onRetry });
+    const fetched = await downloadSources(source, { onProgress: opts.onProgress, onRetry: opts.onRetry, signal: opts.signal }).catch((err: unknown) => {
+      throw withoutNetworkAdvice(err);
+    });
     const manifest = await convertInto(fetched.weightsDir, target, { precision: opts.precision, attention, tokenizerDir: fetched.processorDir, name,
       source: { repo: fetched.repo, revision: fetched.commit }, onProgress: onConvert });
     return { dir: target, manifest };
-  });
+  }, opts.signal);
 }

@@ -91,6 +91,15 @@ export function cudaProviderProblem(bindingDir = onnxruntimeBindingDir()): strin
   return undefined;
 }
 
+/**
+ * Whether onnxruntime-node's CUDA provider libraries are there at all; whether they load is
+ * cudaProviderProblem's question. They are absent wherever onnxruntime-node's install script skipped
+ * its download (this repository's own install does), which is the ordinary CPU machine.
+ */
+export function cudaProviderInstalled(bindingDir = onnxruntimeBindingDir()): boolean {
+  return bindingDir !== undefined && CUDA_PROVIDER_LIBRARIES.every((lib) => existsSync(path.join(bindingDir, lib)));
+}
+
 function onnxruntimeBindingDir(): string | undefined {
   try {
     const entry = createRequire(import.meta.url).resolve('onnxruntime-node');

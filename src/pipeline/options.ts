@@ -2,6 +2,7 @@ import os from 'node:os';
 import { UsageError, expectedMessage } from '../errors.js';
 import { parseDeviceRequest, type DeviceRequest } from '../model/device.js';
 import type { ModelManifest } from '../model/convert.js';
+import type { HubProgress } from '../model/hub.js';
 
 import { DEFAULT_MAX_PIXELS } from '../image/limits.js';
 
@@ -22,6 +23,10 @@ export interface ScorerOptions {
   threads?: number;
   cacheDir?: string | false;
   log?: (line: string) => void;
+  /** Told how a model that has to be pulled first is coming along: each file's download, then the conversion (bytes). */
+  onModelProgress?: (e: HubProgress) => void;
+  /** Aborting stops a model download at once (InterruptedError); scoring streams take their own signal. */
+  signal?: AbortSignal;
 }
 
 export interface ResolvedScorerOptions {
@@ -36,6 +41,8 @@ export interface ResolvedScorerOptions {
   threads: number;
   cacheDir: string | false | undefined;
   log: (line: string) => void;
+  onModelProgress: ((e: HubProgress) => void) | undefined;
+  signal: AbortSignal | undefined;
 }
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], subject: string, fallback: T): T {
@@ -97,6 +104,8 @@ export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions
     threads: checkThreads(positiveInteger(opts.threads, 'threads', os.availableParallelism()), 'threads'),
     cacheDir: opts.cacheDir,
     log: opts.log ?? (() => undefined),
+    onModelProgress: opts.onModelProgress,
+    signal: opts.signal,
   };
 }
 

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
 import { describeRetry, type HubRetry } from '../model/hub.js';
-import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
+import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
@@ -477,14 +477,24 @@ function epochNow(): number {
 
 type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
 
+/** Where onnxruntime-node's CUDA provider stands on this machine: it loads, it is not installed, or it is installed but cannot load. */
+export type CudaProviderState = 'loads' | 'absent' | 'unloadable';
+
 /**
  * The line `--device auto` prints when it ends on the CPU. A warning, printed even in CI, when the CUDA
- * provider's libraries are installed, for then a GPU run was evidently meant; an informational line
- * (terminal only) on a machine without them, where the CPU is what anyone would expect.
+ * provider's libraries load, for then a GPU run was evidently meant; an informational line (terminal
+ * only) otherwise: one short line where the provider is simply not installed, the ordinary CPU machine
+ * (`--device cuda` names what is missing), and the loader's reason where it is installed but cannot load.
  */
-export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, cudaLibrariesLoad: boolean): string | undefined {
+export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, provider: CudaProviderState): string | undefined {
   if (!sessions.fallbackReason) return undefined;
-  return `${cudaLibrariesLoad ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
+  if (provider === 'absent') return "device auto: using the CPU (onnxruntime-node's CUDA provider is not installed)";
+  return `${provider === 'loads' ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
+}
+
+function cudaProviderState(): CudaProviderState {
+  if (cudaProviderProblem() === undefined) return 'loads';
+  return cudaProviderInstalled() ? 'unloadable' : 'absent';
 }
 
 /**
@@ -495,20 +505,22 @@ export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionPro
  * runs as it is: one that lacks the precision asked for is refused, never run at another precision.
  * Whatever opens is what the provenance reports.
  */
-export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, cudaLoads = (): boolean => cudaProviderProblem() === undefined): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
-  const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaLoads());
+export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, providerState: () => CudaProviderState = cudaProviderState): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+  const provider = opts.device === 'auto' ? providerState() : undefined;
+  const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
-  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
+  const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
+  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), ...pulling });
   if (first.source.kind === 'converted') checkConvertedPrecision(opts.precision, first.dir, first.manifest);
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
-  const notice = autoFallbackNotice(sessions, expectCuda);
+  const notice = provider && autoFallbackNotice(sessions, provider);
   if (notice) opts.log(notice);
   const onCuda = sessions.device === 'cuda';
   const wanted = encoderVariant(opts.precision, onCuda);
   // Only a checkpoint or a named model can be converted again, into the variant that suits the CPU.
   if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions };
   await sessions.close();
-  const second = await resolveModel(opts.model, { ...wanted, onRetry });
+  const second = await resolveModel(opts.model, { ...wanted, ...pulling });
   return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
 }
 

@@ -26,6 +26,13 @@ export interface HubServerFaults {
    * `/resolve/`, or GETs of LFS bytes.
    */
   overloaded?: { status: number; times: number; on: 'metadata' | 'bytes'; retryAfter?: string };
+  /**
+   * A stalled Hub: send the answer's head and the first `bytes` of the named file's body, then nothing
+   * more while keeping the connection open, `times` times (default once).
+   */
+  stallAfter?: { file: string; bytes: number; times?: number };
+  /** Accept the next `times` metadata requests and never answer them. */
+  silent?: { times: number };
 }
 
 export interface HubServer {
@@ -105,6 +112,12 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     }
     res.writeHead(status, { ...headers, 'Content-Length': String(body.length), 'Accept-Ranges': 'bytes' });
     if (req.method === 'HEAD') return void res.end();
+    if (faults.stallAfter?.file === file && body.length > faults.stallAfter.bytes) {
+      const left = (faults.stallAfter.times ?? 1) - 1;
+      res.write(body.subarray(0, faults.stallAfter.bytes));
+      faults.stallAfter = left > 0 ? { ...faults.stallAfter, times: left } : undefined;
+      return; // nothing more: the client must notice the silence itself
+    }
     if (faults.dropAfter?.file === file && body.length > faults.dropAfter.bytes) {
       const cut = faults.dropAfter.bytes;
       const left = (faults.dropAfter.times ?? 1) - 1;
@@ -144,6 +157,10 @@ export async function startHubServer(root: string, opts: HubServerOptions = {}):
     const match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url);
     if (!match) return void res.writeHead(404).end();
     const [, repo, revision, file] = match;
+    if (faults.silent && faults.silent.times > 0) {
+      faults.silent.times -= 1;
+      return; // the request is read and never answered
+    }
     if (refusedAsOverloaded(res, 'metadata')) return;
     if (faults.requireToken && req.headers.authorization !== `Bearer ${faults.requireToken}`) {
       return void res.writeHead(401, { 'X-Error-Code': 'GatedRepo' }).end();
