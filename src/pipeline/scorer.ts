@@ -7,7 +7,8 @@
  * into one of two preallocated batch buffers, which travel to the encoder thread and back without a
  * copy, so memory stays flat for any number of images. Batch k+1 is launched as soon as batch k ends,
  * before k's cache writes and results. Embeddings already in the SQLite cache skip the encoder, and
- * records carry numbers only.
+ * records carry numbers only. The cache is only ever a saving: when it cannot be used (a full disk, a
+ * read-only folder, a lock held too long) the run warns once and goes on without it.
  */
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
@@ -19,7 +20,7 @@ import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
-import { EmbeddingCache } from '../io/embedding-cache.js';
+import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
@@ -125,7 +126,8 @@ export class Scorer {
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
-    private readonly cache: EmbeddingCache | null,
+    /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
+    private cache: EmbeddingCache | null,
     private readonly recyclePixels: boolean,
   ) {
     this.logitScale = manifest.logitScale;
@@ -146,9 +148,7 @@ export class Scorer {
         queueDepth: layout.queueDepth,
       });
       opened.push(pool);
-      const cache = opts.cacheDir === false
-        ? null
-        : EmbeddingCache.open(opts.cacheDir ?? embeddingsHome(), { onWarning: (message) => opts.log(`warning: ${message}`) });
+      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir ?? embeddingsHome(), opts.log);
       return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
@@ -337,7 +337,7 @@ export class Scorer {
    */
   private placeInBatch(prepared: Extract<PreparedImage, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
     try {
-      const cached = this.cache?.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode);
+      const cached = this.withCache(undefined, (cache) => cache.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode));
       if (cached) {
         this.counters.imageCacheHits++;
         return { slot: null, embedding: cached };
@@ -402,7 +402,8 @@ export class Scorer {
   /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
     if (fresh.size > 0) {
-      this.cache?.putImages(this.manifest.fingerprint, this.imageMode, [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding })));
+      const entries = [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding }));
+      this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, this.imageMode, entries));
     }
     return entries.map(({ job, prepared, embedding }) => prepared.ok
       ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
@@ -417,7 +418,7 @@ export class Scorer {
   }
 
   private cachedText(prompt: string): Float32Array | undefined {
-    const cached = this.cache?.getText(this.manifest.fingerprint, prompt);
+    const cached = this.withCache(undefined, (cache) => cache.getText(this.manifest.fingerprint, prompt));
     if (!cached) return undefined;
     this.counters.textCacheHits++;
     this.remember(prompt, cached);
@@ -433,8 +434,27 @@ export class Scorer {
     l2normalize(raw, this.embedDim);
     const entries = prompts.map((prompt, i) => ({ prompt, embedding: raw.slice(i * this.embedDim, (i + 1) * this.embedDim) }));
     for (const { prompt, embedding } of entries) this.remember(prompt, embedding);
-    this.cache?.putTexts(this.manifest.fingerprint, entries);
+    this.withCache(undefined, (cache) => cache.putTexts(this.manifest.fingerprint, entries));
     return entries;
+  }
+
+  /**
+   * Runs one cache operation, or gives `fallback` without a cache. A cache that fails (full disk,
+   * read-only, locked past the timeout) is dropped with one warning, and the run goes on: its scores do
+   * not depend on the cache. A damaged file never gets here: the cache moves it aside itself.
+   */
+  private withCache<T>(fallback: T, operation: (cache: EmbeddingCache) => T): T {
+    const cache = this.cache;
+    if (!cache) return fallback;
+    try {
+      return operation(cache);
+    } catch (err) {
+      if (!(err instanceof EmbeddingCacheUnavailable)) throw err;
+      this.cache = null;
+      cache.close();
+      this.opts.log(`warning: ${withoutCache(err)}`);
+      return fallback;
+    }
   }
 
   private warnIfTruncated(prompt: string): void {
@@ -450,6 +470,21 @@ export class Scorer {
     this.textMemo.delete(prompt);
     this.textMemo.set(prompt, embedding);
     if (this.textMemo.size > TEXT_MEMO_LIMIT) this.textMemo.delete(this.textMemo.keys().next().value as string);
+  }
+}
+
+function withoutCache(err: EmbeddingCacheUnavailable): string {
+  return `${err.message}; going on without the cache (scores are the same, but this run saves nothing for the next)`;
+}
+
+/** The embedding cache, or null (with one warning) when it cannot be opened: a run never fails for its cache. */
+function openCache(dir: string, log: (line: string) => void): EmbeddingCache | null {
+  try {
+    return EmbeddingCache.open(dir, { onWarning: (message) => log(`warning: ${message}`) });
+  } catch (err) {
+    if (!(err instanceof EmbeddingCacheUnavailable)) throw err;
+    log(`warning: ${withoutCache(err)}`);
+    return null;
   }
 }
 
