@@ -21,7 +21,7 @@ import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage } 
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
-import { l2normalize, scoreMatrix } from '../score/similarity.js';
+import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
@@ -110,6 +110,7 @@ export class Scorer {
   private readonly idleBuffers: [Float32Array, Float32Array][] = [];
   private readonly textMemo = new Map<string, Float32Array>();
   private readonly warnedPrompts = new Set<string>();
+  private warnedInvalidCacheRow = false;
   private readonly counters: ScorerStats = {
     imagesPrepared: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
     textsEncoded: 0, textCacheHits: 0, encoderBusyMs: 0, waitingForImagesMs: 0,
@@ -337,7 +338,7 @@ export class Scorer {
    */
   private placeInBatch(prepared: Extract<PreparedImage, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
     try {
-      const cached = this.withCache(undefined, (cache) => cache.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode));
+      const cached = this.checkedCacheRow('image', this.withCache(undefined, (cache) => cache.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode)));
       if (cached) {
         this.counters.imageCacheHits++;
         return { slot: null, embedding: cached };
@@ -418,7 +419,7 @@ export class Scorer {
   }
 
   private cachedText(prompt: string): Float32Array | undefined {
-    const cached = this.withCache(undefined, (cache) => cache.getText(this.manifest.fingerprint, prompt));
+    const cached = this.checkedCacheRow('text', this.withCache(undefined, (cache) => cache.getText(this.manifest.fingerprint, prompt)));
     if (!cached) return undefined;
     this.counters.textCacheHits++;
     this.remember(prompt, cached);
@@ -455,6 +456,22 @@ export class Scorer {
       this.opts.log(`warning: ${withoutCache(err)}`);
       return fallback;
     }
+  }
+
+  /**
+   * A row read from the cache, if it is an embedding this model could have written: of its width, finite,
+   * of unit length. Anything else (a damaged or foreign row) would give a wrong score or none, so it is
+   * a miss: recomputed, and replaced by the write that follows. Warned once per run.
+   */
+  private checkedCacheRow(kind: 'text' | 'image', embedding: Float32Array | undefined): Float32Array | undefined {
+    if (!embedding) return undefined;
+    const problem = unitEmbeddingProblem(embedding, this.embedDim);
+    if (!problem) return embedding;
+    if (!this.warnedInvalidCacheRow) {
+      this.warnedInvalidCacheRow = true;
+      this.opts.log(`warning: the embedding cache ${this.cache?.path ?? ''} holds an invalid ${kind} embedding (${problem}); it is recomputed and replaced, as is every other invalid row met in this run`);
+    }
+    return undefined;
   }
 
   private warnIfTruncated(prompt: string): void {
