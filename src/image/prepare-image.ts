@@ -1,6 +1,7 @@
 /**
  * One image from source to model input: read the file, hash it, decode, resize and crop, normalise.
  * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
+ * Reading and hashing is a step of its own, so that an image whose embedding is cached is never decoded.
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -57,8 +58,11 @@ async function readRegularFile(file: string): Promise<Uint8Array> {
   }
 }
 
-/** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
-export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+/** An image's bytes and their SHA-256 (the cache key), or why they could not be read. */
+export type ReadImage = { ok: true; bytes: Uint8Array; contentHash: string } | { ok: false; error: string };
+
+/** Reads a file (or takes the caller's bytes) and hashes it: all a cache lookup needs, without decoding. */
+export async function readImage(source: ImageSource): Promise<ReadImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
@@ -69,7 +73,12 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions, in
   } else {
     bytes = source.bytes;
   }
-  const contentHash = createHash('sha256').update(bytes).digest('hex');
+  return { ok: true, bytes, contentHash: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Decodes, resizes, crops and normalises bytes already read. `into`, when it has the right length, receives the pixels. */
+export async function decodeRead(read: Extract<ReadImage, { ok: true }>, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+  const { bytes, contentHash } = read;
   try {
     const { crop, width, height } = await decodeAndCrop(bytes, opts);
     const cfg = opts.preprocess;
@@ -81,4 +90,10 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions, in
     if (err instanceof PickScoreError) return { ok: false, error: err.message, contentHash };
     return { ok: false, error: `internal error while preparing the image: ${errorMessage(err)}`, contentHash };
   }
+}
+
+/** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
+export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+  const read = await readImage(source);
+  return read.ok ? decodeRead(read, opts, into) : read;
 }

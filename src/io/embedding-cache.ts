@@ -70,7 +70,9 @@ export interface EmbeddingCacheInfo {
 }
 
 export interface TextEntry { prompt: string; embedding: Float32Array }
-export interface ImageEntry { contentHash: string; embedding: Float32Array }
+/** `width` and `height` are the image's, as a row reports them; a hit with them needs no decoding. */
+export interface ImageEntry { contentHash: string; embedding: Float32Array; width?: number; height?: number }
+export interface CachedImage { embedding: Float32Array; width: number; height: number }
 
 export function embeddingCachePath(dir: string): string {
   return path.join(dir, CACHE_FILE_NAME);
@@ -83,8 +85,23 @@ const SCHEMA = `
     PRIMARY KEY (model, prompt)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS image_embeddings (
     model TEXT NOT NULL, content_hash TEXT NOT NULL, mode TEXT NOT NULL, embedding BLOB NOT NULL,
+    width INTEGER, height INTEGER,
     PRIMARY KEY (model, content_hash, mode)) WITHOUT ROWID;
 `;
+
+/**
+ * Columns added to schema 1 in place: the image's size, so that a cache hit needs no decoding to fill a
+ * row. They may be NULL (rows written before them, or by an older pickscore sharing the file, which
+ * reads and writes the file as before), and such a row is no hit for getImageEntry.
+ */
+const ADDED_IMAGE_COLUMNS = ['width', 'height'] as const;
+
+function addMissingColumns(db: Database.Database): void {
+  const present = new Set((db.prepare("SELECT name FROM pragma_table_info('image_embeddings')").all() as { name: string }[]).map((c) => c.name));
+  for (const column of ADDED_IMAGE_COLUMNS) {
+    if (!present.has(column)) db.exec(`ALTER TABLE image_embeddings ADD COLUMN ${column} INTEGER`);
+  }
+}
 
 /** Why an existing file cannot be used, or undefined when it is a cache of this schema (or empty). */
 function incompatibility(db: Database.Database): string | undefined {
@@ -100,7 +117,7 @@ function incompatibility(db: Database.Database): string | undefined {
 function initialise(db: Database.Database): void {
   // IMMEDIATE: two processes creating the cache at once take turns; the second finds it made.
   db.transaction(() => {
-    if ((db.pragma('application_id', { simple: true }) as number) === CACHE_APPLICATION_ID) return;
+    if ((db.pragma('application_id', { simple: true }) as number) === CACHE_APPLICATION_ID) return addMissingColumns(db);
     db.exec(SCHEMA);
     db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(CACHE_SCHEMA_VERSION));
     db.pragma(`application_id = ${CACHE_APPLICATION_ID}`);
@@ -205,14 +222,14 @@ function fromBlob(blob: Buffer): Float32Array {
 class Connection {
   readonly getText: Database.Statement<[string, string], { embedding: Buffer }>;
   readonly putText: Database.Statement<[string, string, Buffer]>;
-  readonly getImage: Database.Statement<[string, string, string], { embedding: Buffer }>;
-  readonly putImage: Database.Statement<[string, string, string, Buffer]>;
+  readonly getImage: Database.Statement<[string, string, string], { embedding: Buffer; width: number | null; height: number | null }>;
+  readonly putImage: Database.Statement<[string, string, string, Buffer, number | null, number | null]>;
 
   constructor(readonly db: Database.Database, readonly inode: number | undefined) {
     this.getText = db.prepare('SELECT embedding FROM text_embeddings WHERE model = ? AND prompt = ?');
     this.putText = db.prepare('INSERT OR REPLACE INTO text_embeddings (model, prompt, embedding) VALUES (?, ?, ?)');
-    this.getImage = db.prepare('SELECT embedding FROM image_embeddings WHERE model = ? AND content_hash = ? AND mode = ?');
-    this.putImage = db.prepare('INSERT OR REPLACE INTO image_embeddings (model, content_hash, mode, embedding) VALUES (?, ?, ?, ?)');
+    this.getImage = db.prepare('SELECT embedding, width, height FROM image_embeddings WHERE model = ? AND content_hash = ? AND mode = ?');
+    this.putImage = db.prepare('INSERT OR REPLACE INTO image_embeddings (model, content_hash, mode, embedding, width, height) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
   static open(file: string, settings: Settings): Connection {
@@ -304,6 +321,15 @@ export class EmbeddingCache {
     return this.use('reading an image embedding', (c) => readBlob(c.getImage.get(fingerprint, contentHash, mode)));
   }
 
+  /** The embedding with the image's size; a row without the size (written before it was stored) is a miss. */
+  getImageEntry(fingerprint: string, contentHash: string, mode: string): CachedImage | undefined {
+    return this.use('reading an image embedding', (c) => {
+      const row = c.getImage.get(fingerprint, contentHash, mode);
+      if (!row || !isSize(row.width) || !isSize(row.height)) return undefined;
+      return { embedding: fromBlob(row.embedding), width: row.width, height: row.height };
+    });
+  }
+
   getImages(fingerprint: string, mode: string, contentHashes: readonly string[]): (Float32Array | undefined)[] {
     return this.use('reading image embeddings', (c) => c.db.transaction(() => contentHashes.map((h) => readBlob(c.getImage.get(fingerprint, h, mode))))());
   }
@@ -314,7 +340,7 @@ export class EmbeddingCache {
 
   putImages(fingerprint: string, mode: string, entries: readonly ImageEntry[]): void {
     this.use('writing image embeddings', (c) => c.db.transaction(() => {
-      for (const e of entries) c.putImage.run(fingerprint, e.contentHash, mode, toBlob(e.embedding));
+      for (const e of entries) c.putImage.run(fingerprint, e.contentHash, mode, toBlob(e.embedding), e.width ?? null, e.height ?? null);
     }).immediate());
   }
 
@@ -382,6 +408,10 @@ export class EmbeddingCache {
     this.connection.close();
     return this.failure;
   }
+}
+
+function isSize(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0;
 }
 
 function readBlob(row: { embedding: Buffer } | undefined): Float32Array | undefined {

@@ -6,9 +6,11 @@
  * it, so on the main thread it would stall the pool's replies and the next batch). Pixels are copied
  * into one of two preallocated batch buffers, which travel to the encoder thread and back without a
  * copy, so memory stays flat for any number of images. Batch k+1 is launched as soon as batch k ends,
- * before k's cache writes and results. Embeddings already in the SQLite cache skip the encoder, and
- * records carry numbers only. The cache is only ever a saving: when it cannot be used (a full disk, a
- * read-only folder, a lock held too long) the run warns once and goes on without it.
+ * before k's cache writes and results. Embeddings already in the SQLite cache skip the decoder and the
+ * encoder: a worker reads and hashes each file, the hash is looked up, and only a miss is decoded (by
+ * the worker that holds its bytes). Records carry numbers only. The cache is only ever a saving: when
+ * it cannot be used (a full disk, a read-only folder, a lock held too long) the run warns once and
+ * goes on without it.
  */
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
@@ -17,7 +19,7 @@ import { cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncod
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
-import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
+import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
@@ -48,6 +50,8 @@ export interface Provenance {
 /** Counters the benchmark and the rerun tests read: what was encoded, what the cache saved, where time went. */
 export interface ScorerStats {
   imagesPrepared: number;
+  /** Images handed to decoding and resizing: the cache's misses, or every image without a cache. A cache hit is only read and hashed. */
+  imagesDecoded: number;
   imagesEncoded: number;
   imageEncoderCalls: number;
   imageCacheHits: number;
@@ -82,10 +86,14 @@ export interface EmbeddedImage<T> {
 
 export interface StreamOptions { signal?: AbortSignal; onProgress?: (done: number) => void }
 
-interface Started<T> { job: ImageJob<T>; prepared: Promise<PreparedImage> }
-interface BatchEntry<T> { job: ImageJob<T>; prepared: PreparedImage; slot: number | null; embedding: Float32Array | null }
+/** An image whose embedding the cache held: it was read and hashed, never decoded; its size is the cache row's. */
+interface CacheHit { ok: true; embedding: Float32Array; width: number; height: number; contentHash: string }
+type Prepared = PreparedImage | CacheHit;
+interface Started<T> { job: ImageJob<T>; prepared: Promise<Prepared> }
+interface BatchEntry<T> { job: ImageJob<T>; prepared: Prepared; slot: number | null; embedding: Float32Array | null }
+interface FreshImage { embedding: Float32Array; width: number; height: number }
 /** An encoded batch whose fresh embeddings are still to be written to the cache. */
-interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, Float32Array> }
+interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, FreshImage> }
 /** A stream's two batch buffers (one filled while the other is with the encoder) and the end of its last run. */
 interface StreamBuffers { pair: [Float32Array, Float32Array]; lastRunEnd: number | null }
 
@@ -112,7 +120,7 @@ export class Scorer {
   private readonly warnedPrompts = new Set<string>();
   private warnedInvalidCacheRow = false;
   private readonly counters: ScorerStats = {
-    imagesPrepared: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
+    imagesPrepared: 0, imagesDecoded: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
     textsEncoded: 0, textCacheHits: 0, encoderBusyMs: 0, waitingForImagesMs: 0,
     encoderIdleGaps: 0, encoderIdleGapMs: 0, encoderIdleGapMaxMs: 0,
   };
@@ -291,20 +299,60 @@ export class Scorer {
     return `exif=${this.opts.exif};resize=${this.opts.resize}`;
   }
 
-  private prepare(source: ImageInput): Promise<PreparedImage> {
-    const prepared = 'rgb' in source ? Promise.resolve().then(() => this.prepareRaw(source)) : this.pool.prepare(source);
+  /**
+   * Starts an image on its way to the batch. With a cache, a worker first only reads and hashes it, and
+   * decoding is asked for only when the hash misses; without one, the worker does it all in one step.
+   */
+  private prepare(source: ImageInput): Promise<Prepared> {
+    let prepared: Promise<Prepared>;
+    if ('rgb' in source) {
+      prepared = Promise.resolve().then(() => this.prepareRaw(source));
+    } else if (this.cache) {
+      prepared = this.pool.read(source).then((read) => this.decodeMiss(read));
+    } else {
+      this.counters.imagesDecoded++;
+      prepared = this.pool.prepare(source);
+    }
     return prepared.catch((err: unknown) => ({ ok: false as const, error: errorMessage(err) }));
   }
 
-  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run. */
-  private prepareRaw({ rgb, label }: RawImageSource): PreparedImage {
+  /** A hit lets the worker drop the bytes it holds; a miss has that worker decode them. */
+  private decodeMiss(read: ReadResult): Prepared | Promise<Prepared> {
+    if (!read.ok) return read;
+    let hit: CacheHit | undefined;
+    try {
+      hit = this.cachedImage(read.contentHash);
+    } catch (err) {
+      read.drop();
+      throw err;
+    }
+    if (hit) {
+      read.drop();
+      return hit;
+    }
+    this.counters.imagesDecoded++;
+    return read.decode();
+  }
+
+  /** The cache's row for an image, if it holds a usable one with the image's size. */
+  private cachedImage(contentHash: string): CacheHit | undefined {
+    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, this.imageMode));
+    const embedding = this.checkedCacheRow('image', entry?.embedding);
+    return entry && embedding && { ok: true, embedding, width: entry.width, height: entry.height, contentHash };
+  }
+
+  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run, unless cached. */
+  private prepareRaw({ rgb, label }: RawImageSource): Prepared {
     const { width, height, data } = rgb;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
       return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
     }
+    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
+    const hit = this.cachedImage(contentHash);
+    if (hit) return hit;
+    this.counters.imagesDecoded++;
     const pixels = new Float32Array(this.pixelsPerImage);
     normalizeInto(resizeAndCrop(rgb, this.manifest.preprocess), this.manifest.preprocess, pixels, 0);
-    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
     return { ok: true, pixels, width, height, contentHash };
   }
 
@@ -336,13 +384,12 @@ export class Scorer {
    * image already in the batch, or a new slot its pixels are copied into. Its pixel buffer then goes back
    * to the pool, whose worker writes the next image into it.
    */
-  private placeInBatch(prepared: Extract<PreparedImage, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
+  private placeInBatch(prepared: Extract<Prepared, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
+    if ('embedding' in prepared) {
+      this.counters.imageCacheHits++;
+      return { slot: null, embedding: prepared.embedding };
+    }
     try {
-      const cached = this.checkedCacheRow('image', this.withCache(undefined, (cache) => cache.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode)));
-      if (cached) {
-        this.counters.imageCacheHits++;
-        return { slot: null, embedding: cached };
-      }
       let slot = slotByHash.get(prepared.contentHash);
       if (slot === undefined) {
         slot = slotByHash.size;
@@ -357,7 +404,7 @@ export class Scorer {
 
   /** Runs the batch's encoder slots; the buffer comes back into `buffers.pair[index]` when it was transferred. */
   private async encodeBatch<T>(entries: BatchEntry<T>[], buffers: StreamBuffers, index: number): Promise<EncodedBatch<T>> {
-    const fresh = new Map<string, Float32Array>();
+    const fresh = new Map<string, FreshImage>();
     const count = new Set(entries.map((e) => e.slot).filter((s) => s !== null)).size;
     if (count === 0) return { entries, fresh };
     const { embeddings: raw, ...run } = await this.runImageEncoder(buffers, index, count);
@@ -369,10 +416,11 @@ export class Scorer {
     }
     l2normalize(raw, this.embedDim);
     for (const entry of entries) {
-      if (entry.slot === null || !entry.prepared.ok) continue;
-      const embedding = raw.slice(entry.slot * this.embedDim, (entry.slot + 1) * this.embedDim);
+      const { prepared, slot } = entry;
+      if (slot === null || !prepared.ok) continue;
+      const embedding = raw.slice(slot * this.embedDim, (slot + 1) * this.embedDim);
       entry.embedding = embedding;
-      fresh.set(entry.prepared.contentHash, embedding);
+      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height });
     }
     return { entries, fresh };
   }
@@ -403,7 +451,7 @@ export class Scorer {
   /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
     if (fresh.size > 0) {
-      const entries = [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding }));
+      const entries = [...fresh].map(([contentHash, image]) => ({ contentHash, ...image }));
       this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, this.imageMode, entries));
     }
     return entries.map(({ job, prepared, embedding }) => prepared.ok
