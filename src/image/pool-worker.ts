@@ -7,13 +7,10 @@
  * looked the hash up in the cache, asks to 'decode' it or to 'drop' it (a hit is never decoded).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { limitDecoderThreads } from './codec.js';
 import { decodeRead, prepareImage, readImage, type PreparedImage, type PrepareOptions, type ReadImage } from './prepare-image.js';
 import type { PoolWorkerMessage, PoolWorkerReply } from './pool.js';
 
 const options = workerData as PrepareOptions;
-// The pool runs one worker per core; a second level of decoder threads would only oversubscribe them.
-limitDecoderThreads(1);
 
 /** More than the images a worker holds at once; a buffer beyond this is left to the garbage collector. */
 const MAX_SPARE_BUFFERS = 8;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { PickScoreError, errorMessage } from '../errors.js';
-import { decodeImage, decodeResizeFast } from './codec.js';
+import type * as Codec from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
 
 export type ImageSource = { path: string } | { bytes: Uint8Array; label: string };
@@ -32,7 +32,23 @@ async function readFailure(err: unknown, file: string): Promise<string> {
   return `cannot read file: ${code ?? errorMessage(err)}`;
 }
 
+let codecLoading: Promise<typeof Codec> | undefined;
+
+/**
+ * The codec (sharp) is loaded on the first decode, so that a worker that only reads and hashes cached
+ * images never pays for loading it. The pool runs one worker per core, so each decodes on one thread: a
+ * second level of decoder threads would only oversubscribe the cores.
+ */
+function loadCodec(): Promise<typeof Codec> {
+  codecLoading ??= import('./codec.js').then((codec) => {
+    codec.limitDecoderThreads(1);
+    return codec;
+  });
+  return codecLoading;
+}
+
 async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
+  const { decodeImage, decodeResizeFast } = await loadCodec();
   const decodeOptions = { exif: opts.exif, maxPixels: opts.maxPixels };
   if (opts.resize === 'fast') {
     const crop = await decodeResizeFast(bytes, decodeOptions, opts.preprocess.shortestEdge);
