@@ -148,10 +148,10 @@ export class Scorer {
 
   static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
-    const { dir, manifest, sessions } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
+    const { manifest, sessions, tokenizer: tokenizing } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
     const opened: { close(): unknown }[] = [sessions];
     try {
-      const tokenizer = await ClipTokenizer.fromDir(dir);
+      const tokenizer = await tokenizing;
       const pool = new ImagePool({
         threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
         queueDepth: layout.queueDepth,
@@ -576,10 +576,13 @@ export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionPro
  * load (cheap, no model needed), so only one model variant is converted; if no GPU session starts after
  * all, the CPU variant is opened instead.
  */
-async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions; tokenizer: Promise<ClipTokenizer> }> {
   const expectCuda = opts.device.startsWith('cuda') || (opts.device === 'auto' && cudaProviderProblem() === undefined);
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
   const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), onRetry });
+  // Read on this thread while the encoder thread builds its sessions: together they are most of a cached
+  // rerun's start-up. The caller awaits it once the sessions are open, so a session error is still the one reported.
+  const tokenizer = readTokenizer(first.dir);
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   const notice = autoFallbackNotice(sessions, expectCuda);
   if (notice) opts.log(notice);
@@ -587,10 +590,17 @@ async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders): Promi
   const wanted = encoderVariant(opts.precision, onCuda);
   // A converted folder has one variant whatever was asked; only a checkpoint or a named model can be reconverted.
   const reconvertible = first.manifest.precision === encoderVariant(opts.precision, expectCuda).precision;
-  if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions };
+  if (onCuda === expectCuda || !reconvertible || wanted.precision === first.manifest.precision) return { ...first, sessions, tokenizer };
   await sessions.close();
   const second = await resolveModel(opts.model, { ...wanted, onRetry });
-  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
+  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }), tokenizer: readTokenizer(second.dir) };
+}
+
+/** The tokenizer, read now and awaited later; a rejection nobody awaits (the sessions failed first) is not an unhandled one. */
+function readTokenizer(dir: string): Promise<ClipTokenizer> {
+  const tokenizer = ClipTokenizer.fromDir(dir);
+  tokenizer.catch(() => undefined);
+  return tokenizer;
 }
 
 async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
