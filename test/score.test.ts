@@ -149,8 +149,8 @@ test('unitEmbeddingProblem accepts a unit vector of the width and names what is 
   const unit = l2normalize(Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i + 1)), 1024);
   assert.equal(unitEmbeddingProblem(unit, 1024), undefined);
   assert.equal(unitEmbeddingProblem(Float32Array.of(0.6, 0.8), 2), undefined);
-  assert.equal(unitEmbeddingProblem(Float32Array.of(1), 2), '1 floats where the model gives 2');
-  assert.equal(unitEmbeddingProblem(Float32Array.of(1, 0, 0), 2), '3 floats where the model gives 2');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1), 2), '1 value where the model gives 2');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1, 0, 0), 2), '3 values where the model gives 2');
   assert.equal(unitEmbeddingProblem(Float32Array.of(Number.NaN, 1), 2), 'value 0 is NaN');
   assert.equal(unitEmbeddingProblem(Float32Array.of(1, -Infinity), 2), 'value 1 is -Infinity');
   assert.equal(unitEmbeddingProblem(Float32Array.of(0, 0), 2), 'its length is 0.000, not 1');

@@ -28,7 +28,7 @@ const UNIT_NORM_TOLERANCE = 1e-3;
  * of floats, a value that is not finite, or a length other than 1. A zero vector (no direction) fails too.
  */
 export function unitEmbeddingProblem(v: Float32Array, dim: number): string | undefined {
-  if (v.length !== dim) return `${v.length} floats where the model gives ${dim}`;
+  if (v.length !== dim) return `${v.length} value${v.length === 1 ? '' : 's'} where the model gives ${dim}`;
   let sum = 0;
   for (let k = 0; k < dim; k++) {
     if (!Number.isFinite(v[k])) return `value ${k} is ${v[k]}`;
