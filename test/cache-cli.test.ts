@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
-import { EmbeddingCache } from '../src/io/embedding-cache.js';
+import { EmbeddingCache, embeddingCachePath } from '../src/io/embedding-cache.js';
+import { damageTable } from './helpers/damaged-cache.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 
 after(removeTempDirs);
@@ -50,5 +53,23 @@ describe('pickscore model and cache commands', () => {
     assert.equal(clear.code, 0, clear.stderr);
     assert.match(clear.stdout, /removed 2 text and 0 image embeddings/);
     assert.equal(clear.stderr, '', 'nothing on stderr when it is not a terminal');
+  });
+
+  test('cache info and clear on a file with damaged pages move it aside with one warning and work on a fresh one', async () => {
+    for (const command of ['info', 'clear']) {
+      const dir = await makeTempDir('hubcli-cache');
+      const cache = EmbeddingCache.open(dir);
+      cache.putImages('fp', 'm', Array.from({ length: 300 }, (_, i) => ({ contentHash: `h${i}`, embedding: Float32Array.of(i) })));
+      cache.close();
+      await damageTable(embeddingCachePath(dir), 'image_embeddings');
+      const result = await pickscore(['cache', command, '--json', '--cache-dir', dir], {});
+      assert.equal(result.code, 0, result.stderr);
+      const aside = (await readdir(dir)).filter((name) => /^embeddings\.sqlite\.corrupt-/.test(name));
+      assert.equal(aside.length, 1, command);
+      assert.match(result.stderr, /^warning: the embedding cache .* was unusable \(database disk image is malformed, found while .*\); moved it to .* and started an empty cache\n$/);
+      assert.ok(result.stderr.includes(path.join(dir, aside[0])), `${command}: the warning names the file kept aside`);
+      const out = JSON.parse(result.stdout) as { textRows: number; imageRows: number };
+      assert.deepEqual([out.textRows, out.imageRows], [0, 0], command);
+    }
   });
 });

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { CACHE_APPLICATION_ID, EmbeddingCache, embeddingCachePath } from '../src/io/embedding-cache.js';
+import { CACHE_APPLICATION_ID, EmbeddingCache, EmbeddingCacheUnavailable, embeddingCachePath } from '../src/io/embedding-cache.js';
+import { damageTable } from './helpers/damaged-cache.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 
 after(removeTempDirs);
@@ -125,5 +126,109 @@ describe('EmbeddingCache', () => {
     const cache = EmbeddingCache.open(dir);
     assert.equal(cache.info().textRows, 2 * 20 + 10);
     cache.close();
+  });
+
+  /** A cache of many rows, closed (so its WAL is checkpointed into the file), then one table damaged. */
+  async function damagedCache(table: 'text_embeddings' | 'image_embeddings'): Promise<{ dir: string; damaged: Buffer }> {
+    const dir = await tempDir();
+    const cache = EmbeddingCache.open(dir);
+    cache.putTexts('fp', Array.from({ length: 50 }, (_, i) => ({ prompt: `prompt ${i}`, embedding: vec(i, 1) })));
+    cache.putImages('fp', 'm', Array.from({ length: 300 }, (_, i) => ({ contentHash: `hash ${i}`, embedding: vec(i, 2) })));
+    cache.close();
+    await damageTable(embeddingCachePath(dir), table);
+    return { dir, damaged: await readFile(embeddingCachePath(dir)) };
+  }
+
+  async function assertMovedAside(dir: string, damaged: Buffer, warnings: string[], found: RegExp): Promise<void> {
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0], /embedding cache .*embeddings\.sqlite was unusable \(database disk image is malformed, found while .*\); moved it to .*\.corrupt-[\dT-]+Z and started an empty cache/);
+    assert.match(warnings[0], found);
+    const aside = (await readdir(dir)).filter((name) => /^embeddings\.sqlite\.corrupt-[\dT-]+Z$/.test(name));
+    assert.equal(aside.length, 1);
+    assert.ok(warnings[0].includes(path.join(dir, aside[0])), 'the warning names the file kept aside');
+    assert.deepEqual(await readFile(path.join(dir, aside[0])), damaged, 'the damaged file is kept as it was');
+  }
+
+  test('damaged pages that the open does not read are met mid-run: the read is a miss, the file is moved aside once, the cache works on', async () => {
+    const { dir, damaged } = await damagedCache('image_embeddings');
+    const warnings: string[] = [];
+    const cache = EmbeddingCache.open(dir, { onWarning: (m) => warnings.push(m) });
+    assert.deepEqual(warnings, [], 'the open reads only the header and the text table');
+    assert.deepEqual(cache.getText('fp', 'prompt 3'), vec(3, 1), 'undamaged tables still read');
+    assert.equal(cache.getImage('fp', 'hash 7', 'm'), undefined);
+    await assertMovedAside(dir, damaged, warnings, /found while reading an image embedding/);
+    assert.deepEqual(cache.getImages('fp', 'm', ['hash 7']), [undefined], 'the fresh file is empty');
+    cache.putImage('fp', 'hash 7', 'm', vec(7, 2));
+    assert.deepEqual(cache.getImage('fp', 'hash 7', 'm'), vec(7, 2));
+    cache.close();
+    assert.equal(warnings.length, 1, 'one warning in all');
+  });
+
+  test('damaged pages met by a write: the write goes to a fresh file', async () => {
+    const { dir, damaged } = await damagedCache('image_embeddings');
+    const warnings: string[] = [];
+    const cache = EmbeddingCache.open(dir, { onWarning: (m) => warnings.push(m) });
+    cache.putImages('fp', 'm', [{ contentHash: 'new', embedding: vec(9) }]);
+    await assertMovedAside(dir, damaged, warnings, /found while writing image embeddings/);
+    assert.deepEqual(cache.getImage('fp', 'new', 'm'), vec(9));
+    cache.close();
+    const reopened = EmbeddingCache.open(dir, { onWarning: (m) => warnings.push(m) });
+    assert.deepEqual(reopened.info().imageRows, 1);
+    reopened.close();
+    assert.equal(warnings.length, 1);
+  });
+
+  for (const [operation, act] of [
+    ['info', (cache: EmbeddingCache) => assert.deepEqual([cache.info().textRows, cache.info().imageRows], [0, 0])],
+    ['clear', (cache: EmbeddingCache) => assert.deepEqual(cache.clear(), { textRows: 0, imageRows: 0 })],
+  ] as const) {
+    test(`damaged pages met by ${operation}: it reports on a fresh file`, async () => {
+      const { dir, damaged } = await damagedCache('image_embeddings');
+      const warnings: string[] = [];
+      const cache = EmbeddingCache.open(dir, { onWarning: (m) => warnings.push(m) });
+      act(cache);
+      cache.close();
+      await assertMovedAside(dir, damaged, warnings, operation === 'info' ? /found while counting its rows/ : /found while clearing it/);
+    });
+  }
+
+  test('a cache folder that cannot be created is EmbeddingCacheUnavailable naming it', async () => {
+    const dir = await tempDir();
+    await writeFile(path.join(dir, 'a-file'), 'x');
+    const folder = path.join(dir, 'a-file', 'cache');
+    assert.throws(() => EmbeddingCache.open(folder), (err: unknown) => err instanceof EmbeddingCacheUnavailable && err.message.includes(folder) && /ENOTDIR/.test(err.message));
+  });
+
+  test('a lock held past the busy timeout makes the cache unavailable, for this and every later call, and nothing is moved aside', async () => {
+    const dir = await tempDir();
+    const cache = EmbeddingCache.open(dir, { busyTimeoutMs: 50 });
+    const holder = new Database(embeddingCachePath(dir));
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const isUnavailable = (err: unknown) => err instanceof EmbeddingCacheUnavailable
+        && /^Cannot use the embedding cache .*embeddings\.sqlite \(writing text embeddings\): database is locked$/.test(err.message);
+      assert.throws(() => cache.putText('fp', 'p', vec(1)), isUnavailable);
+      assert.throws(() => cache.getText('fp', 'p'), isUnavailable, 'a cache that failed stays failed');
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+      cache.close();
+    }
+    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('.corrupt-')), []);
+  });
+
+  test('a full disk (the file capped by max_page_count) makes the cache unavailable with SQLite\'s own words; what was written stays', async () => {
+    const dir = await tempDir();
+    const cache = EmbeddingCache.open(dir, { maxPages: 8 });
+    cache.putImages('fp', 'm', [{ contentHash: 'first', embedding: vec(1) }]);
+    const big = Array.from({ length: 200 }, (_, i) => ({ contentHash: `hash ${i}`, embedding: new Float32Array(64).fill(i) }));
+    assert.throws(() => cache.putImages('fp', 'm', big), (err: unknown) => err instanceof EmbeddingCacheUnavailable
+      && /^Cannot use the embedding cache .*embeddings\.sqlite \(writing image embeddings\): database or disk is full$/.test(err.message));
+    cache.close();
+    const reopened = EmbeddingCache.open(dir);
+    assert.deepEqual(reopened.getImage('fp', 'first', 'm'), vec(1), 'the earlier write is intact; the failed batch left nothing');
+    assert.equal(reopened.info().imageRows, 1);
+    reopened.close();
+    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('.corrupt-')), []);
   });
 });

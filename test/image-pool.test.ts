@@ -123,3 +123,49 @@ test('recycled pixel buffers are written afresh: the next image has its own pixe
     await pool.close();
   }
 });
+
+test('read() hashes on a worker that holds the bytes: decode() gives what prepare() gives, drop() lets them go; each once', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-pool-'));
+  const pool = new ImagePool({ ...options, threads: 2, queueDepth: 1 });
+  try {
+    const pngs = await Promise.all([1, 2, 3, 4].map((seed) => sharp({ create: { width: 30 + seed, height: 20, channels: 3, background: { r: seed * 40, g: 90, b: 200 } } }).png().toBuffer()));
+    const files = pngs.map((png, i) => {
+      const file = path.join(dir, `${i}.png`);
+      writeFileSync(file, png);
+      return file;
+    });
+    // Reads before decodes, so each worker holds more than one image and must decode the right one.
+    const reads = await Promise.all(files.map((file) => pool.read({ path: file })));
+    reads.forEach((read, i) => {
+      assert.ok(read.ok, read.ok ? '' : read.error);
+      assert.equal(read.contentHash, createHash('sha256').update(pngs[i]).digest('hex'));
+    });
+    const held = reads.filter((read) => read.ok);
+    held[1].drop();
+    const [three, zero] = await Promise.all([held[3].decode(), held[0].decode()]);
+    for (const [decoded, i] of [[three, 3], [zero, 0]] as const) {
+      const direct = await pool.prepare({ path: files[i] });
+      assert.ok(decoded.ok && direct.ok);
+      assert.deepEqual([decoded.width, decoded.height, decoded.contentHash], [direct.width, direct.height, direct.contentHash]);
+      assert.deepEqual(decoded.pixels, direct.pixels, `image ${i}`);
+    }
+    assert.throws(() => held[0].decode(), { name: 'InternalError' }, 'a ticket is decoded once');
+    assert.throws(() => held[1].drop(), { name: 'InternalError' });
+    const fromBytes = await pool.read({ bytes: pngs[2], label: '2.png' });
+    assert.ok(fromBytes.ok);
+    assert.equal(fromBytes.contentHash, reads[2].ok && reads[2].contentHash);
+    fromBytes.drop();
+    assert.deepEqual(await pool.read({ path: path.join(dir, 'missing.png') }), { ok: false, error: 'file not found' });
+    const junk = await pool.read({ bytes: Buffer.from('not an image'), label: 'junk.png' });
+    assert.ok(junk.ok, 'reading does not decode: junk hashes fine');
+    const decodedJunk = await junk.decode();
+    assert.ok(!decodedJunk.ok && /^unsupported or unrecognised image format/.test(decodedJunk.error));
+    const last = held[2];
+    await pool.close();
+    assert.deepEqual(await last.decode(), { ok: false, error: 'image pool is closed' });
+    assert.deepEqual(await pool.read({ path: files[0] }), { ok: false, error: 'image pool is closed' });
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -11,6 +11,8 @@ import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';
 import { withTempDir } from './helpers/temp-dir.js';
 import { loadReference } from './helpers/graph-models.js';
+import Database from 'better-sqlite3';
+import { embeddingCachePath } from '../src/io/embedding-cache.js';
 
 const SCORE_TOLERANCE = 0.01;
 
@@ -212,4 +214,50 @@ test('--device auto ending on the CPU warns where the CUDA provider loads, infor
   assert.ok(short.length <= 80, `one line on an 80-column terminal: ${short.length} characters`);
   assert.equal(autoFallbackNotice({ executionProvider: 'CUDAExecutionProvider' }, 'loads'), undefined);
   assert.equal(cudaProviderInstalled('/nonexistent'), false);
+});
+
+test('a cached rerun reads and hashes each image and decodes none; its items equal the first run\'s, sizes included', { skip: skipWithoutReference }, async () => {
+  const model = await tinyModel();
+  const png = encodePng(gradientRgb(40, 30, 3), 40, 30);
+  const rgb = gradientRgb(20, 10, 9);
+  const reference = (name: string) => ({ path: path.join(referenceDir, 'images', name) });
+  // EXIF orientation 6 (640x427 stored, 427x640 shown), a tall and a wide image, a grey one, duplicates
+  // apart and together, the caller's bytes and raw pixels, an undecodable file and a missing one.
+  const images = [
+    reference('rocket-exif6.jpg'), reference('tall-300x900.png'), reference('wide-1600x400.jpg'), reference('camera-gray.png'),
+    reference('coffee.png'), { bytes: png, label: 'bytes.png' }, reference('coffee.png'), reference('coffee.png'),
+    { rgb: { data: rgb, width: 20, height: 10 }, label: 'raw' }, { bytes: new Uint8Array([1, 2, 3]), label: 'junk.png' },
+    reference('no-such-file.png'), reference('chelsea.webp'),
+  ];
+  const requests: ScoreRequest[] = images.flatMap((image, i) => ['a rocket', 'a cat'].map((prompt) => ({ prompt, image, key: String(i) })));
+  await withTempDir('pipe', async (cacheDir) => {
+    const run = async () => {
+      const scorer = await Scorer.open({ model, device: 'cpu', batchSize: 2, threads: 2, cacheDir });
+      try {
+        return { items: await collect(scorer.scoreStream(requests)), stats: scorer.stats() };
+      } finally {
+        await scorer.close();
+      }
+    };
+    const first = await run();
+    assert.deepEqual([first.items[0].width, first.items[0].height], [427, 640], 'the size as shown, after EXIF');
+    assert.equal(first.items.filter((i) => i.error !== null).length, 4, 'junk and the missing file, for two prompts each');
+    assert.equal(first.stats.imagesDecoded, 10, 'every image but the missing one, neighbouring duplicates once');
+
+    const second = await run();
+    assert.deepEqual(second.items, first.items, 'the same items, scores, sizes, hashes and errors');
+    assert.equal(second.stats.imagesDecoded, 1, 'only the undecodable file, which has no embedding to cache');
+    assert.equal(second.stats.imagesEncoded, 0);
+    assert.equal(second.stats.imageCacheHits, 9);
+
+    // Rows written before the cache held image sizes (or by an older pickscore) have none: misses, replaced.
+    const db = new Database(embeddingCachePath(cacheDir));
+    db.exec('UPDATE image_embeddings SET width = NULL, height = NULL');
+    db.close();
+    const third = await run();
+    assert.deepEqual(third.items, first.items);
+    assert.deepEqual([third.stats.imagesDecoded, third.stats.imageCacheHits], [10, 0]);
+    const fourth = await run();
+    assert.deepEqual([fourth.stats.imagesDecoded, fourth.stats.imageCacheHits], [1, 9]);
+  });
 });

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { l2normalize, scoreMatrix, softmax, rankDescending, kendallTau, pairwiseAccuracy, chooseTieThreshold, embeddingDrift, rankingAgreement, relativeError, type ScoredPair } from '../src/score/index.js';
 import { compareCodePoints } from '../src/score/rank.js';
+import { unitEmbeddingProblem } from '../src/score/similarity.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 function assertClose(actual: number, expected: number, tolerance: number, what: string): void {
@@ -142,4 +143,17 @@ test('softmax and rankingAgreement take one prompt over 300,000 images (no sprea
   const agreement = rankingAgreement([scores.slice(0, 200_000)], [scores.slice(0, 200_000)]);
   assert.equal(agreement.scoreSpread, 9.99);
   assert.equal(agreement.top1RegretMax, 0);
+});
+
+test('unitEmbeddingProblem accepts a unit vector of the width and names what is wrong with anything else', () => {
+  const unit = l2normalize(Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i + 1)), 1024);
+  assert.equal(unitEmbeddingProblem(unit, 1024), undefined);
+  assert.equal(unitEmbeddingProblem(Float32Array.of(0.6, 0.8), 2), undefined);
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1), 2), '1 value where the model gives 2');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1, 0, 0), 2), '3 values where the model gives 2');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(Number.NaN, 1), 2), 'value 0 is NaN');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1, -Infinity), 2), 'value 1 is -Infinity');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(0, 0), 2), 'its length is 0.000, not 1');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(1.2, 1.6), 2), 'its length is 2.000, not 1');
+  assert.equal(unitEmbeddingProblem(Float32Array.of(0.6006, 0.8), 2), undefined, 'float rounding is within the tolerance');
 });

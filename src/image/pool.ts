@@ -6,9 +6,13 @@
  * callers bound it by how many prepare() calls they leave outstanding (the pipeline keeps a fixed
  * read-ahead window, which also bounds the images held in workers). A worker that dies fails only its
  * own images and is replaced.
+ *
+ * An image can also be prepared in two steps, so that a cached one is never decoded: read() has a worker
+ * read and hash it and hold its bytes; the caller looks the hash up, then asks that worker to decode()
+ * the bytes (a miss) or to drop() them (a hit). The bytes never leave the worker.
  */
 import { Worker } from 'node:worker_threads';
-import { UsageError, expectedMessage, errorMessage } from '../errors.js';
+import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import type { PreprocessConfig } from './preprocess.js';
 import type { ImageSource, PreparedImage } from './prepare-image.js';
 
@@ -22,10 +26,27 @@ export interface ImagePoolOptions {
 
 export const DEFAULT_QUEUE_DEPTH = 2;
 
-/** What the pool sends a worker: an image to prepare, or a pixel buffer to prepare the next one into. */
-export type PoolWorkerMessage = { op: 'prepare'; source: ImageSource } | { op: 'recycle'; buffer: ArrayBuffer };
+/** What the pool sends a worker. The first three are answered, one answer each, in the order sent. */
+export type PoolWorkerMessage =
+  | { op: 'prepare'; source: ImageSource }               // read, hash, decode: answered with the pixels
+  | { op: 'read'; source: ImageSource; ticket: number }  // read and hash, hold the bytes: answered with the hash
+  | { op: 'decode'; ticket: number }                     // decode the bytes held: answered with the pixels
+  | { op: 'drop'; ticket: number }                       // forget the bytes held
+  | { op: 'recycle'; buffer: ArrayBuffer };              // a pixel buffer to prepare a later image into
 
-interface Pending { source: ImageSource; resolve: (result: PreparedImage) => void }
+/** A worker's answer: a prepared image, or the hash of an image it read and now holds. */
+export type PoolWorkerReply = PreparedImage | { ok: true; contentHash: string };
+
+/**
+ * An image a worker has read and hashed and whose bytes it holds: call exactly one of decode() (the
+ * pixels, as prepare() gives them) or drop() (the bytes are let go, nothing is decoded).
+ */
+export interface HeldImage { ok: true; contentHash: string; decode(): Promise<PreparedImage>; drop(): void }
+export type ReadResult = HeldImage | { ok: false; error: string };
+
+type AnsweredMessage = Extract<PoolWorkerMessage, { op: 'prepare' | 'read' | 'decode' }>;
+/** A request waiting for its answer; `slot` is the worker that answered (none when the pool closed before sending it). */
+interface Pending { message: AnsweredMessage; resolve: (reply: PoolWorkerReply, slot?: Slot) => void }
 
 /** A worker and its images in the order it answers them (it prepares them one after another). */
 interface Slot { worker: Worker; queue: Pending[]; outstanding: number; onIdle?: () => void }
@@ -51,6 +72,7 @@ export class ImagePool {
   private readonly waiting: Pending[] = [];
   /** The worker each pixel buffer came from, so that recycle() hands it back there. */
   private readonly producers = new WeakMap<ArrayBuffer, Slot>();
+  private nextTicket = 0;
   private closed = false;
 
   constructor(opts: ImagePoolOptions) {
@@ -63,7 +85,20 @@ export class ImagePool {
   prepare(source: ImageSource): Promise<PreparedImage> {
     if (this.closed) return Promise.resolve({ ok: false, error: 'image pool is closed' });
     return new Promise((resolve) => {
-      this.waiting.push({ source, resolve });
+      this.waiting.push({ message: { op: 'prepare', source }, resolve: (reply) => resolve(asPrepared(reply)) });
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Reads and hashes the image on a worker, which keeps the bytes for decode() or drop(); never
+   * rejects for a bad image (ok:false with the reason, as prepare() gives it).
+   */
+  read(source: ImageSource): Promise<ReadResult> {
+    if (this.closed) return Promise.resolve({ ok: false, error: 'image pool is closed' });
+    const ticket = this.nextTicket++;
+    return new Promise((resolve) => {
+      this.waiting.push({ message: { op: 'read', source, ticket }, resolve: (reply, slot) => resolve(this.held(reply, slot, ticket)) });
       this.dispatch();
     });
   }
@@ -84,9 +119,9 @@ export class ImagePool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
     const slots = this.slots.splice(0);
-    for (const slot of slots) for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
+    for (const pending of this.waiting.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' });
+    for (const slot of slots) for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: 'image pool is closed' }, slot);
     // A worker terminated in the middle of an image could leave terminate() unsettled with nothing else
     // keeping the event loop alive: an interrupted `eval` then ended with exit 13 and wrote no report.
     // So a busy worker finishes the images it holds (their answers are dropped) before it is terminated.
@@ -111,16 +146,50 @@ export class ImagePool {
       if (!slot) return;
       const pending = this.waiting.shift() as Pending;
       try {
-        slot.worker.postMessage({ op: 'prepare', source: pending.source } satisfies PoolWorkerMessage);
+        slot.worker.postMessage(pending.message);
       } catch (err) {
         // A source that cannot be copied to a thread (a library caller's odd object) fails alone.
-        pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${errorMessage(err)}` });
+        pending.resolve({ ok: false, error: `cannot pass the image to a worker thread: ${errorMessage(err)}` }, slot);
         continue;
       }
-      slot.queue.push(pending);
-      slot.outstanding++;
-      slot.worker.ref();
+      this.assign(slot, pending);
     }
+  }
+
+  private assign(slot: Slot, pending: Pending): void {
+    slot.queue.push(pending);
+    slot.outstanding++;
+    slot.worker.ref();
+  }
+
+  /** The handle on an image `slot` read and holds under `ticket`; its decode goes to that worker, which has the bytes. */
+  private held(reply: PoolWorkerReply, slot: Slot | undefined, ticket: number): ReadResult {
+    if (!reply.ok) return reply;
+    if ('pixels' in reply || !slot) return { ok: false, error: 'internal error: an image worker answered a read with pixels' };
+    let settled = false;
+    const settle = (): void => {
+      if (settled) throw new InternalError(`image ticket ${ticket} was decoded or dropped already`);
+      settled = true;
+    };
+    return {
+      ok: true,
+      contentHash: reply.contentHash,
+      decode: () => {
+        settle();
+        if (this.closed) return Promise.resolve({ ok: false, error: 'image pool is closed' });
+        // A worker that died took the bytes with it; its other images failed the same way.
+        if (!this.slots.includes(slot)) return Promise.resolve({ ok: false, error: 'internal error: image worker stopped before decoding the image' });
+        return new Promise((resolve) => {
+          const pending: Pending = { message: { op: 'decode', ticket }, resolve: (answer) => resolve(asPrepared(answer)) };
+          slot.worker.postMessage(pending.message);
+          this.assign(slot, pending);
+        });
+      },
+      drop: () => {
+        settle();
+        if (!this.closed && this.slots.includes(slot)) slot.worker.postMessage({ op: 'drop', ticket } satisfies PoolWorkerMessage);
+      },
+    };
   }
 
   private startWorker(): Slot {
@@ -128,8 +197,8 @@ export class ImagePool {
     const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, exif, resize, maxPixels } });
     const slot: Slot = { worker, queue: [], outstanding: 0 };
     // The worker answers its images in the order it received them, so a reply answers the oldest.
-    worker.on('message', (result: PreparedImage) => {
-      if (result.ok) this.producers.set(result.pixels.buffer as ArrayBuffer, slot);
+    worker.on('message', (result: PoolWorkerReply) => {
+      if (result.ok && 'pixels' in result) this.producers.set(result.pixels.buffer as ArrayBuffer, slot);
       slot.outstanding--;
       const pending = slot.queue.shift();
       if (slot.outstanding === 0) {
@@ -137,14 +206,14 @@ export class ImagePool {
         worker.unref();
         slot.onIdle?.();
       }
-      pending?.resolve(result);
+      pending?.resolve(result, slot);
       this.dispatch();
     });
     const fail = (reason: string): void => {
       const index = this.slots.indexOf(slot);
       if (index < 0) return;
       this.slots.splice(index, 1);
-      for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: `internal error: image worker ${reason}` });
+      for (const pending of slot.queue.splice(0)) pending.resolve({ ok: false, error: `internal error: image worker ${reason}` }, slot);
       void worker.terminate();
       if (!this.closed) this.dispatch();
     };
@@ -153,4 +222,9 @@ export class ImagePool {
     this.slots.push(slot);
     return slot;
   }
+}
+
+function asPrepared(reply: PoolWorkerReply): PreparedImage {
+  if (reply.ok && !('pixels' in reply)) return { ok: false, error: 'internal error: an image worker answered a prepare with a hash only' };
+  return reply;
 }

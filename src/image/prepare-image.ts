@@ -1,12 +1,13 @@
 /**
  * One image from source to model input: read the file, hash it, decode, resize and crop, normalise.
  * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
+ * Reading and hashing is a step of its own, so that an image whose embedding is cached is never decoded.
  */
 import { createHash } from 'node:crypto';
 import { lstat } from 'node:fs/promises';
 import { PickScoreError, errorMessage } from '../errors.js';
 import { FileReadError, READ_LIMITS, fsPath, readRegularFile, type FilePath } from '../io/regular-file.js';
-import { decodeImage, decodeResizeFast } from './codec.js';
+import type * as Codec from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
 
 /** `path` is text, or the exact bytes of a name that is not valid UTF-8 (its text would open another file). */
@@ -25,7 +26,23 @@ async function readFailure(err: unknown, file: FilePath): Promise<string> {
   return `cannot read file: ${err instanceof FileReadError ? err.reason : errorMessage(err)}`;
 }
 
+let codecLoading: Promise<typeof Codec> | undefined;
+
+/**
+ * The codec (sharp) is loaded on the first decode, so that a worker that only reads and hashes cached
+ * images never pays for loading it. The pool runs one worker per core, so each decodes on one thread: a
+ * second level of decoder threads would only oversubscribe the cores.
+ */
+function loadCodec(): Promise<typeof Codec> {
+  codecLoading ??= import('./codec.js').then((codec) => {
+    codec.limitDecoderThreads(1);
+    return codec;
+  });
+  return codecLoading;
+}
+
 async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
+  const { decodeImage, decodeResizeFast } = await loadCodec();
   const decodeOptions = { exif: opts.exif, maxPixels: opts.maxPixels };
   if (opts.resize === 'fast') {
     const crop = await decodeResizeFast(bytes, decodeOptions, opts.preprocess.shortestEdge);
@@ -35,8 +52,11 @@ async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
   return { crop: resizeAndCrop(decoded, opts.preprocess), width: decoded.width, height: decoded.height };
 }
 
-/** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
-export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+/** An image's bytes and their SHA-256 (the cache key), or why they could not be read. */
+export type ReadImage = { ok: true; bytes: Uint8Array; contentHash: string } | { ok: false; error: string };
+
+/** Reads a file (or takes the caller's bytes) and hashes it: all a cache lookup needs, without decoding. */
+export async function readImage(source: ImageSource): Promise<ReadImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
@@ -48,7 +68,12 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions, in
   } else {
     bytes = source.bytes;
   }
-  const contentHash = createHash('sha256').update(bytes).digest('hex');
+  return { ok: true, bytes, contentHash: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Decodes, resizes, crops and normalises bytes already read. `into`, when it has the right length, receives the pixels. */
+export async function decodeRead(read: Extract<ReadImage, { ok: true }>, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+  const { bytes, contentHash } = read;
   try {
     const { crop, width, height } = await decodeAndCrop(bytes, opts);
     const cfg = opts.preprocess;
@@ -60,4 +85,10 @@ export async function prepareImage(source: ImageSource, opts: PrepareOptions, in
     if (err instanceof PickScoreError) return { ok: false, error: err.message, contentHash };
     return { ok: false, error: `internal error while preparing the image: ${errorMessage(err)}`, contentHash };
   }
+}
+
+/** `into`, when it has the right length, receives the pixels instead of a new array (the pool reuses buffers). */
+export async function prepareImage(source: ImageSource, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+  const read = await readImage(source);
+  return read.ok ? decodeRead(read, opts, into) : read;
 }

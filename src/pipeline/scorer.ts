@@ -6,8 +6,11 @@
  * it, so on the main thread it would stall the pool's replies and the next batch). Pixels are copied
  * into one of two preallocated batch buffers, which travel to the encoder thread and back without a
  * copy, so memory stays flat for any number of images. Batch k+1 is launched as soon as batch k ends,
- * before k's cache writes and results. Embeddings already in the SQLite cache skip the encoder, and
- * records carry numbers only.
+ * before k's cache writes and results. Embeddings already in the SQLite cache skip the decoder and the
+ * encoder: a worker reads and hashes each file, the hash is looked up, and only a miss is decoded (by
+ * the worker that holds its bytes). Records carry numbers only. The cache is only ever a saving: when
+ * it cannot be used (a full disk, a read-only folder, a lock held too long) the run warns once and
+ * goes on without it.
  */
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
@@ -16,11 +19,11 @@ import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderS
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
 import type { ModelManifest } from '../model/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
-import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage } from '../image/pool.js';
+import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
 import type { RgbImage } from '../image/codec.js';
-import { EmbeddingCache } from '../io/embedding-cache.js';
-import { l2normalize, scoreMatrix } from '../score/similarity.js';
+import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
+import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
@@ -55,6 +58,8 @@ export interface Provenance {
 /** Counters the benchmark and the rerun tests read: what was encoded, what the cache saved, where time went. */
 export interface ScorerStats {
   imagesPrepared: number;
+  /** Images handed to decoding and resizing: the cache's misses, or every image without a cache. A cache hit is only read and hashed. */
+  imagesDecoded: number;
   imagesEncoded: number;
   imageEncoderCalls: number;
   imageCacheHits: number;
@@ -89,10 +94,14 @@ export interface EmbeddedImage<T> {
 
 export interface StreamOptions { signal?: AbortSignal; onProgress?: (done: number) => void }
 
-interface Started<T> { job: ImageJob<T>; prepared: Promise<PreparedImage> }
-interface BatchEntry<T> { job: ImageJob<T>; prepared: PreparedImage; slot: number | null; embedding: Float32Array | null }
+/** An image whose embedding the cache held: it was read and hashed, never decoded; its size is the cache row's. */
+interface CacheHit { ok: true; embedding: Float32Array; width: number; height: number; contentHash: string }
+type Prepared = PreparedImage | CacheHit;
+interface Started<T> { job: ImageJob<T>; prepared: Promise<Prepared> }
+interface BatchEntry<T> { job: ImageJob<T>; prepared: Prepared; slot: number | null; embedding: Float32Array | null }
+interface FreshImage { embedding: Float32Array; width: number; height: number }
 /** An encoded batch whose fresh embeddings are still to be written to the cache. */
-interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, Float32Array> }
+interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, FreshImage> }
 /** A stream's two batch buffers (one filled while the other is with the encoder) and the end of its last run. */
 interface StreamBuffers { pair: [Float32Array, Float32Array]; lastRunEnd: number | null }
 
@@ -117,8 +126,9 @@ export class Scorer {
   private readonly idleBuffers: [Float32Array, Float32Array][] = [];
   private readonly textMemo = new Map<string, Float32Array>();
   private readonly warnedPrompts = new Set<string>();
+  private warnedInvalidCacheRow = false;
   private readonly counters: ScorerStats = {
-    imagesPrepared: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
+    imagesPrepared: 0, imagesDecoded: 0, imagesEncoded: 0, imageEncoderCalls: 0, imageCacheHits: 0,
     textsEncoded: 0, textCacheHits: 0, encoderBusyMs: 0, waitingForImagesMs: 0,
     encoderIdleGaps: 0, encoderIdleGapMs: 0, encoderIdleGapMaxMs: 0,
   };
@@ -133,7 +143,8 @@ export class Scorer {
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
-    private readonly cache: EmbeddingCache | null,
+    /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
+    private cache: EmbeddingCache | null,
     private readonly recyclePixels: boolean,
   ) {
     this.logitScale = manifest.logitScale;
@@ -145,18 +156,16 @@ export class Scorer {
 
   static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
-    const { dir, manifest, sessions } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
+    const { manifest, sessions, tokenizer: tokenizing } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
     const opened: { close(): unknown }[] = [sessions];
     try {
-      const tokenizer = await ClipTokenizer.fromDir(dir);
+      const tokenizer = await tokenizing;
       const pool = new ImagePool({
         threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
         queueDepth: layout.queueDepth,
       });
       opened.push(pool);
-      const cache = opts.cacheDir === false
-        ? null
-        : EmbeddingCache.open(opts.cacheDir ?? embeddingsHome(), { onWarning: (message) => opts.log(`warning: ${message}`) });
+      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir ?? embeddingsHome(), opts.log);
       return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
@@ -300,20 +309,60 @@ export class Scorer {
     return `exif=${this.opts.exif};resize=${this.opts.resize}`;
   }
 
-  private prepare(source: ImageInput): Promise<PreparedImage> {
-    const prepared = 'rgb' in source ? Promise.resolve().then(() => this.prepareRaw(source)) : this.pool.prepare(source);
+  /**
+   * Starts an image on its way to the batch. With a cache, a worker first only reads and hashes it, and
+   * decoding is asked for only when the hash misses; without one, the worker does it all in one step.
+   */
+  private prepare(source: ImageInput): Promise<Prepared> {
+    let prepared: Promise<Prepared>;
+    if ('rgb' in source) {
+      prepared = Promise.resolve().then(() => this.prepareRaw(source));
+    } else if (this.cache) {
+      prepared = this.pool.read(source).then((read) => this.decodeMiss(read));
+    } else {
+      this.counters.imagesDecoded++;
+      prepared = this.pool.prepare(source);
+    }
     return prepared.catch((err: unknown) => ({ ok: false as const, error: errorMessage(err) }));
   }
 
-  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run. */
-  private prepareRaw({ rgb, label }: RawImageSource): PreparedImage {
+  /** A hit lets the worker drop the bytes it holds; a miss has that worker decode them. */
+  private decodeMiss(read: ReadResult): Prepared | Promise<Prepared> {
+    if (!read.ok) return read;
+    let hit: CacheHit | undefined;
+    try {
+      hit = this.cachedImage(read.contentHash);
+    } catch (err) {
+      read.drop();
+      throw err;
+    }
+    if (hit) {
+      read.drop();
+      return hit;
+    }
+    this.counters.imagesDecoded++;
+    return read.decode();
+  }
+
+  /** The cache's row for an image, if it holds a usable one with the image's size. */
+  private cachedImage(contentHash: string): CacheHit | undefined {
+    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, this.imageMode));
+    const embedding = this.checkedCacheRow('image', entry?.embedding);
+    return entry && embedding && { ok: true, embedding, width: entry.width, height: entry.height, contentHash };
+  }
+
+  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run, unless cached. */
+  private prepareRaw({ rgb, label }: RawImageSource): Prepared {
     const { width, height, data } = rgb;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
       return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
     }
+    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
+    const hit = this.cachedImage(contentHash);
+    if (hit) return hit;
+    this.counters.imagesDecoded++;
     const pixels = new Float32Array(this.pixelsPerImage);
     normalizeInto(resizeAndCrop(rgb, this.manifest.preprocess), this.manifest.preprocess, pixels, 0);
-    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
     return { ok: true, pixels, width, height, contentHash };
   }
 
@@ -345,13 +394,12 @@ export class Scorer {
    * image already in the batch, or a new slot its pixels are copied into. Its pixel buffer then goes back
    * to the pool, whose worker writes the next image into it.
    */
-  private placeInBatch(prepared: Extract<PreparedImage, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
+  private placeInBatch(prepared: Extract<Prepared, { ok: true }>, buffer: Float32Array, slotByHash: Map<string, number>): Pick<BatchEntry<unknown>, 'slot' | 'embedding'> {
+    if ('embedding' in prepared) {
+      this.counters.imageCacheHits++;
+      return { slot: null, embedding: prepared.embedding };
+    }
     try {
-      const cached = this.cache?.getImage(this.manifest.fingerprint, prepared.contentHash, this.imageMode);
-      if (cached) {
-        this.counters.imageCacheHits++;
-        return { slot: null, embedding: cached };
-      }
       let slot = slotByHash.get(prepared.contentHash);
       if (slot === undefined) {
         slot = slotByHash.size;
@@ -366,7 +414,7 @@ export class Scorer {
 
   /** Runs the batch's encoder slots; the buffer comes back into `buffers.pair[index]` when it was transferred. */
   private async encodeBatch<T>(entries: BatchEntry<T>[], buffers: StreamBuffers, index: number): Promise<EncodedBatch<T>> {
-    const fresh = new Map<string, Float32Array>();
+    const fresh = new Map<string, FreshImage>();
     const count = new Set(entries.map((e) => e.slot).filter((s) => s !== null)).size;
     if (count === 0) return { entries, fresh };
     const { embeddings: raw, ...run } = await this.runImageEncoder(buffers, index, count);
@@ -378,10 +426,11 @@ export class Scorer {
     }
     l2normalize(raw, this.embedDim);
     for (const entry of entries) {
-      if (entry.slot === null || !entry.prepared.ok) continue;
-      const embedding = raw.slice(entry.slot * this.embedDim, (entry.slot + 1) * this.embedDim);
+      const { prepared, slot } = entry;
+      if (slot === null || !prepared.ok) continue;
+      const embedding = raw.slice(slot * this.embedDim, (slot + 1) * this.embedDim);
       entry.embedding = embedding;
-      fresh.set(entry.prepared.contentHash, embedding);
+      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height });
     }
     return { entries, fresh };
   }
@@ -412,7 +461,8 @@ export class Scorer {
   /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
     if (fresh.size > 0) {
-      this.cache?.putImages(this.manifest.fingerprint, this.imageMode, [...fresh].map(([contentHash, embedding]) => ({ contentHash, embedding })));
+      const entries = [...fresh].map(([contentHash, image]) => ({ contentHash, ...image }));
+      this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, this.imageMode, entries));
     }
     return entries.map(({ job, prepared, embedding }) => prepared.ok
       ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
@@ -427,7 +477,7 @@ export class Scorer {
   }
 
   private cachedText(prompt: string): Float32Array | undefined {
-    const cached = this.cache?.getText(this.manifest.fingerprint, prompt);
+    const cached = this.checkedCacheRow('text', this.withCache(undefined, (cache) => cache.getText(this.manifest.fingerprint, prompt)));
     if (!cached) return undefined;
     this.counters.textCacheHits++;
     this.remember(prompt, cached);
@@ -443,8 +493,43 @@ export class Scorer {
     l2normalize(raw, this.embedDim);
     const entries = prompts.map((prompt, i) => ({ prompt, embedding: raw.slice(i * this.embedDim, (i + 1) * this.embedDim) }));
     for (const { prompt, embedding } of entries) this.remember(prompt, embedding);
-    this.cache?.putTexts(this.manifest.fingerprint, entries);
+    this.withCache(undefined, (cache) => cache.putTexts(this.manifest.fingerprint, entries));
     return entries;
+  }
+
+  /**
+   * Runs one cache operation, or gives `fallback` without a cache. A cache that fails (full disk,
+   * read-only, locked past the timeout) is dropped with one warning, and the run goes on: its scores do
+   * not depend on the cache. A damaged file never gets here: the cache moves it aside itself.
+   */
+  private withCache<T>(fallback: T, operation: (cache: EmbeddingCache) => T): T {
+    const cache = this.cache;
+    if (!cache) return fallback;
+    try {
+      return operation(cache);
+    } catch (err) {
+      if (!(err instanceof EmbeddingCacheUnavailable)) throw err;
+      this.cache = null;
+      cache.close();
+      this.opts.log(`warning: ${withoutCache(err)}`);
+      return fallback;
+    }
+  }
+
+  /**
+   * A row read from the cache, if it is an embedding this model could have written: of its width, finite,
+   * of unit length. Anything else (a damaged or foreign row) would give a wrong score or none, so it is
+   * a miss: recomputed, and replaced by the write that follows. Warned once per run.
+   */
+  private checkedCacheRow(kind: 'text' | 'image', embedding: Float32Array | undefined): Float32Array | undefined {
+    if (!embedding) return undefined;
+    const problem = unitEmbeddingProblem(embedding, this.embedDim);
+    if (!problem) return embedding;
+    if (!this.warnedInvalidCacheRow) {
+      this.warnedInvalidCacheRow = true;
+      this.opts.log(`warning: the embedding cache ${this.cache?.path ?? ''} holds an invalid ${kind} embedding (${problem}); it is recomputed and replaced, as is every other invalid row met in this run`);
+    }
+    return undefined;
   }
 
   private warnIfTruncated(prompt: string): void {
@@ -467,6 +552,21 @@ export class Scorer {
     this.textMemo.delete(prompt);
     this.textMemo.set(prompt, embedding);
     if (this.textMemo.size > TEXT_MEMO_LIMIT) this.textMemo.delete(this.textMemo.keys().next().value as string);
+  }
+}
+
+function withoutCache(err: EmbeddingCacheUnavailable): string {
+  return `${err.message}; going on without the cache (scores are the same, but this run saves nothing for the next)`;
+}
+
+/** The embedding cache, or null (with one warning) when it cannot be opened: a run never fails for its cache. */
+function openCache(dir: string, log: (line: string) => void): EmbeddingCache | null {
+  try {
+    return EmbeddingCache.open(dir, { onWarning: (message) => log(`warning: ${message}`) });
+  } catch (err) {
+    if (!(err instanceof EmbeddingCacheUnavailable)) throw err;
+    log(`warning: ${withoutCache(err)}`);
+    return null;
   }
 }
 
@@ -505,23 +605,33 @@ function cudaProviderState(): CudaProviderState {
  * runs as it is: one that lacks the precision asked for is refused, never run at another precision.
  * Whatever opens is what the provenance reports.
  */
-export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, providerState: () => CudaProviderState = cudaProviderState): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions }> {
+export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, providerState: () => CudaProviderState = cudaProviderState): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions; tokenizer: Promise<ClipTokenizer> }> {
   const provider = opts.device === 'auto' ? providerState() : undefined;
   const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
   const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
   const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
   const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), ...pulling });
   if (first.source.kind === 'converted') checkConvertedPrecision(opts.precision, first.dir, first.manifest);
+  // Read on this thread while the encoder thread builds its sessions: together they are most of a cached
+  // rerun's start-up. The caller awaits it once the sessions are open, so a session error is still the one reported.
+  const tokenizer = readTokenizer(first.dir);
   const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
   const notice = provider && autoFallbackNotice(sessions, provider);
   if (notice) opts.log(notice);
   const onCuda = sessions.device === 'cuda';
   const wanted = encoderVariant(opts.precision, onCuda);
   // Only a checkpoint or a named model can be converted again, into the variant that suits the CPU.
-  if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions };
+  if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions, tokenizer };
   await sessions.close();
   const second = await resolveModel(opts.model, { ...wanted, ...pulling });
-  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }) };
+  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }), tokenizer: readTokenizer(second.dir) };
+}
+
+/** The tokenizer, read now and awaited later; a rejection nobody awaits (the sessions failed first) is not an unhandled one. */
+function readTokenizer(dir: string): Promise<ClipTokenizer> {
+  const tokenizer = ClipTokenizer.fromDir(dir);
+  tokenizer.catch(() => undefined);
+  return tokenizer;
 }
 
 /** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */

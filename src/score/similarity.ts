@@ -20,6 +20,25 @@ export function l2normalize(v: Float32Array, dim: number): Float32Array {
   return v;
 }
 
+/** How far from 1 a stored embedding's length may be: float32 rounding over thousands of values stays far below. */
+const UNIT_NORM_TOLERANCE = 1e-3;
+
+/**
+ * Why `v` cannot be an L2-normalised embedding of width `dim` (undefined when it can): the wrong number
+ * of floats, a value that is not finite, or a length other than 1. A zero vector (no direction) fails too.
+ */
+export function unitEmbeddingProblem(v: Float32Array, dim: number): string | undefined {
+  if (v.length !== dim) return `${v.length} value${v.length === 1 ? '' : 's'} where the model gives ${dim}`;
+  let sum = 0;
+  for (let k = 0; k < dim; k++) {
+    if (!Number.isFinite(v[k])) return `value ${k} is ${v[k]}`;
+    sum += v[k] * v[k];
+  }
+  const norm = Math.sqrt(sum);
+  if (!(Math.abs(norm - 1) <= UNIT_NORM_TOLERANCE)) return `its length is ${norm.toPrecision(4)}, not 1`;
+  return undefined;
+}
+
 /**
  * `logitScale * cos(text[p], images[i])` for every pair, as a row-major [prompts, images] matrix: the
  * model card's score. Cosines are taken in float64 from the raw rows, so inputs need not be normalised.
