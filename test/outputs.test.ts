@@ -321,3 +321,23 @@ test('rank: a SIGTERM after the scoring, while the output waits for its FIFO rea
     assert.ok((await lstat(fifo)).isFIFO());
   });
 });
+
+test('stdout redirected to a file that hits its size limit is an error (exit 4), never a silent short output', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const images = path.join(dir, 'images');
+    await mkdir(images);
+    await writeGradientPngs(images, 120);
+    const out = path.join(dir, 'out.jsonl');
+    const args = ['rank', images, '--prompt', 'a gradient', ...scorerFlags(model), '--format', 'jsonl'];
+    // ulimit -f 8: the shell's file-size limit, in 1024-byte blocks; 120 rows are about 20 KB.
+    const quoted = [process.execPath, ...cliEntry, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const limited = await runCollecting('bash', ['-c', `ulimit -f 8; exec ${quoted} > '${out}'`]);
+    assert.equal(limited.code, 4, limited.stderr);
+    assert.match(limited.stderr, /Cannot write the output stream: the file is too large for its limit \(EFBIG\)/);
+    const whole = await runCli([...args]);
+    assert.equal(whole.code, 0, whole.stderr);
+    assert.ok(whole.stdout.length > 8192, 'the full output is larger than the limit');
+    assert.equal(await readFile(out, 'utf8'), whole.stdout.slice(0, 8192), 'what was written is the start of the output, in order');
+  });
+});

@@ -3,6 +3,7 @@
  * written in place; see openOutputFile), or a stream the caller owns (stdout). A stream is never ended
  * here; its owner decides, so stdout stays usable.
  */
+import { fstatSync, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { openOutputFile, type AtomicFs } from '../atomic.js';
 import { InputError } from '../../errors.js';
@@ -18,7 +19,10 @@ export interface OutputSink {
 export type WriterTarget = { path: string; fs?: AtomicFs } | { stream: Writable };
 
 export async function openSink(target: WriterTarget): Promise<OutputSink> {
-  if ('stream' in target) return new StreamSink(target.stream);
+  if ('stream' in target) {
+    const fd = regularFileDescriptor(target.stream);
+    return fd === undefined ? new StreamSink(target.stream) : new DescriptorSink(fd);
+  }
   const file = await openOutputFile(target.path, { fs: target.fs });
   return { write: (text) => file.write(text), commit: () => file.commit(), abort: () => file.abort() };
 }
@@ -67,5 +71,53 @@ class StreamSink implements OutputSink {
     return new Promise((resolve, reject) => {
       this.stream.write(chunk, (err) => (err ? reject(new InputError(`Cannot write the output stream: ${err.message}`, { cause: err })) : resolve()));
     });
+  }
+}
+
+/**
+ * The descriptor behind a stream that writes to a regular file (`> out.jsonl`), else undefined. Node
+ * writes such a stdout with one writeSync per chunk and no loop, so a short write (a file-size limit, a
+ * disk filling up) dropped the rest of the chunk without an error, and the run ended with exit 0 and
+ * rows missing. Such a file is written here instead, looping until every byte is taken or an error says why.
+ */
+function regularFileDescriptor(stream: Writable): number | undefined {
+  const fd = (stream as Writable & { fd?: unknown }).fd;
+  if (typeof fd !== 'number') return undefined;
+  try {
+    return fstatSync(fd).isFile() ? fd : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+class DescriptorSink implements OutputSink {
+  private pending = '';
+
+  constructor(private readonly fd: number) {}
+
+  async write(text: string): Promise<void> {
+    this.pending += text;
+    if (this.pending.length >= STREAM_FLUSH_CHARS) this.flush();
+  }
+
+  async commit(): Promise<void> {
+    this.flush();
+  }
+
+  async abort(): Promise<void> {
+    this.pending = '';
+  }
+
+  private flush(): void {
+    const bytes = Buffer.from(this.pending, 'utf8');
+    this.pending = '';
+    let offset = 0;
+    try {
+      while (offset < bytes.length) offset += writeSync(this.fd, bytes, offset, bytes.length - offset);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const reason = code === 'EFBIG' ? 'the file is too large for its limit (EFBIG)' : code === 'ENOSPC' ? 'no space left on the device (ENOSPC)' : (err as Error).message;
+      throw new InputError(`Cannot write the output stream: ${reason}; ${offset} of ${bytes.length} bytes of the last chunk were written`, { cause: err });
+    }
   }
 }
