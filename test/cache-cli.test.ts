@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
@@ -53,6 +53,29 @@ describe('pickscore model and cache commands', () => {
     assert.equal(clear.code, 0, clear.stderr);
     assert.match(clear.stdout, /removed 2 text and 0 image embeddings/);
     assert.equal(clear.stderr, '', 'nothing on stderr when it is not a terminal');
+  });
+
+  test('cache info and clear on a --cache-dir that is a file exit 4 naming it, and leave the file alone', async () => {
+    const dir = await makeTempDir('hubcli');
+    const file = path.join(dir, 'not-a-folder');
+    await writeFile(file, 'hi');
+    for (const sub of ['info', 'clear']) {
+      const run = await pickscore(['cache', sub, '--cache-dir', file], {});
+      assert.equal(run.code, 4, run.stderr);
+      assert.match(run.stderr, /The cache folder .*not-a-folder is not a folder/);
+    }
+    assert.equal(await readFile(file, 'utf8'), 'hi');
+  });
+
+  test('a cache folder under /proc (where mkdir answers ENOENT) is an error, not an endless loop', async () => {
+    // Node's recursive mkdir loops for ever there, deaf to signals; run it in a child with a deadline.
+    const makeDirs = new URL('../src/io/make-dirs.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(makeDirs)}).then((m) => m.makeDirsSync('/proc/pickscore-nope/x')).catch((e) => { console.log(e.code); })`;
+    const result = await new Promise<{ stdout: string; signal: string | null }>((resolve) => {
+      execFile(process.execPath, ['-e', script], { timeout: 20_000, killSignal: 'SIGKILL' }, (err, stdout) => resolve({ stdout, signal: err?.signal ?? null }));
+    });
+    assert.equal(result.signal, null, 'makeDirsSync did not return');
+    assert.equal(result.stdout.trim(), 'ENOENT');
   });
 
   test('cache info and clear on a file with damaged pages move it aside with one warning and work on a fresh one', async () => {

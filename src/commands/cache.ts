@@ -2,11 +2,18 @@
 import { stat } from 'node:fs/promises';
 import { EmbeddingCache, embeddingCachePath, type EmbeddingCacheInfo } from '../io/embedding-cache.js';
 import { embeddingsHome } from '../model/registry.js';
+import { InputError } from '../errors.js';
 
 export interface CacheCommandOptions { cacheDir?: string; onWarning?: (message: string) => void }
 export interface CacheInfoResult extends EmbeddingCacheInfo { exists: boolean }
 
+/**
+ * Whether there is a cache file to report on. A cache folder that is something else (a file, a
+ * device) is an error: "no cache yet" there would send a user looking in the wrong place.
+ */
 async function cacheExists(dir: string): Promise<boolean> {
+  const folder = await stat(dir).catch(() => undefined);
+  if (folder && !folder.isDirectory()) throw new InputError(`The cache folder ${dir} is not a folder; pass --cache-dir a folder`);
   return stat(embeddingCachePath(dir)).then(() => true, () => false);
 }
 

@@ -15,9 +15,10 @@
  * `cache` commands report it.
  */
 import Database from 'better-sqlite3';
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { InputError, UsageError, errorMessage, expectedMessage } from '../errors.js';
+import { makeDirsSync } from './make-dirs.js';
 
 /** "PSEC" (pickscore embedding cache), stored in the SQLite header. */
 export const CACHE_APPLICATION_ID = 0x50534543;
@@ -284,7 +285,7 @@ export class EmbeddingCache {
     const file = embeddingCachePath(dir);
     const settings = settingsFrom(opts);
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirsSync(dir);
     } catch (err) {
       throw new EmbeddingCacheUnavailable(`Cannot create the cache folder ${dir}: ${errorMessage(err)}`, { cause: err });
     }

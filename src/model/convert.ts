@@ -21,6 +21,7 @@ import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { makeDirs } from '../io/make-dirs.js';
 
 export { readModelManifest, type ModelManifest } from './manifest.js';
 
@@ -316,7 +317,7 @@ export function fingerprint(files: ModelManifest['source']['files'], precision: 
  */
 async function writeModelFolder<T>(outDir: string, fill: (tmpDir: string) => Promise<T>): Promise<T> {
   const tmpDir = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writingFile(tmpDir, () => mkdir(path.dirname(outDir), { recursive: true }));
+  await writingFile(tmpDir, () => makeDirs(path.dirname(outDir)));
   await writingFile(tmpDir, () => mkdir(tmpDir));
   try {
     const result = await fill(tmpDir);

@@ -14,11 +14,12 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { copyFile, link, lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InterruptedError, ModelError, UsageError, expectedMessage } from '../errors.js';
 import { sha256File } from '../io/file-hash.js';
+import { makeDirs } from '../io/make-dirs.js';
 
 export interface HubProgress { file: string; done: number; total: number }
 
@@ -140,7 +141,7 @@ function pidAlive(pid: number): boolean {
  * left by a dead process is taken over. Used for blobs here and for model conversion in registry.ts.
  */
 export async function withLockFile<T>(lockFile: string, done: () => Promise<T | undefined>, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  await mkdir(path.dirname(lockFile), { recursive: true });
+  await makeDirs(path.dirname(lockFile));
   for (;;) {
     if (signal?.aborted) throw new InterruptedError(`Interrupted while waiting for the process that holds ${lockFile}`);
     const finished = await done();
@@ -303,7 +304,7 @@ async function ensureFile(ctx: RepoContext, file: string, knownCommit: string | 
   }, ctx.signal);
   await linkSnapshot(ctx, meta.commit, file, meta.etag);
   if (!COMMIT_PATTERN.test(ctx.revision) || ctx.revision !== meta.commit) {
-    await mkdir(path.dirname(path.join(ctx.repoDir, 'refs', ctx.revision)), { recursive: true });
+    await makeDirs(path.dirname(path.join(ctx.repoDir, 'refs', ctx.revision)));
     await writeFile(path.join(ctx.repoDir, 'refs', ctx.revision), meta.commit);
   }
   return meta.commit;
@@ -537,7 +538,7 @@ async function fileSize(p: string): Promise<number> {
  * then checks the size and (for LFS files) the sha256 before renaming it to its final name.
  */
 async function downloadBlob(ctx: RepoContext, file: string, meta: FileMetadata, blobPath: string): Promise<void> {
-  await mkdir(path.dirname(blobPath), { recursive: true });
+  await makeDirs(path.dirname(blobPath));
   const partial = `${blobPath}.incomplete`;
   try {
     await withRetries(ctx, file, () => fetchInto(ctx, file, meta, partial));
@@ -628,7 +629,7 @@ const LINK_UNSUPPORTED = new Set(['EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'E
  * falls back on Windows: the snapshot path is what readers open, whichever it is.
  */
 export async function linkSnapshotFile(blobPath: string, linkPath: string, ops: SnapshotFileOps = NODE_FILE_OPS): Promise<'symlink' | 'hardlink' | 'copy'> {
-  await mkdir(path.dirname(linkPath), { recursive: true });
+  await makeDirs(path.dirname(linkPath));
   try {
     await lstat(linkPath);
     await rm(linkPath, { force: true }); // a dangling or stale link

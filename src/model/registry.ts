@@ -9,7 +9,7 @@
  * file makes a second process wait for the first instead of downloading and converting the same model again.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import {
 } from './hub.js';
 import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { makeDirs } from '../io/make-dirs.js';
 
 export interface KnownModel {
   name: string;
@@ -235,7 +236,7 @@ async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'h
 export async function convertInto(srcDir: string, outDir: string, opts: { precision: Precision; attention: AttentionImpl; tokenizerDir?: string; name?: string;
   source?: { repo?: string; revision?: string }; onProgress?: (done: number, total: number) => void }): Promise<ModelManifest> {
   const temp = `${outDir}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  await mkdir(path.dirname(outDir), { recursive: true });
+  await makeDirs(path.dirname(outDir));
   try {
     await convertCheckpoint(srcDir, { outDir: temp, ...opts, checksums: true });
     try {
