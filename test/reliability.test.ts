@@ -317,3 +317,22 @@ function lastJsonLine<T>(stderr: string): T {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test('SIGHUP (a closed terminal) is an interrupt like SIGINT: the rows done are written, marked incomplete; exit 130', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('reliability', async (dir) => {
+    const images = path.join(dir, 'images');
+    await mkdir(images);
+    await writeDistinctPngs(images, 200);
+    const out = path.join(dir, 'ranked.json');
+    const { child, done } = spawnCli(['rank', images, '--prompt', 'a gradient', '--model', model, '--device', 'cpu', '--batch-size', '2',
+      '--threads', '1', '--no-cache', '--out', out, '--verbose']);
+    signalWhen(child, (chunk) => /^rank: \d+\/\d+$/m.test(chunk), 'SIGHUP');
+    const result = await done;
+    assert.equal(result.code, 130, result.stderr);
+    assert.match(result.stderr, /warning: SIGHUP received/);
+    const written = JSON.parse(await readFile(out, 'utf8')) as RankJson;
+    assert.equal(written.incomplete, true);
+    assert.ok(written.rows.length > 0 && written.rows.length < 200, `${written.rows.length} rows`);
+  });
+});

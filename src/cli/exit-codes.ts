@@ -16,7 +16,7 @@ export const ExitCode = {
   input: 4,
   model: 5,
   internal: 70,
-  /** SIGINT or SIGTERM: the output holds what was done, marked incomplete. */
+  /** SIGINT, SIGTERM or SIGHUP: the output holds what was done, marked incomplete. */
   interrupted: 130,
 } as const;
 

@@ -271,7 +271,7 @@ export function parsePositiveInteger(value: string): number {
   return n;
 }
 
-/** What a command sees of SIGINT and SIGTERM while it runs and writes its output. */
+/** What a command sees of SIGINT, SIGTERM and SIGHUP while it runs and writes its output. */
 export interface Interrupt {
   /** Aborted by the first signal: the scoring stops after its current batch. */
   readonly signal: AbortSignal;
@@ -280,7 +280,7 @@ export interface Interrupt {
 }
 
 /**
- * Runs a command, its final write included, with SIGINT and SIGTERM handled: the first signal asks the
+ * Runs a command, its final write included, with SIGINT, SIGTERM and SIGHUP handled: the first signal asks the
  * run to stop after its current batch, so what is done can still be written, or, once the write has
  * begun, lets the write finish; either way the command then exits 130. A second signal ends the process
  * at once; the temporary file of a write in progress is removed on the way out (src/io/atomic.ts), so
@@ -288,6 +288,9 @@ export interface Interrupt {
  * signal between the scoring and the rename must not kill the process with the default action, which
  * lost the output and left the temporary file behind.
  */
+/** SIGHUP too: a closed terminal or SSH session would otherwise kill the run with its finished rows unwritten. */
+const INTERRUPTING_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 export async function withInterruptSignal<T>(console: Console, run: (interrupt: Interrupt) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   let writing = false;
@@ -295,15 +298,13 @@ export async function withInterruptSignal<T>(console: Console, run: (interrupt: 
     if (controller.signal.aborted) process.exit(ExitCode.interrupted);
     console.log(writing
       ? `warning: ${signal} received while the output is written; finishing it, then exiting (again to quit now, leaving no output)`
-      : `warning: ${signal} received; finishing the current batch, then writing what is done (again to quit now)`);
+      : `warning: ${signal} received; stopping (a download at once, keeping its bytes; scoring after the current batch), then writing what is done (again to quit now)`);
     controller.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const name of INTERRUPTING_SIGNALS) process.on(name, onSignal);
   try {
     return await run({ signal: controller.signal, writing: () => { writing = true; } });
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const name of INTERRUPTING_SIGNALS) process.off(name, onSignal);
   }
 }
