@@ -100,8 +100,8 @@ test('--device auto that falls back to the CPU: auto converts the CPU variant, a
 
     const auto = await openModel(options('auto'), fallingBack, () => 'loads');
     await auto.sessions.close();
-    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'auto'], ['fp32', 'plain', 'cpu']]);
-    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.sessions.device], ['fp32', 'plain', 'cpu']);
+    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'auto'], ['fp32', 'fused', 'cpu']]);
+    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.sessions.device], ['fp32', 'fused', 'cpu']);
     assert.deepEqual(logged, ['warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no GPU)']);
 
     opened.length = 0;

@@ -112,12 +112,13 @@ export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions
 export interface EncoderVariant { precision: Precision; attention: 'plain' | 'fused' }
 
 /**
- * Which encoders to run: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
- * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
+ * Which encoders to run: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph and the
+ * CPU's fp32 and int8 graphs use onnxruntime's fused contrib kernels (faster on each: docs/performance.md);
+ * fp16 on the CPU and fp32 on CUDA stay plain ONNX.
  */
 export function encoderVariant(precision: Precision | 'auto', onCuda: boolean): EncoderVariant {
   const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
-  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
+  return { precision: chosen, attention: (onCuda ? chosen === 'fp16' : chosen !== 'fp16') ? 'fused' : 'plain' };
 }
 
 /** The batch size given, else one that suits the device the encoders run on. */
