@@ -184,6 +184,17 @@ test('HTML: images bounded in count and bytes, the rows with the largest differe
   assert.match(html, /Pairs the scorer got wrong: 100 of 100, the first 40 shown/);
 });
 
+test('HTML: one image shown in every row is written only where it was given room, so the bytes bound holds', async () => {
+  // Every prompt of both models shows the same file: each place that shows it writes its own copy.
+  const same = manyPoints(2_000, ['base', 'cand']).map((p) => ({ ...p, path: '/data/same.png' }));
+  const loader = recordingLoader(40_000);
+  const html = await renderHtml(buildReport(input({ points: same }, { baseline: 'base', candidate: 'cand' })), loader);
+  assert.deepEqual(loader.asked, ['/data/same.png'], 'made once');
+  const written = html.match(/<img src="data:/g)?.length ?? 0;
+  assert.equal(written, Math.floor(PAGE_LIMITS.imageBytes / 40_000));
+  assert.ok(html.length < PAGE_LIMITS.imageBytes + 2 * 1024 * 1024, `${html.length} characters`);
+});
+
 test('HTML: a run too large for one page keeps the rows with the largest differences, the baseline and the candidate, and says so', async () => {
   const models = Array.from({ length: 60 }, (_, k) => `m${k}`);
   const report = buildReport(input({ points: manyPoints(500, models) }, { baseline: 'm59', candidate: 'm58', resamples: 20 }));

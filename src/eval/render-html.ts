@@ -58,11 +58,14 @@ export async function renderHtml(report: EvalReport, thumbnail: ThumbnailLoader)
   for (const row of grid.withImages) {
     for (const { index } of rows) {
       const cell = row.cells[index];
-      if (cell) ctx.images.claim(cell.best.path);
+      if (cell) ctx.images.claim(gridPlace(row, index), cell.best.path);
     }
   }
   const mistakes = report.pairwise?.mistakes.slice(0, PAGE_LIMITS.pairMistakes) ?? [];
-  for (const p of mistakes) { ctx.images.claim(p.path0); ctx.images.claim(p.path1); }
+  mistakes.forEach((p, i) => {
+    ctx.images.claim(pairPlace(i, 0), p.path0);
+    ctx.images.claim(pairPlace(i, 1), p.path1);
+  });
   await ctx.images.load(thumbnail);
 
   const body = [
@@ -101,61 +104,66 @@ interface PageContext {
 }
 
 /**
- * The images the page inlines: claimed in order of importance (at most one load per path), then made a
- * few at a time, then kept in claim order while they fit PAGE_LIMITS.imageBytes. The outcome depends on
- * the claims alone, never on which thumbnail finished first.
+ * The images the page inlines. Each place on the page that shows one (a grid cell, a side of a pair)
+ * claims it, in order of importance; each file is made into a thumbnail once, a few at a time; then
+ * places keep their image in claim order while the page's images fit PAGE_LIMITS.imageBytes, counted
+ * per place, since each place writes its own copy. The outcome depends on the claims alone, never on
+ * which thumbnail finished first, and a place that claimed nothing shows no image.
  */
 class ImagePlan {
-  private readonly order: string[] = [];
-  private readonly uris = new Map<string, string | null>();
-  private readonly left = new Set<string>();
+  private readonly claims = new Map<string, string>();
+  /** Per place: the data URI, null for an image that could not be made, 'bytes' for one past the bound. */
+  private readonly shownAt = new Map<string, string | null | 'bytes'>();
 
-  claim(path: string): void {
-    if (!this.uris.has(path)) {
-      this.uris.set(path, null);
-      this.order.push(path);
-    }
+  claim(place: string, path: string): void {
+    if (!this.claims.has(place)) this.claims.set(place, path);
   }
 
   async load(thumbnail: ThumbnailLoader): Promise<void> {
+    const paths = [...new Set(this.claims.values())];
     const made = new Map<string, string | null>();
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < this.order.length) {
-        const path = this.order[next++];
+      while (next < paths.length) {
+        const path = paths[next++];
         made.set(path, await thumbnail(path).catch(() => null));
       }
     };
-    await Promise.all(Array.from({ length: Math.min(THUMBNAILS_IN_FLIGHT, this.order.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(THUMBNAILS_IN_FLIGHT, paths.length) }, worker));
     let bytes = 0;
-    for (const path of this.order) {
+    for (const [place, path] of this.claims) {
       const uri = made.get(path) ?? null;
       if (uri !== null && bytes + uri.length > PAGE_LIMITS.imageBytes) {
-        this.left.add(path);
+        this.shownAt.set(place, 'bytes');
         continue;
       }
       bytes += uri?.length ?? 0;
-      this.uris.set(path, uri);
+      this.shownAt.set(place, uri);
     }
   }
 
   /**
-   * The image; or why there is none: it could not be made into a thumbnail, or the page's byte bound
-   * left it out; or nothing, for an image never claimed (a grid row past the bound on images).
+   * The image of a place; or why there is none: it could not be made into a thumbnail, or the page's
+   * byte bound left it out; or nothing, for a place that claimed none (a grid row past the bound).
    */
-  figure(path: string, alt: string): string {
-    if (!this.uris.has(path)) return '';
-    const uri = this.uris.get(path);
-    if (uri) return `<img src="${escapeHtml(uri)}" alt="${escapeHtml(alt)}">`;
-    return `<div class="no-image">${this.left.has(path) ? `not inlined: the page holds at most ${PAGE_LIMITS.imageBytes / 1024 / 1024} MiB of images` : 'no preview'}</div>`;
+  figure(place: string, alt: string): string {
+    const uri = this.shownAt.get(place);
+    if (uri === undefined) return '';
+    if (uri === 'bytes') return `<div class="no-image">not inlined: the page holds at most ${PAGE_LIMITS.imageBytes / 1024 / 1024} MiB of images</div>`;
+    if (uri === null) return '<div class="no-image">no preview</div>';
+    return `<img src="${escapeHtml(uri)}" alt="${escapeHtml(alt)}">`;
   }
 
+  /** Images written into the page. */
   get shown(): number {
     let n = 0;
-    for (const uri of this.uris.values()) if (uri) n++;
+    for (const uri of this.shownAt.values()) if (uri !== null && uri !== 'bytes') n++;
     return n;
   }
 }
+
+const gridPlace = (row: GridRow, model: number): string => `grid ${row.index} ${model}`;
+const pairPlace = (pair: number, side: 0 | 1): string => `pair ${pair} ${side}`;
 
 /** At most PAGE_LIMITS.models models, in report order, always with the baseline and the candidate. */
 function shownModels(all: ModelRow[], needed: (number | null)[]): ModelRow[] {
@@ -375,7 +383,7 @@ function gridRow(ctx: PageContext, row: GridRow, models: ModelRow[], focus: bool
     if (!cell) return `<td class="cell empty" data-m="${m}">–</td>`;
     const isBest = cell.mean === best;
     const score = cell.n > 1 ? `${fixed(cell.mean)} <span class="muted">mean of ${cell.n}, best ${fixed(cell.best.score)}</span>` : fixed(cell.mean);
-    return `<td class="cell${isBest ? ' best' : ''}" data-m="${m}" data-mean="${cell.mean}"><figure>${ctx.images.figure(cell.best.path, cell.best.image)}`
+    return `<td class="cell${isBest ? ' best' : ''}" data-m="${m}" data-mean="${cell.mean}"><figure>${ctx.images.figure(gridPlace(row, m), cell.best.image)}`
       + `<figcaption><span class="score">${isBest ? '<span class="star" title="best in this row">★</span> ' : ''}${score}</span><span class="path">${escapeHtml(shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}</span></figcaption></figure></td>`;
   });
   const diff = focus ? `<td class="num diff${row.diff === null ? '' : row.diff < 0 ? ' down' : row.diff > 0 ? ' up' : ''}" data-value="${row.diff ?? ''}">${signed(row.diff)}</td>` : '';
@@ -402,7 +410,7 @@ function pairwiseSection(ctx: PageContext, mistakes: PairMistake[]): string {
   const validation = pw.validation
     ? `<p class="muted">The tie threshold was chosen on ${escapeHtml(shortenMiddle(pw.validation.manifest, PAGE_LIMITS.pathChars))} (${count(pw.validation.n, 'pair')}) as the paper does, the first best of: ${pw.validation.table.map((t) => `${t.threshold} → ${pct(t.accuracy)}`).join(', ')}.</p>` : '';
   const total = pw.mistakes.length;
-  const list = mistakes.map((p) => mistakeCard(ctx, p));
+  const list = mistakes.map((p, index) => mistakeCard(ctx, p, index));
   const heading = total === 0 ? '<p>The scorer judged every pair as people did.</p>'
     : `<h3>Pairs the scorer got wrong: ${total} of ${pw.paper.n}${total > mistakes.length ? `, the first ${mistakes.length} shown` : ''}</h3>
 <p class="muted">Wrong calls first (0 points), then half-right ones (0.5: a tie on one side only); the most confident call first. The image people preferred has a green frame.</p>
@@ -415,13 +423,13 @@ function pairwiseSection(ctx: PageContext, mistakes: PairMistake[]): string {
 ${heading}</section>`;
 }
 
-function mistakeCard(ctx: PageContext, p: PairMistake): string {
+function mistakeCard(ctx: PageContext, p: PairMistake, index: number): string {
   const side = (i: 0 | 1): string => {
-    const [image, path, prob, score] = i === 0 ? [p.image0, p.path0, p.prob0, p.score0] : [p.image1, p.path1, p.prob1, p.score1];
+    const [image, prob, score] = i === 0 ? [p.image0, p.prob0, p.score0] : [p.image1, p.prob1, p.score1];
     const preferred = p.label0 === (i === 0 ? 1 : 0);
     const picked = p.predicted === (i === 0 ? 1 : 0);
     const tags = [preferred ? '<span class="tag good">people’s choice</span>' : '', picked ? '<span class="tag">scorer’s choice</span>' : ''].join(' ');
-    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(path, image)}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags}<span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
+    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(pairPlace(index, i), image)}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags}<span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
   };
   const label = p.label0 === 0.5 ? 'people called it a tie' : `people preferred image ${p.label0 === 1 ? 0 : 1}`;
   const call = p.predicted === 0.5 ? 'the scorer called a tie' : `the scorer picked image ${p.predicted === 1 ? 0 : 1}`;
