@@ -166,7 +166,7 @@ test('HTML: self-contained, the script allowed by its hash alone, every string f
 });
 
 test('HTML: images bounded in count and bytes, the rows with the largest differences first, the bounds stated', async () => {
-  // 1,000 prompts x 2 models, thumbnails of 40 kB: 400 grid cells are claimed, 314 fit in 12 MiB.
+  // 1,000 prompts x 2 models, thumbnails of 40 kB: 400 grid cells are claimed, 262 fit in 10 MiB.
   const report = buildReport(input({ points: manyPoints(1_000, ['base', 'cand']), pairs: Array.from({ length: 100 }, (_, i) => pair(`pair ${i}`, 20, 21, 1)) }, { baseline: 'base', candidate: 'cand' }));
   const loader = recordingLoader(40_000);
   const html = await renderHtml(report, loader);
@@ -174,8 +174,8 @@ test('HTML: images bounded in count and bytes, the rows with the largest differe
   assert.equal(loader.asked.length, PAGE_LIMITS.gridImages + 2 * PAGE_LIMITS.pairMistakes);
   assert.equal(images, Math.floor(PAGE_LIMITS.imageBytes / 40_000));
   assert.ok(html.length < PAGE_LIMITS.imageBytes + 2 * 1024 * 1024, `${html.length} characters`);
-  assert.match(html, /not inlined: the page holds at most 12 MiB of images/);
-  assert.match(html, /at most 160 px a side, 400 grid cells \(the rows with the largest differences first\), 40 pairs, and 12 MiB in all/);
+  assert.match(html, /not inlined: the page holds at most 10 MiB of images/);
+  assert.match(html, /at most 160 px a side, 400 grid cells \(the rows with the largest differences first\), 40 pairs, and 10 MiB in all/);
   assert.match(html, /Images are inlined for the 200 rows with the largest differences/);
   const grid = promptGrid(report);
   const first = extremesFirst(grid.rows).slice(0, 200);
@@ -193,6 +193,23 @@ test('HTML: one image shown in every row is written only where it was given room
   const written = html.match(/<img src="data:/g)?.length ?? 0;
   assert.equal(written, Math.floor(PAGE_LIMITS.imageBytes / 40_000));
   assert.ok(html.length < PAGE_LIMITS.imageBytes + 2 * 1024 * 1024, `${html.length} characters`);
+});
+
+test('HTML: the page stays under 20 MB whatever the run: 20,000 grid cells of the longest text that escapes the most, every image at its largest, errors and pairs', async () => {
+  // A quote becomes the six characters &quot;: prompts and paths as long as the page shows, all quotes.
+  const quotes = (n: number, i: number): string => `${'"'.repeat(n)}${i}`;
+  const rows = ['base', 'cand'].flatMap((model, k) => Array.from({ length: 10_000 }, (_, i) =>
+    ({ ...point(model, quotes(PAGE_LIMITS.promptChars, i), `${quotes(PAGE_LIMITS.pathChars, i)}-${k}.png`, 20 + ((i * 7919) % 1000) / 100 * (k ? 1 : -1)) })));
+  const broken = Array.from({ length: 500 }, (_, i) => point('base', quotes(PAGE_LIMITS.promptChars, i), quotes(1000, i), null, quotes(1000, i)));
+  const pairs = Array.from({ length: 100 }, (_, i) => ({ ...pair(quotes(PAGE_LIMITS.promptChars, i), 20, 21, 1 as const), image0: quotes(1000, i), image1: quotes(1000, -i) }));
+  const loader = recordingLoader(200_000);
+  const report = buildReport(input({ points: [...rows, ...broken], pairs }, { baseline: 'base', candidate: 'cand', resamples: 20 }));
+  const html = await renderHtml(report, loader);
+  const bytes = Buffer.byteLength(html);
+  assert.ok(bytes < 20_000_000, `${bytes} bytes`);
+  const shownRows = (html.match(/<tr data-index=/g) ?? []).length;
+  assert.ok(shownRows > 1_000 && shownRows < 10_000, `${shownRows} rows: the grid's text bound left the smallest differences out`);
+  assert.match(html, new RegExp(`${shownRows.toLocaleString('en-US')} of 10,000 prompts are shown, those with the largest differences at both ends`));
 });
 
 test('HTML: a run too large for one page keeps the rows with the largest differences, the baseline and the candidate, and says so', async () => {

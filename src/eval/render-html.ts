@@ -29,14 +29,15 @@ export type ThumbnailLoader = ((path: string) => Promise<string | null>) & { max
 export const PAGE_LIMITS = {
   /** Grid cells with an image: the rows with the largest differences (both ends) get them first. */
   gridImages: 400,
-  /** Cells in the grid (rows × models shown): past this, rows with the smallest differences are left out. */
+  /** Cells in the grid (rows × models shown), and bytes of its text: past them, rows with the smallest differences are left out. */
   gridCells: 20_000,
+  gridTextBytes: 5 * 1024 * 1024,
   /** Models in the table, the plots and the grid. */
   models: 50,
   /** Wrongly judged pairs shown, two images each. */
   pairMistakes: 40,
   /** Bytes of inlined images in all; past this, later images are left out. */
-  imageBytes: 12 * 1024 * 1024,
+  imageBytes: 10 * 1024 * 1024,
   /** Rows of the table of rows that could not be scored. */
   errors: 200,
   /** Characters of a prompt, a model name and a path as shown (the JSON report has them whole). */
@@ -154,6 +155,16 @@ class ImagePlan {
     return `<img src="${escapeHtml(uri)}" alt="${escapeHtml(alt)}">`;
   }
 
+  /** Bytes of the data URIs these places write. */
+  bytesOf(places: string[]): number {
+    let bytes = 0;
+    for (const place of places) {
+      const uri = this.shownAt.get(place);
+      if (typeof uri === 'string' && uri !== 'bytes') bytes += uri.length;
+    }
+    return bytes;
+  }
+
   /** Images written into the page. */
   get shown(): number {
     let n = 0;
@@ -173,16 +184,18 @@ function shownModels(all: ModelRow[], needed: (number | null)[]): ModelRow[] {
   return all.filter((row) => chosen.has(row.index));
 }
 
-/** The grid's rows on the page: all of them when they fit PAGE_LIMITS.gridCells, else those with the largest differences. */
-interface GridLayout { grid: PromptGrid; rows: GridRow[]; withImages: GridRow[]; total: number }
+/**
+ * The grid's candidate rows, the most deserving first (largest differences at both ends): at most
+ * PAGE_LIMITS.gridCells cells; the first of them get images. gridSection keeps them while their text
+ * fits PAGE_LIMITS.gridTextBytes.
+ */
+interface GridLayout { grid: PromptGrid; candidates: GridRow[]; withImages: GridRow[]; total: number }
 
 function gridLayout(grid: PromptGrid, models: number): GridLayout {
   const maxRows = Math.max(1, Math.floor(PAGE_LIMITS.gridCells / Math.max(1, models)));
-  const priority = extremesFirst(grid.rows);
-  const kept = new Set(priority.slice(0, maxRows));
-  const rows = grid.rows.filter((r) => kept.has(r));
+  const candidates = extremesFirst(grid.rows).slice(0, maxRows);
   const imageRows = Math.floor(PAGE_LIMITS.gridImages / Math.max(1, models));
-  return { grid, rows, withImages: priority.slice(0, Math.min(maxRows, imageRows)), total: grid.rows.length };
+  return { grid, candidates, withImages: candidates.slice(0, imageRows), total: grid.rows.length };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,13 +369,24 @@ ${axis(low, high, axisY + 2)}</svg>
 }
 
 function gridSection(ctx: PageContext, models: ModelRow[], layout: GridLayout): string {
-  const { grid, rows } = layout;
-  if (rows.length === 0) return '';
+  const { grid } = layout;
+  if (layout.candidates.length === 0) return '';
   const focus = grid.baseline !== null && grid.candidate !== null;
   const name = (index: number): string => bdi(ctx.name(ctx.report.models[index].model));
   const diffHead = focus ? `<th class="num">${name(grid.candidate!)} − ${name(grid.baseline!)}</th>` : '';
   const heads = models.map(({ model: m, index }) => `<th class="model" data-m="${index}">${bdi(ctx.name(m.model))}${index === grid.baseline ? ' <span class="tag">baseline</span>' : index === grid.candidate ? ' <span class="tag">candidate</span>' : ''}</th>`);
-  const body = rows.map((row) => gridRow(ctx, row, models, focus));
+  // Rows are kept, the most deserving first, while their text (images aside, which have their own bound) fits.
+  const kept = new Map<GridRow, string>();
+  let textBytes = 0;
+  for (const row of layout.candidates) {
+    const html = gridRow(ctx, row, models, focus);
+    const bytes = Buffer.byteLength(html) - ctx.images.bytesOf(models.map(({ index }) => gridPlace(row, index)));
+    if (textBytes + bytes > PAGE_LIMITS.gridTextBytes) break;
+    textBytes += bytes;
+    kept.set(row, html);
+  }
+  const rows = grid.rows.filter((row) => kept.has(row));
+  const body = rows.map((row) => kept.get(row)!);
   const sortOptions = focus ? gridSortOptions(ctx, models, grid) : '';
   const shown = rows.length < layout.total ? ` ${rows.length.toLocaleString('en-US')} of ${layout.total.toLocaleString('en-US')} prompts are shown, those with the largest differences at both ends; all are in the JSON report.` : '';
   const images = layout.withImages.length < rows.length ? ` Images are inlined for the ${layout.withImages.length.toLocaleString('en-US')} rows with the largest differences (the page's bound); the other rows show scores.` : '';
@@ -383,7 +407,7 @@ function gridRow(ctx: PageContext, row: GridRow, models: ModelRow[], focus: bool
     if (!cell) return `<td class="cell empty" data-m="${m}">–</td>`;
     const isBest = cell.mean === best;
     const score = cell.n > 1 ? `${fixed(cell.mean)} <span class="muted">mean of ${cell.n}, best ${fixed(cell.best.score)}</span>` : fixed(cell.mean);
-    return `<td class="cell${isBest ? ' best' : ''}" data-m="${m}" data-mean="${cell.mean}"><figure>${ctx.images.figure(gridPlace(row, m), cell.best.image)}`
+    return `<td class="cell${isBest ? ' best' : ''}" data-m="${m}" data-mean="${cell.mean}"><figure>${ctx.images.figure(gridPlace(row, m), shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}`
       + `<figcaption><span class="score">${isBest ? '<span class="star" title="best in this row">★</span> ' : ''}${score}</span><span class="path">${escapeHtml(shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}</span></figcaption></figure></td>`;
   });
   const diff = focus ? `<td class="num diff${row.diff === null ? '' : row.diff < 0 ? ' down' : row.diff > 0 ? ' up' : ''}" data-value="${row.diff ?? ''}">${signed(row.diff)}</td>` : '';
@@ -429,7 +453,7 @@ function mistakeCard(ctx: PageContext, p: PairMistake, index: number): string {
     const preferred = p.label0 === (i === 0 ? 1 : 0);
     const picked = p.predicted === (i === 0 ? 1 : 0);
     const tags = [preferred ? '<span class="tag good">people’s choice</span>' : '', picked ? '<span class="tag">scorer’s choice</span>' : ''].join(' ');
-    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(pairPlace(index, i), image)}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags}<span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
+    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(pairPlace(index, i), shortenMiddle(image, PAGE_LIMITS.pathChars))}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags}<span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
   };
   const label = p.label0 === 0.5 ? 'people called it a tie' : `people preferred image ${p.label0 === 1 ? 0 : 1}`;
   const call = p.predicted === 0.5 ? 'the scorer called a tie' : `the scorer picked image ${p.predicted === 1 ? 0 : 1}`;
