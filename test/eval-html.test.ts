@@ -20,6 +20,8 @@ import { withPage, type Page } from './helpers/cdp.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
 const evalDir = path.join(fixturesDir, 'eval');
+/** The manifests as a user in the repository root names them (the page shows them; so do the README's screenshots). */
+const relativeEvalDir = path.relative(process.cwd(), evalDir);
 const skip = skipWithoutReference || skipWithoutChromium;
 const WIDE = 1280;
 const NARROW = 420;
@@ -31,8 +33,8 @@ async function scoreFixtures(kind: 'checkpoints' | 'pairs'): Promise<EvalReport>
   const model = await tinyModel();
   const common = { model, device: 'cpu' as const, cacheDir: false as const, threads: 2 };
   const result = kind === 'checkpoints'
-    ? await runEval({ ...common, manifests: [path.join(evalDir, 'checkpoints.jsonl')], baseline: 'ckpt-a', candidate: 'ckpt-b' })
-    : await runEval({ ...common, manifests: [path.join(evalDir, 'pairs.jsonl')], validation: path.join(evalDir, 'validation.jsonl') });
+    ? await runEval({ ...common, manifests: [path.join(relativeEvalDir, 'checkpoints.jsonl')], baseline: 'ckpt-a', candidate: 'ckpt-b' })
+    : await runEval({ ...common, manifests: [path.join(relativeEvalDir, 'pairs.jsonl')], validation: path.join(relativeEvalDir, 'validation.jsonl') });
   return result.report;
 }
 

@@ -436,7 +436,7 @@ function pairwiseSection(ctx: PageContext, mistakes: PairMistake[]): string {
   const total = pw.mistakes.length;
   const list = mistakes.map((p, index) => mistakeCard(ctx, p, index));
   const heading = total === 0 ? '<p>The scorer judged every pair as people did.</p>'
-    : `<h3>Pairs the scorer got wrong: ${total} of ${pw.paper.n}${total > mistakes.length ? `, the first ${mistakes.length} shown` : ''}</h3>
+    : `<h3>Pairs the scorer got wrong or half right: ${total} of ${pw.paper.n}${total > mistakes.length ? `, the first ${mistakes.length} shown` : ''}</h3>
 <p class="muted">Wrong calls first (0 points), then half-right ones (0.5: a tie on one side only); the most confident call first. The image people preferred has a green frame.</p>
 <ol class="mistakes">${list.join('\n')}</ol>`;
   return `<section id="pairwise"><h2>Pairwise preference accuracy</h2>
