@@ -289,7 +289,8 @@ ${body.join('\n')}
 }
 
 // Charts: SVG whose x coordinates are percentages of its width, so that it fills any width while its
-// text keeps its size. The plot spans PLOT_LEFT% to PLOT_RIGHT%.
+// text keeps its size. The plot spans PLOT_LEFT% to PLOT_RIGHT%. Lines and bars carry colours of their
+// own, which the style sheet overrides: a viewer that blocks inline styles still draws them.
 const PLOT_LEFT = 1.5;
 const PLOT_RIGHT = 98.5;
 
@@ -302,9 +303,9 @@ function axis(low: number, high: number, y: number): string {
   const { ticks, decimals } = niceTicks(low, high);
   const marks = ticks.filter((t) => t >= low && t <= high).map((t) => {
     const x = xPercent(t, low, high);
-    return `<g class="tick" data-value="${t}"><line x1="${x}" x2="${x}" y1="${y}" y2="${y + 5}"/><text x="${x}" y="${y + 18}" text-anchor="middle">${fixed(t, decimals)}</text></g>`;
+    return `<g class="tick" data-value="${t}"><line stroke="#8a8f96" x1="${x}" x2="${x}" y1="${y}" y2="${y + 5}"/><text x="${x}" y="${y + 18}" text-anchor="middle">${fixed(t, decimals)}</text></g>`;
   });
-  return `<g class="axis" data-low="${low}" data-high="${high}"><line x1="${PLOT_LEFT}%" x2="${PLOT_RIGHT}%" y1="${y}" y2="${y}"/>${marks.join('')}</g>`;
+  return `<g class="axis" data-low="${low}" data-high="${high}"><line stroke="#8a8f96" x1="${PLOT_LEFT}%" x2="${PLOT_RIGHT}%" y1="${y}" y2="${y}"/>${marks.join('')}</g>`;
 }
 
 /** Each model's mean and its 95% CI as a mark and a line on one axis; the baseline's mean is a dashed line across. */
@@ -321,11 +322,11 @@ function forestPlot(ctx: PageContext, rows: ModelRow[]): string {
     const label = `<text class="label" x="${PLOT_LEFT}%" y="${y - 11}">${plain(ctx.name(m.model))}${isReference ? ' (baseline)' : ''} · ${num(m.mean)} ${ci(m.ci95)}</text>`;
     if (m.mean === null) return `<g class="row">${label}</g>`;
     const interval = m.ci95.low === null || m.ci95.high === null ? ''
-      : `<line class="ci" x1="${xPercent(m.ci95.low, low, high)}" x2="${xPercent(m.ci95.high, low, high)}" y1="${y}" y2="${y}"/>`;
+      : `<line stroke="#8a8f96" class="ci" x1="${xPercent(m.ci95.low, low, high)}" x2="${xPercent(m.ci95.high, low, high)}" y1="${y}" y2="${y}"/>`;
     return `<g class="row">${label}${interval}<circle class="mark${isReference ? ' baseline' : ''}" data-m="${index}" data-value="${m.mean}" cx="${xPercent(m.mean, low, high)}" cy="${y}" r="${isReference ? 6 : 5}"><title>${plain(ctx.name(m.model))}: mean ${num(m.mean)}, 95% CI ${ci(m.ci95)}</title></circle></g>`;
   });
   const refLine = reference?.mean != null
-    ? `<line class="refline" x1="${xPercent(reference.mean, low, high)}" x2="${xPercent(reference.mean, low, high)}" y1="${TOP}" y2="${axisY}"/>` : '';
+    ? `<line class="refline" stroke="#d56e00" stroke-dasharray="4 4" x1="${xPercent(reference.mean, low, high)}" x2="${xPercent(reference.mean, low, high)}" y1="${TOP}" y2="${axisY}"/>` : '';
   return `<h2>Mean score with its 95% CI</h2>
 <figure class="chart"><svg id="forest" class="forest" role="img" aria-label="each model's mean score and its 95% confidence interval on one axis" width="100%" height="${axisY + 24}" xmlns="http://www.w3.org/2000/svg">
 ${refLine}${marks.join('\n')}
@@ -354,12 +355,12 @@ function distributions(ctx: PageContext, rows: ModelRow[]): string {
       const x = xPercent(x0, low, high);
       const w = `${((PLOT_RIGHT - PLOT_LEFT) / bins * 0.9).toFixed(3)}%`;
       const mid = xPercent(x0 + width / 2, low, high);
-      return `<rect class="bar" x="${x}" y="${(base - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}"><title>${n} in [${x0.toFixed(3)}, ${(x0 + width).toFixed(3)})</title></rect>`
+      return `<rect class="bar" fill="#5b8def" x="${x}" y="${(base - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}"><title>${n} in [${x0.toFixed(3)}, ${(x0 + width).toFixed(3)})</title></rect>`
         + `<text class="count" x="${mid}" y="${(base - h - 3).toFixed(1)}" text-anchor="middle">${n}</text>`;
     });
-    const mean = m.mean === null ? '' : `<line class="meanline" x1="${xPercent(m.mean, low, high)}" x2="${xPercent(m.mean, low, high)}" y1="${top + 16}" y2="${base}"/>`;
+    const mean = m.mean === null ? '' : `<line class="meanline" stroke="#8a8f96" stroke-dasharray="3 2" x1="${xPercent(m.mean, low, high)}" x2="${xPercent(m.mean, low, high)}" y1="${top + 16}" y2="${base}"/>`;
     return `<g class="dist" data-m="${index}"><text class="label" x="${PLOT_LEFT}%" y="${top + 12}">${plain(ctx.name(m.model))}${isReference && ctx.report.comparisons.length > 0 ? ' (baseline)' : ''} · ${count(m.n, 'image')}</text>`
-      + `<line class="baseline-axis" x1="${PLOT_LEFT}%" x2="${PLOT_RIGHT}%" y1="${base}" y2="${base}"/>${bars.join('')}${mean}</g>`;
+      + `<line stroke="#8a8f96" class="baseline-axis" x1="${PLOT_LEFT}%" x2="${PLOT_RIGHT}%" y1="${base}" y2="${base}"/>${bars.join('')}${mean}</g>`;
   });
   return `<h2>Score distributions</h2>
 <figure class="chart"><svg id="distributions" class="distributions" role="img" aria-label="score histograms of every model on one shared axis" width="100%" height="${axisY + 26}" xmlns="http://www.w3.org/2000/svg">
@@ -408,7 +409,7 @@ function gridRow(ctx: PageContext, row: GridRow, models: ModelRow[], focus: bool
     const isBest = cell.mean === best;
     const score = cell.n > 1 ? `${fixed(cell.mean)} <span class="muted">mean of ${cell.n}, best ${fixed(cell.best.score)}</span>` : fixed(cell.mean);
     return `<td class="cell${isBest ? ' best' : ''}" data-m="${m}" data-mean="${cell.mean}"><figure>${ctx.images.figure(gridPlace(row, m), shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}`
-      + `<figcaption><span class="score">${isBest ? '<span class="star" title="best in this row">★</span> ' : ''}${score}</span><span class="path">${escapeHtml(shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}</span></figcaption></figure></td>`;
+      + `<figcaption><span class="score">${isBest ? '<span class="star" title="best in this row">★</span> ' : ''}${score}</span> <span class="path">${escapeHtml(shortenMiddle(cell.best.image, PAGE_LIMITS.pathChars))}</span></figcaption></figure></td>`;
   });
   const diff = focus ? `<td class="num diff${row.diff === null ? '' : row.diff < 0 ? ' down' : row.diff > 0 ? ' up' : ''}" data-value="${row.diff ?? ''}">${signed(row.diff)}</td>` : '';
   return `<tr data-index="${row.index}"><th scope="row" class="prompt" dir="auto">${promptText(row.prompt)}</th>${diff}${cells.join('')}</tr>`;
@@ -453,7 +454,7 @@ function mistakeCard(ctx: PageContext, p: PairMistake, index: number): string {
     const preferred = p.label0 === (i === 0 ? 1 : 0);
     const picked = p.predicted === (i === 0 ? 1 : 0);
     const tags = [preferred ? '<span class="tag good">people’s choice</span>' : '', picked ? '<span class="tag">scorer’s choice</span>' : ''].join(' ');
-    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(pairPlace(index, i), shortenMiddle(image, PAGE_LIMITS.pathChars))}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags}<span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
+    return `<figure class="${preferred ? 'preferred' : ''}">${ctx.images.figure(pairPlace(index, i), shortenMiddle(image, PAGE_LIMITS.pathChars))}<figcaption><span class="score">image ${i}: p ${fixed(prob)}</span> <span class="muted">score ${fixed(score)}</span> ${tags} <span class="path">${escapeHtml(shortenMiddle(image, PAGE_LIMITS.pathChars))}</span></figcaption></figure>`;
   };
   const label = p.label0 === 0.5 ? 'people called it a tie' : `people preferred image ${p.label0 === 1 ? 0 : 1}`;
   const call = p.predicted === 0.5 ? 'the scorer called a tie' : `the scorer picked image ${p.predicted === 1 ? 0 : 1}`;
