@@ -136,6 +136,21 @@ function recordingLoader(bytes: number, failing: (path: string) => boolean = () 
   return Object.assign(load, { asked, maxSide: 160 });
 }
 
+test('a run that scored nothing renders: an interrupted gate is UNDECIDED, every row an error is listed, no chart is drawn', async () => {
+  const failed = [point('a', 'p', 'x.png', null, 'unreadable'), point('b', 'p', 'y.png', null, 'unreadable')];
+  const undecided = buildReport(input({ points: failed, incomplete: true, notReached: 3 }, { baseline: 'a', candidate: 'b' }));
+  const html = await renderHtml(undecided, recordingLoader(100));
+  assert.match(html, /<section id="verdict" class="verdict undecided"><p class="word">UNDECIDED<\/p>/);
+  assert.match(html, /2 rows could not be scored \(<a href="#errors">listed below<\/a>\)\.<\/p>/, 'an interrupted run exits 130, not 3');
+  assert.doesNotMatch(html, /id="forest"|id="grid"/);
+  assert.match(renderMarkdown(undecided), /\*\*Gate:\*\* ⚠️ UNDECIDED: interrupted before any prompt was scored for both a and b/);
+  const nothing = buildReport(input({ points: [], incomplete: true }));
+  assert.match(await renderHtml(nothing, recordingLoader(100)), /<p class="word">No gate<\/p>/);
+  assert.match(renderMarkdown(nothing), /0 pointwise and 0 pairwise rows/);
+  const errorsOnly = await renderHtml(buildReport(input({ points: failed })), recordingLoader(100));
+  assert.match(errorsOnly, /2 rows could not be scored \(<a href="#errors">listed below<\/a>\); the run exits 3\./);
+});
+
 test('HTML: self-contained, the script allowed by its hash alone, every string from the run escaped, isolated and shortened', async () => {
   const longPrompt = `${HOSTILE} ${'word '.repeat(20_000)}`;
   const hostile = [

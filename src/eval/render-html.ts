@@ -220,7 +220,7 @@ function verdict(ctx: PageContext): string {
   const { report } = ctx;
   const notes: string[] = [];
   if (report.incomplete) notes.push(`<p class="note">Incomplete: the run was interrupted; the figures cover the rows scored before it stopped${report.counts.notReached > 0 ? ` (${report.counts.notReached} rows not reached)` : ''}.</p>`);
-  if (report.counts.errors > 0) notes.push(`<p class="note">${count(report.counts.errors, 'row')} could not be scored (<a href="#errors">listed below</a>); the run exits 3.</p>`);
+  if (report.counts.errors > 0) notes.push(`<p class="note">${count(report.counts.errors, 'row')} could not be scored (<a href="#errors">listed below</a>)${report.incomplete ? '' : '; the run exits 3'}.</p>`);
   const gate = report.gate;
   if (gate) {
     const kind = gate.meanDiff === null ? 'undecided' : gate.worse ? 'fail' : 'pass';
