@@ -11,10 +11,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ModelError, UsageError } from '../src/errors.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { convertCheckpoint, readModelManifest, writingFile, type ModelManifest } from '../src/model/convert.js';
-import { openCheckpoint } from '../src/model/checkpoint.js';
-import { ONNX_OPSET } from '../src/model/onnx-builder.js';
-import { PICKSCORE_VERSION } from '../src/pipeline/version.js';
+import { convertCheckpoint, readModelManifest, writingFile, type ModelManifest } from '../src/convert/convert.js';
+import { openCheckpoint } from '../src/convert/checkpoint.js';
+import { ONNX_OPSET } from '../src/convert/onnx-builder.js';
+import { PICKSCORE_VERSION } from '../src/version.js';
 import { writeSafetensors } from './helpers/checkpoint-writers.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 

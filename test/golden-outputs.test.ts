@@ -26,7 +26,7 @@ import path from 'node:path';
 import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { runCli, type CliRun } from './helpers/shard-cli.js';
-import { PICKSCORE_VERSION } from '../src/pipeline/version.js';
+import { PICKSCORE_VERSION } from '../src/version.js';
 
 const GOLDEN_DIR = path.join(fixturesDir, 'goldens');
 const RECORDED = path.join(GOLDEN_DIR, 'recorded.json');

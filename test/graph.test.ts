@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError } from '../src/errors.js';
-import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/model/checkpoint.js';
-import { readClipConfig, type ClipConfig } from '../src/model/clip-config.js';
-import { buildClipTowerModel, writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/model/clip-graph.js';
-import { openEncoders } from '../src/model/session.js';
+import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/convert/checkpoint.js';
+import { readClipConfig, type ClipConfig } from '../src/convert/clip-config.js';
+import { buildClipTowerModel, writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/convert/clip-graph.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import {
   buildReferenceEncoders, loadReference, loadReferencePixels, referenceInputIds, relativeError, tempDir, PIXELS_PER_IMAGE, type Reference,

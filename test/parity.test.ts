@@ -6,8 +6,8 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
-import { openEncoders } from '../src/model/session.js';
+import type { AttentionImpl, Precision } from '../src/convert/clip-graph.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { rankingAgreement } from '../src/score/agreement.js';
 import { skipWithoutReference } from './helpers/paths.js';
 import {

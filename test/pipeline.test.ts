@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Scorer, autoFallbackNotice, type ScoreRequest, type ScoredItem } from '../src/pipeline/scorer.js';
 import { ReadAheadWindow, groupConsecutive } from '../src/pipeline/window.js';
 import { batchSizeFor, encoderVariant } from '../src/pipeline/options.js';
-import { cudaProviderInstalled, cudaProviderProblem } from '../src/model/session.js';
+import { cudaProviderInstalled, cudaProviderProblem } from '../src/encoder/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';

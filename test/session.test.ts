@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InternalError, ModelError, UsageError } from '../src/errors.js';
-import { diagnoseCudaProvider, onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/model/session.js';
+import { diagnoseCudaProvider, onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/encoder/session.js';
 import { skipWithoutReference } from './helpers/paths.js';
 import { buildReferenceEncoders, loadReference, loadReferencePixels, tempDir, PIXELS_PER_IMAGE, type BuiltEncoders } from './helpers/graph-models.js';
 

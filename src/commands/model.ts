@@ -5,10 +5,10 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import type { AttentionImpl, Precision } from '../model/clip-graph.js';
-import { convertCheckpoint } from '../model/convert.js';
+import type { AttentionImpl, Precision } from '../convert/clip-graph.js';
+import { convertCheckpoint } from '../convert/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
-import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model/manifest.js';
+import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model-format.js';
 import {
   CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
 } from '../model/registry.js';
@@ -171,7 +171,7 @@ async function checkSourceFiles(manifest: ModelManifest): Promise<VerifyCheck> {
 
 /** One prompt and one image through the encoders on CPU: the outputs must have the manifest's width and be finite. */
 async function smokeInference(dir: string, manifest: ModelManifest): Promise<VerifyCheck> {
-  const { openEncoders } = await import('../model/session.js');
+  const { openEncoders } = await import('../encoder/session.js');
   const { ClipTokenizer } = await import('../tokenizer/clip-tokenizer.js');
   const tokenizer = await ClipTokenizer.fromDir(dir);
   const sessions = await openEncoders(dir, manifest, { device: 'cpu' });

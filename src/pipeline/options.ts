@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { UsageError, expectedMessage } from '../errors.js';
-import { parseDeviceRequest, type DeviceRequest } from '../model/device.js';
-import type { ModelManifest } from '../model/convert.js';
+import { parseDeviceRequest, type DeviceRequest } from '../encoder/device.js';
+import type { ModelManifest } from '../convert/convert.js';
 import type { HubProgress } from '../model/hub.js';
 
 import { DEFAULT_MAX_PIXELS } from '../image/limits.js';

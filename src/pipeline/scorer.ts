@@ -15,9 +15,9 @@
 import { createHash } from 'node:crypto';
 import { embeddingsHome, resolveModel } from '../model/registry.js';
 import { describeRetry, type HubRetry } from '../model/hub.js';
-import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
-import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
-import type { ModelManifest } from '../model/convert.js';
+import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../encoder/session.js';
+import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
+import type { ModelManifest } from '../convert/convert.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
@@ -27,7 +27,7 @@ import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similar
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
-import { PICKSCORE_VERSION } from './version.js';
+import { PICKSCORE_VERSION } from '../version.js';
 
 export type { ScorerOptions, Precision } from './options.js';
 

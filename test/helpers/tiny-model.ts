@@ -11,8 +11,8 @@ import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertCheckpoint } from '../../src/model/convert.js';
-import { PICKSCORE_VERSION } from '../../src/pipeline/version.js';
+import { convertCheckpoint } from '../../src/convert/convert.js';
+import { PICKSCORE_VERSION } from '../../src/version.js';
 import { referenceDir } from './paths.js';
 
 export const tinyClipDir = path.join(referenceDir, 'tiny-clip');
@@ -50,10 +50,11 @@ async function cacheKey(precision: string): Promise<string> {
   const hash = createHash('sha256').update(`${PICKSCORE_VERSION}\0${precision}\0`);
   for (const file of ['config.json', 'model.safetensors']) hash.update(await readFile(path.join(tinyClipDir, file)));
   for (const file of ['tokenizer.json', 'vocab.json', 'merges.txt']) hash.update(await readFile(path.join(clipTokenizerDir, file)));
-  const converterDir = fileURLToPath(new URL('../../src/model/', import.meta.url));
+  const converterDir = fileURLToPath(new URL('../../src/convert/', import.meta.url));
   for (const file of (await readdir(converterDir)).filter((f) => f.endsWith('.js')).sort()) {
     hash.update(file).update(await readFile(path.join(converterDir, file)));
   }
+  hash.update(await readFile(fileURLToPath(new URL('../../src/model-format.js', import.meta.url))));
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -12,18 +12,18 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
-import { PICKSCORE_VERSION } from '../pipeline/version.js';
+import { PICKSCORE_VERSION } from '../version.js';
 import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
 import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
-import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from './manifest.js';
+import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from '../model-format.js';
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
 
-export { readModelManifest, type ModelManifest } from './manifest.js';
+export { readModelManifest, type ModelManifest } from '../model-format.js';
 
 export interface ConvertOptions {
   outDir: string;

@@ -4,10 +4,10 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError, expectedMessage } from '../errors.js';
-import type { PreprocessConfig } from '../image/preprocess.js';
-import type { AttentionImpl, Precision } from './clip-graph.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { ModelError, expectedMessage } from './errors.js';
+import type { PreprocessConfig } from './image/preprocess.js';
+import type { AttentionImpl, Precision } from './convert/clip-graph.js';
+import { READ_LIMITS, readFailureText, readRegularTextFile } from './io/regular-file.js';
 
 export const MANIFEST_FILE = 'pickscore-model.json';
 
