@@ -19,7 +19,7 @@ import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClipConfig } from '../src/convert/clip-config.js';
-import type { AttentionImpl, Precision } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
 import { openEncoders } from '../src/encoder/session.js';
 import { embeddingDrift, rankingAgreement } from '../src/score/agreement.js';
 import { median } from '../src/score/stats.js';

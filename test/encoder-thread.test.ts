@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openEncoders } from '../src/encoder/session.js';
 import { openEncodersInThread } from '../src/encoder/threaded-encoders.js';
-import { readModelManifest } from '../src/convert/convert.js';
+import { readModelManifest } from '../src/model-format.js';
 import { ImagePool } from '../src/image/pool.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
 import { DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
@@ -102,7 +102,7 @@ test('a crashed encoder thread rejects the calls waiting for it', { skip: skipWi
 test('process.exit() during a run (a second Ctrl-C) exits with its code instead of aborting in onnxruntime', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const threadedUrl = new URL('../src/encoder/threaded-encoders.js', import.meta.url).href;
-  const manifestUrl = new URL('../src/convert/convert.js', import.meta.url).href;
+  const manifestUrl = new URL('../src/model-format.js', import.meta.url).href;
   const script = [
     `const { openEncodersInThread } = await import(${JSON.stringify(threadedUrl)});`,
     `const { readModelManifest } = await import(${JSON.stringify(manifestUrl)});`,

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { ModelError } from '../src/errors.js';
 import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/convert/checkpoint.js';
 import { readClipConfig, type ClipConfig } from '../src/convert/clip-config.js';
-import { buildClipTowerModel, writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/convert/clip-graph.js';
+import { buildClipTowerModel, writeClipTowerOnnx } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
 import { openEncoders } from '../src/encoder/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import {

@@ -12,7 +12,7 @@ import { UsageError, ModelError } from '../src/errors.js';
 import { modelPull } from '../src/commands/model.js';
 import { locateModel, resolveModel } from '../src/model/registry.js';
 import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../src/encoder/session.js';
-import type { ModelManifest } from '../src/convert/convert.js';
+import type { ModelManifest } from '../src/model-format.js';
 import { resolveScorerOptions } from '../src/pipeline/options.js';
 import { Scorer, openModel } from '../src/pipeline/scorer.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';

@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { convertCheckpoint, type ModelManifest } from '../src/convert/convert.js';
+import { convertCheckpoint } from '../src/convert/convert.js';
+import type { ModelManifest } from '../src/model-format.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 const tinyClip = path.join(referenceDir, 'tiny-clip');

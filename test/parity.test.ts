@@ -6,7 +6,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { AttentionImpl, Precision } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
 import { openEncoders } from '../src/encoder/session.js';
 import { rankingAgreement } from '../src/score/agreement.js';
 import { skipWithoutReference } from './helpers/paths.js';

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { expectedMessage, InputError } from '../../src/errors.js';
-import { readModelManifest } from '../../src/convert/convert.js';
+import { readModelManifest } from '../../src/model-format.js';
 import { openEncoders, type DeviceRequest, type EncoderSessions } from '../../src/encoder/session.js';
 import { embeddingDrift, rankingAgreement } from '../../src/score/agreement.js';
 import { cosineScores } from '../../test/helpers/graph-models.js';

@@ -3,7 +3,7 @@
  * in src/commands/model.ts. Data goes to stdout; progress bars to stderr when it is a terminal.
  */
 import { Command, Option } from 'commander';
-import type { AttentionImpl, Precision } from '../convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../model-format.js';
 import { describeRetry } from '../model/hub.js';
 import {
   modelConvert, modelInfo, modelList, modelPull, modelVerify, type ConvertedModel, type ModelInfoResult, type ModelListEntry, type ModelVerifyResult,

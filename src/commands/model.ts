@@ -5,12 +5,12 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import type { AttentionImpl, Precision } from '../convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../model-format.js';
 import { convertCheckpoint } from '../convert/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
-import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model-format.js';
+import { CHECKSUM_FILE, MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model-format.js';
 import {
-  CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
+  convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
 } from '../model/registry.js';
 import { sha256File } from '../io/file-hash.js';
 import { FileReadError, READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';

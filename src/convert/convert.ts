@@ -15,15 +15,15 @@ import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from
 import { PICKSCORE_VERSION } from '../version.js';
 import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
-import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
-import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from '../model-format.js';
+import { writeClipTowerOnnx } from './clip-graph.js';
+import {
+  ATTENTION_IMPLS, CHECKSUM_FILE, MANIFEST_FILE, PREPROCESSOR_FILE, PRECISIONS, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
+} from '../model-format.js';
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
-
-export { readModelManifest, type ModelManifest } from '../model-format.js';
 
 export interface ConvertOptions {
   outDir: string;
@@ -38,12 +38,6 @@ export interface ConvertOptions {
   /** Also write CHECKSUM_FILE, inside the folder before it is renamed into place, so no finished folder lacks it. */
   checksums?: boolean;
 }
-
-/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
-export const CHECKSUM_FILE = 'checksums.sha256';
-
-export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
-export const PREPROCESSOR_FILE = 'preprocessor_config.json';
 
 export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): Promise<ModelManifest> {
   checkOptions(opts);

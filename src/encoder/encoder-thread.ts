@@ -17,7 +17,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from './session.js';
-import type { ModelManifest } from '../convert/convert.js';
+import type { ModelManifest } from '../model-format.js';
 
 export interface EncoderThreadData { modelDir: string; manifest: ModelManifest; opts: OpenEncodersOptions; runState: Int32Array }
 

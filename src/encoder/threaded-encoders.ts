@@ -10,7 +10,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InputError, InternalError, ModelError, UsageError, errorMessage } from '../errors.js';
-import type { ModelManifest } from '../convert/convert.js';
+import type { ModelManifest } from '../model-format.js';
 import { RUNNING, STOPPING, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData, type SerializedError } from './encoder-thread.js';
 import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
 import type { EncoderSessions, OpenEncodersOptions } from './session.js';

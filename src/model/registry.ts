@@ -14,13 +14,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
-import type { AttentionImpl, Precision } from '../convert/clip-graph.js';
-import { PREPROCESSOR_FILE, TOKENIZER_FILES, convertCheckpoint } from '../convert/convert.js';
-export { CHECKSUM_FILE } from '../convert/convert.js';
+import type { AttentionImpl, Precision } from '../model-format.js';
+import { convertCheckpoint } from '../convert/convert.js';
 import {
   HubNotFoundError, HubOfflineError, HubUnreachableError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry,
 } from './hub.js';
-import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model-format.js';
+import { MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, readModelManifest, type ModelManifest } from '../model-format.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
 

@@ -1,12 +1,12 @@
 import os from 'node:os';
 import { UsageError, expectedMessage } from '../errors.js';
 import { parseDeviceRequest, type DeviceRequest } from '../encoder/device.js';
-import type { ModelManifest } from '../convert/convert.js';
+import type { PrecisionChoice } from '../model-format.js';
 import type { HubProgress } from '../model/hub.js';
 
 import { DEFAULT_MAX_PIXELS } from '../image/limits.js';
 
-export type Precision = ModelManifest['precision'];
+export type { Precision } from '../model-format.js';
 
 export const DEFAULT_BATCH_SIZE = 16;
 /** A GPU needs big batches to fill its tensor cores; 128 is where PyTorch and onnxruntime peak for CLIP-H on an H100. */
@@ -15,7 +15,7 @@ export const DEFAULT_CUDA_BATCH_SIZE = 128;
 export interface ScorerOptions {
   model?: string;
   device?: DeviceRequest;
-  precision?: Precision | 'auto';
+  precision?: PrecisionChoice;
   batchSize?: number;
   exif?: 'apply' | 'ignore';
   resize?: 'exact' | 'fast';
@@ -32,7 +32,7 @@ export interface ScorerOptions {
 export interface ResolvedScorerOptions {
   model: string | undefined;
   device: DeviceRequest;
-  precision: Precision | 'auto';
+  precision: PrecisionChoice;
   /** Undefined when not given: the default depends on the device the encoders end up on. */
   batchSize: number | undefined;
   exif: 'apply' | 'ignore';
@@ -107,17 +107,6 @@ export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions
     onModelProgress: opts.onModelProgress,
     signal: opts.signal,
   };
-}
-
-export interface EncoderVariant { precision: Precision; attention: 'plain' | 'fused' }
-
-/**
- * Which encoders to run: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
- * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
- */
-export function encoderVariant(precision: Precision | 'auto', onCuda: boolean): EncoderVariant {
-  const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
-  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
 }
 
 /** The batch size given, else one that suits the device the encoders run on. */

@@ -17,7 +17,7 @@ import { embeddingsHome, resolveModel } from '../model/registry.js';
 import { describeRetry, type HubRetry } from '../model/hub.js';
 import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../encoder/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
-import type { ModelManifest } from '../convert/convert.js';
+import { encoderVariant, type ModelManifest, type Precision, type PrecisionChoice } from '../model-format.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
@@ -25,7 +25,7 @@ import type { RgbImage } from '../image/codec.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
-import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { batchSizeFor, resolveScorerOptions, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
 import { PICKSCORE_VERSION } from '../version.js';
 
@@ -635,7 +635,7 @@ function readTokenizer(dir: string): Promise<ClipTokenizer> {
 }
 
 /** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */
-function checkConvertedPrecision(asked: Precision | 'auto', dir: string, manifest: ModelManifest): void {
+function checkConvertedPrecision(asked: PrecisionChoice, dir: string, manifest: ModelManifest): void {
   if (asked === 'auto' || asked === manifest.precision) return;
   const checkpoint = manifest.source.dir ?? '<checkpoint folder>';
   const hub = manifest.source.repo ? ` or pass --model ${manifest.source.repo}${manifest.source.revision ? `@${manifest.source.revision}` : ''} --precision ${asked}, which converts into the cache;` : '';
