@@ -11,7 +11,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { BenchContext } from './run.js';
 import { ImagePool } from '../src/image/pool.js';
-import { decodeImage, decodeResizeFast, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { decodeImage, decodeResizeFast } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { CLIP_PREPROCESS, resizeAndCrop } from '../src/image/preprocess.js';
 import { pillowPython } from '../test/helpers/image-pillow.js';
 

@@ -22,7 +22,7 @@ export type {
 } from './pipeline/scorer.js';
 export { runRank, type RankOptions, type RankResult, type RankRecord, type RankCounts } from './commands/rank.js';
 export type { DeviceRequest } from './encoder/session.js';
-export type { RgbImage } from './image/codec.js';
+export type { RgbImage } from './image/image.js';
 
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
 export type ImageLike = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };

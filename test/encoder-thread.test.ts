@@ -11,7 +11,7 @@ import { openEncodersInThread } from '../src/encoder/threaded-encoders.js';
 import { readModelManifest } from '../src/model-format.js';
 import { ImagePool } from '../src/image/pool.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { InputError } from '../src/errors.js';
-import { decodeImage, decodeResizeFast, thumbnailDataUri, DEFAULT_MAX_PIXELS, type DecodeOptions } from '../src/image/codec.js';
+import { decodeImage, decodeResizeFast, thumbnailDataUri, type DecodeOptions } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { compareBytes, pillowAvailable, pillowDecodeRgb, seededRandom } from './helpers/image-pillow.js';
 import { pngBombHeader, pngFromSamples } from './helpers/image-files.js';
 

@@ -8,7 +8,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ImagePool, type ImagePoolOptions } from '../src/image/pool.js';
 import { CLIP_PREPROCESS, normalizeInto, resizeAndCrop } from '../src/image/preprocess.js';
-import { decodeImage, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { decodeImage } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { UsageError } from '../src/errors.js';
 import { pngBombHeader } from './helpers/image-files.js';
 

@@ -19,6 +19,7 @@ import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
 import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
+import type { ExifMode } from '../image/image.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
@@ -152,7 +153,7 @@ function evalOptions(manifests: string[], flags: EvalFlags, console: Console, si
 export async function writeEvalOutputs(
   result: { report: EvalReport; items: ItemRecord[] },
   format: EvalFormat,
-  target: { out?: string; scores?: string; exif: 'apply' | 'ignore' },
+  target: { out?: string; scores?: string; exif: ExifMode },
   console: Console,
 ): Promise<void> {
   const report = result.report;

@@ -7,6 +7,7 @@ import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
 import type { ScorerOptions } from '../pipeline/scorer.js';
 import type { NamedOutput } from '../io/same-file.js';
 import { modelProgress, parsePositiveInteger, type Console } from './output.js';
+import type { ExifMode, ResizeMode } from '../image/image.js';
 
 export interface ScorerFlags {
   model?: string;
@@ -14,8 +15,8 @@ export interface ScorerFlags {
   precision: string;
   batchSize?: number;
   threads?: number;
-  exif: 'apply' | 'ignore';
-  resize: 'exact' | 'fast';
+  exif: ExifMode;
+  resize: ResizeMode;
   maxPixels?: number;
   cacheDir?: string;
   cache: boolean;

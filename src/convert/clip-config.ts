@@ -9,7 +9,8 @@
 
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
-import { elementCount, type Checkpoint } from './checkpoint.js';
+import type { Checkpoint } from './checkpoint.js';
+import { elementCount } from './tensor-file.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 
 export interface ClipTowerConfig {

@@ -11,13 +11,11 @@
 import sharp from 'sharp';
 import { InputError, expectedMessage, errorMessage } from '../errors.js';
 import { shortSideSize } from './preprocess.js';
+import { DEFAULT_MAX_PIXELS, type ExifMode, type RgbImage } from './image.js';
 
-export interface RgbImage { data: Uint8Array; width: number; height: number }
-export interface DecodeOptions { exif: 'apply' | 'ignore'; maxPixels: number }
+export type { RgbImage } from './image.js';
+export interface DecodeOptions { exif: ExifMode; maxPixels: number }
 
-import { DEFAULT_MAX_PIXELS } from './limits.js';
-
-export { DEFAULT_MAX_PIXELS } from './limits.js';
 
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
 
@@ -208,7 +206,7 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
  * Encoder effort 0: a gallery makes one per image, and on photographs this halves the time of the
  * default effort for thumbnails about a quarter larger.
  */
-export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif: 'apply' | 'ignore'): Promise<string> {
+export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif: ExifMode): Promise<string> {
   if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(expectedMessage('a positive integer', 'maxSide', maxSide));
   const header = await readHeader(bytes, DEFAULT_MAX_PIXELS);
   let pipeline = sharp(bytes, { limitInputPixels: false, pages: 1 });

@@ -15,11 +15,12 @@ import { Worker } from 'node:worker_threads';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import type { PreprocessConfig } from './preprocess.js';
 import type { ImageSource, PreparedImage } from './prepare-image.js';
+import type { ExifMode, ResizeMode } from './image.js';
 
 export type { ImageSource, PreparedImage } from './prepare-image.js';
 
 export interface ImagePoolOptions {
-  threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number;
+  threads: number; preprocess: PreprocessConfig; exif: ExifMode; resize: ResizeMode; maxPixels: number;
   /** Images handed to one worker at a time (default 2): its next image is already there when it finishes one. */
   queueDepth?: number;
 }

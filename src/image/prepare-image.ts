@@ -9,6 +9,7 @@ import { PickScoreError, errorMessage } from '../errors.js';
 import { FileReadError, READ_LIMITS, fsPath, readRegularFile, type FilePath } from '../io/regular-file.js';
 import type * as Codec from './codec.js';
 import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
+import type { ExifMode, ResizeMode } from './image.js';
 
 /** `path` is text, or the exact bytes of a name that is not valid UTF-8 (its text would open another file). */
 export type ImageSource = { path: FilePath } | { bytes: Uint8Array; label: string };
@@ -16,7 +17,7 @@ export type PreparedImage =
   | { ok: true; pixels: Float32Array; width: number; height: number; contentHash: string }
   | { ok: false; error: string; contentHash?: string };
 
-export interface PrepareOptions { preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
+export interface PrepareOptions { preprocess: PreprocessConfig; exif: ExifMode; resize: ResizeMode; maxPixels: number }
 
 async function readFailure(err: unknown, file: FilePath): Promise<string> {
   if (err instanceof FileReadError && err.code === 'ENOENT') {

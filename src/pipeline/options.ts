@@ -3,8 +3,9 @@ import { UsageError, expectedMessage } from '../errors.js';
 import { parseDeviceRequest, type DeviceRequest } from '../encoder/device.js';
 import type { PrecisionChoice } from '../model-format.js';
 import type { HubProgress } from '../model/hub.js';
+import type { ExifMode, ResizeMode } from '../image/image.js';
 
-import { DEFAULT_MAX_PIXELS } from '../image/limits.js';
+import { DEFAULT_MAX_PIXELS } from '../image/image.js';
 
 export type { Precision } from '../model-format.js';
 
@@ -17,8 +18,8 @@ export interface ScorerOptions {
   device?: DeviceRequest;
   precision?: PrecisionChoice;
   batchSize?: number;
-  exif?: 'apply' | 'ignore';
-  resize?: 'exact' | 'fast';
+  exif?: ExifMode;
+  resize?: ResizeMode;
   maxPixels?: number;
   threads?: number;
   cacheDir?: string | false;
@@ -35,8 +36,8 @@ export interface ResolvedScorerOptions {
   precision: PrecisionChoice;
   /** Undefined when not given: the default depends on the device the encoders end up on. */
   batchSize: number | undefined;
-  exif: 'apply' | 'ignore';
-  resize: 'exact' | 'fast';
+  exif: ExifMode;
+  resize: ResizeMode;
   maxPixels: number;
   threads: number;
   cacheDir: string | false | undefined;

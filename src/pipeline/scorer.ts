@@ -21,13 +21,14 @@ import { encoderVariant, type ModelManifest, type Precision, type PrecisionChoic
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
-import type { RgbImage } from '../image/codec.js';
+import type { RgbImage } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, resolveScorerOptions, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
 import { PICKSCORE_VERSION } from '../version.js';
+import type { ExifMode, ResizeMode } from '../image/image.js';
 
 export type { ScorerOptions, Precision } from './options.js';
 
@@ -50,7 +51,7 @@ export interface Provenance {
   /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
   attention: 'plain' | 'fused';
   executionProvider: string; device: string; onnxruntimeVersion: string; pickscoreVersion: string;
-  exif: 'apply' | 'ignore'; resize: 'exact' | 'fast';
+  exif: ExifMode; resize: ResizeMode;
   /** Images with more pixels were refused (error rows), so the limit decides which rows are scored. */
   maxPixels: number;
 }

@@ -1,0 +1,21 @@
+/**
+ * What an image is to pickscore, and how it may be read. No I/O and no decoder here, so that option
+ * parsing, the CLI's flag choices and the pure image code can all name these without loading sharp.
+ */
+
+/** Decoded pixels: interleaved RGB, three bytes per pixel, row after row. */
+export interface RgbImage { data: Uint8Array; width: number; height: number }
+
+/** EXIF orientation: applied (the image as a viewer shows it), or ignored as the model card's `Image.open` does. */
+export const EXIF_MODES = ['apply', 'ignore'] as const;
+export type ExifMode = (typeof EXIF_MODES)[number];
+
+/** The resize to the model's input: exact reproduces Pillow's bicubic; fast is sharp's own resize. */
+export const RESIZE_MODES = ['exact', 'fast'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
+
+/**
+ * Pillow's `Image.MAX_IMAGE_PIXELS`, its decompression-bomb limit, and the default ceiling on decoded
+ * pixels (`--max-pixels`).
+ */
+export const DEFAULT_MAX_PIXELS = 178_956_970;
