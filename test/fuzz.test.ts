@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { parseManifest } from '../src/io/manifest.js';
-import { promptFromPngText, readPngTextChunks } from '../src/image/png-text.js';
+import { promptFromPngText, readPngTextChunks } from '../src/io/png-text.js';
 import { decodeImage } from '../src/image/codec.js';
 import { ImagePool } from '../src/image/pool.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
