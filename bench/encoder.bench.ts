@@ -41,7 +41,7 @@ async function measureInTurns(variants: { key: string; dir: string; manifest: Mo
   const { imageBatch, repeats } = size;
   const sessions = [];
   try {
-    for (const v of variants) sessions.push(await openEncoders(v.dir, v.manifest, { device: 'cpu', threads: os.cpus().length }));
+    for (const v of variants) sessions.push(await openEncoders(v.dir, v.manifest, { device: { kind: 'cpu' }, threads: os.cpus().length }));
     const batchPixels = inputs.pixels.subarray(0, imageBatch * PIXELS_PER_IMAGE);
     const imageSeconds = variants.map(() => 0);
     const textSeconds = variants.map(() => 0);

@@ -103,7 +103,7 @@ async function writeImages(dir: string, count: number, side: number): Promise<st
 
 async function encoderOnly(modelDir: string, threads: number): Promise<number> {
   const manifest = await readModelManifest(modelDir);
-  const sessions = await openEncoders(modelDir, manifest, { device: 'cpu', threads });
+  const sessions = await openEncoders(modelDir, manifest, { device: { kind: 'cpu' }, threads });
   try {
     const pixels = new Float32Array(BATCH * 3 * 224 * 224).map((_, i) => Math.sin(i) * 0.5);
     await sessions.encodeImages(pixels, BATCH); // warm-up: the first run plans memory

@@ -68,7 +68,7 @@ async function embedWith(ctx: BenchContext, config: ClipConfig, [precision, atte
   ctx.log(`precision: converting and running ${precision} ${attention}`);
   try {
     const { manifest } = await convertRandomClip(config, precision, attention, dir);
-    const sessions = await openEncoders(dir, manifest, { device: 'cpu', threads: os.cpus().length });
+    const sessions = await openEncoders(dir, manifest, { device: { kind: 'cpu' }, threads: os.cpus().length });
     try {
       const started = performance.now();
       const text = await sessions.encodeText(inputs.ids, inputs.prompts);

@@ -21,7 +21,7 @@ export type {
   ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageInput, RawImageSource, Precision,
 } from './pipeline/scorer.js';
 export { runRank, type RankOptions, type RankResult, type RankRecord, type RankCounts } from './commands/rank.js';
-export type { DeviceRequest } from './encoder/session.js';
+export type { DeviceRequest } from './encoder/device.js';
 export type { RgbImage } from './image/image.js';
 
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */

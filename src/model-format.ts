@@ -9,6 +9,7 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { check, is, oneOf } from './checks.js';
 import { ModelError, expectedMessage } from './errors.js';
 import type { PreprocessConfig } from './image/preprocess.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from './io/regular-file.js';
@@ -24,6 +25,21 @@ export type PrecisionChoice = (typeof PRECISION_CHOICES)[number];
 /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
 export const ATTENTION_IMPLS = ['plain', 'fused'] as const;
 export type AttentionImpl = (typeof ATTENTION_IMPLS)[number];
+
+/**
+ * The one check of a precision (`--precision`, `precision:`): with `auto` where the device decides
+ * (scoring), without it where a precision is built (model pull and convert).
+ */
+export function parsePrecision(value: unknown, opts: { auto: true }): PrecisionChoice;
+export function parsePrecision(value: unknown, opts?: { auto: false }): Precision;
+export function parsePrecision(value: unknown, opts: { auto?: boolean } = {}): PrecisionChoice {
+  if (opts.auto) return oneOf(PRECISION_CHOICES, 'precision', value);
+  return check((v): v is Precision => is.oneOf(PRECISIONS, v), PRECISIONS.join(' | '), 'precision', value);
+}
+
+export function parseAttention(value: unknown): AttentionImpl {
+  return check((v): v is AttentionImpl => is.oneOf(ATTENTION_IMPLS, v), ATTENTION_IMPLS.join(' | '), 'attention', value);
+}
 
 /** One converted model: a precision and an attention kind. */
 export interface EncoderVariant { precision: Precision; attention: AttentionImpl }

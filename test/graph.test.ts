@@ -127,7 +127,7 @@ describe('external data', { skip: skipWithoutReference }, () => {
       assert.equal(result.externalData, true);
       assert.ok(existsSync(`${outPath}.data`));
       const ref = await loadReference();
-      const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+      const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
       try {
         const images = await sessions.encodeImages((await loadReferencePixels(ref)).subarray(0, 2 * PIXELS_PER_IMAGE), 2);
         assert.ok(relativeError(images, [...ref.images[0].image_embeds, ...ref.images[1].image_embeds]) < 1e-4);
@@ -153,7 +153,7 @@ describe('graph numerics beyond the reference model', { skip: skipWithoutReferen
   async function encode(label: string, precision: Precision, attention: AttentionImpl, adjust: (c: ClipConfig) => ClipConfig,
     ids: BigInt64Array, pixels: Float32Array) {
     const built = await buildReferenceEncoders('tiny-clip safetensors', precision, attention, path.join(scratch.dir, label), adjust);
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
     try {
       return { text: await sessions.encodeText(ids, ids.length / 77), images: await sessions.encodeImages(pixels, pixels.length / PIXELS_PER_IMAGE) };
     } finally {

@@ -174,7 +174,7 @@ async function smokeInference(dir: string, manifest: ModelManifest): Promise<Ver
   const { openEncoders } = await import('../encoder/session.js');
   const { ClipTokenizer } = await import('../tokenizer/clip-tokenizer.js');
   const tokenizer = await ClipTokenizer.fromDir(dir);
-  const sessions = await openEncoders(dir, manifest, { device: 'cpu' });
+  const sessions = await openEncoders(dir, manifest, { device: { kind: 'cpu' } });
   try {
     const text = await sessions.encodeText(tokenizer.encodeBatch(['a photo of a cat']).inputIds, 1);
     const size = manifest.image.imageSize;

@@ -2,6 +2,7 @@
  * What an image is to pickscore, and how it may be read. No I/O and no decoder here, so that option
  * parsing, the CLI's flag choices and the pure image code can all name these without loading sharp.
  */
+import { oneOf } from '../checks.js';
 
 /** Decoded pixels: interleaved RGB, three bytes per pixel, row after row. */
 export interface RgbImage { data: Uint8Array; width: number; height: number }
@@ -19,3 +20,16 @@ export type ResizeMode = (typeof RESIZE_MODES)[number];
  * pixels (`--max-pixels`).
  */
 export const DEFAULT_MAX_PIXELS = 178_956_970;
+
+/** How images are read, decoded and resized: one value, resolved once from the options, for every image of a run. */
+export interface ImageReadOptions { exif: ExifMode; resize: ResizeMode; maxPixels: number }
+
+/** The one check of an EXIF mode (`--exif`, `exif:`). */
+export function parseExifMode(value: unknown): ExifMode {
+  return oneOf(EXIF_MODES, 'exif', value);
+}
+
+/** The one check of a resize mode (`--resize`, `resize:`). */
+export function parseResizeMode(value: unknown): ResizeMode {
+  return oneOf(RESIZE_MODES, 'resize', value);
+}

@@ -10,7 +10,6 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
@@ -22,6 +21,9 @@ import {
 import { MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, readModelManifest, type ModelManifest } from '../model-format.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
+import { modelsHome } from './home.js';
+
+export { embeddingsHome, modelsHome, pickscoreHome } from './home.js';
 
 export interface KnownModel {
   name: string;
@@ -50,21 +52,6 @@ const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors'
 /** Processor files a Hub repository given as `org/repo` may hold; whichever exist are fetched. */
 const PROCESSOR_FILES = [PREPROCESSOR_FILE, ...TOKENIZER_FILES];
 const HUB_REPO_PATTERN = new RegExp(String.raw`^(${REPO_ID_SOURCE})(?:@([\w./-]+))?$`);
-
-export function pickscoreHome(): string {
-  if (process.env.PICKSCORE_HOME) return path.resolve(process.env.PICKSCORE_HOME);
-  const cache = process.env.XDG_CACHE_HOME ? path.resolve(process.env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache');
-  return path.join(cache, 'pickscore');
-}
-
-export function modelsHome(): string {
-  return path.join(pickscoreHome(), 'models');
-}
-
-/** The default embedding cache folder (`--cache-dir` overrides it). */
-export function embeddingsHome(): string {
-  return path.join(pickscoreHome(), 'embeddings');
-}
 
 /**
  * The package's models/ folder. From dist/model/registry.js it is ../../models; walking up also finds it

@@ -13,22 +13,20 @@
  * goes on without it.
  */
 import { createHash } from 'node:crypto';
-import { embeddingsHome, resolveModel } from '../model/registry.js';
-import { describeRetry, type HubRetry } from '../model/hub.js';
-import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../encoder/session.js';
+import type { EncoderSessions } from '../encoder/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
-import { encoderVariant, type ModelManifest, type Precision, type PrecisionChoice } from '../model-format.js';
+import type { AttentionImpl, ModelManifest, Precision } from '../model-format.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
 import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
-import type { RgbImage } from '../image/image.js';
+import type { ExifMode, ResizeMode, RgbImage } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
 import { batchSizeFor, resolveScorerOptions, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { openModel, type OpenEncoders, type Placement } from './open-model.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
 import { PICKSCORE_VERSION } from '../version.js';
-import type { ExifMode, ResizeMode } from '../image/image.js';
 
 export type { ScorerOptions, Precision } from './options.js';
 
@@ -49,7 +47,7 @@ export interface ScoredItem {
 export interface Provenance {
   model: string; fingerprint: string; sourceFiles: { name: string; sha256: string }[]; precision: Precision;
   /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
-  attention: 'plain' | 'fused';
+  attention: AttentionImpl;
   executionProvider: string; device: string; onnxruntimeVersion: string; pickscoreVersion: string;
   exif: ExifMode; resize: ResizeMode;
   /** Images with more pixels were refused (error rows), so the limit decides which rows are scored. */
@@ -142,6 +140,7 @@ export class Scorer {
     private readonly opts: ResolvedScorerOptions,
     private readonly manifest: ModelManifest,
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
+    private readonly placement: Placement,
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
     /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
@@ -152,22 +151,23 @@ export class Scorer {
     this.embedDim = manifest.image.embedDim;
     const { cropHeight, cropWidth } = manifest.preprocess;
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
-    this.batchSize = batchSizeFor(opts.batchSize, sessions.device === 'cuda');
+    this.batchSize = batchSizeFor(opts.batchSize, placement.device.kind === 'cuda');
   }
 
-  static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
+  static async open(options: ScorerOptions | ResolvedScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
-    const { manifest, sessions, tokenizer: tokenizing } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
+    const open: OpenEncoders<EncoderSessions | ThreadedEncoderSessions> = layout.encoderThread ? openEncodersInThread : onThisThread;
+    const { manifest, sessions, placement, tokenizer: tokenizing } = await openModel(opts, open);
     const opened: { close(): unknown }[] = [sessions];
     try {
       const tokenizer = await tokenizing;
       const pool = new ImagePool({
-        threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
+        threads: opts.threads, preprocess: manifest.preprocess, exif: opts.image.exif, resize: opts.image.resize, maxPixels: opts.image.maxPixels,
         queueDepth: layout.queueDepth,
       });
       opened.push(pool);
-      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir ?? embeddingsHome(), opts.log);
-      return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
+      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir, opts.log);
+      return new Scorer(opts, manifest, sessions, placement, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
       throw err;
@@ -175,20 +175,20 @@ export class Scorer {
   }
 
   provenance(): Provenance {
-    const s = this.sessions;
+    const p = this.placement;
     return {
       model: this.manifest.name,
       fingerprint: this.manifest.fingerprint,
       sourceFiles: this.manifest.source.files.map(({ name, sha256 }) => ({ name, sha256 })),
       precision: this.manifest.precision,
       attention: this.manifest.attention,
-      executionProvider: s.executionProvider,
-      device: s.device === 'cuda' ? `cuda:${s.deviceId}` : 'cpu',
-      onnxruntimeVersion: s.onnxruntimeVersion,
+      executionProvider: p.executionProvider,
+      device: p.name,
+      onnxruntimeVersion: p.onnxruntimeVersion,
       pickscoreVersion: PICKSCORE_VERSION,
-      exif: this.opts.exif,
-      resize: this.opts.resize,
-      maxPixels: this.opts.maxPixels,
+      exif: this.opts.image.exif,
+      resize: this.opts.image.resize,
+      maxPixels: this.opts.image.maxPixels,
     };
   }
 
@@ -307,7 +307,7 @@ export class Scorer {
   }
 
   private get imageMode(): string {
-    return `exif=${this.opts.exif};resize=${this.opts.resize}`;
+    return `exif=${this.opts.image.exif};resize=${this.opts.image.resize}`;
   }
 
   /**
@@ -571,80 +571,15 @@ function openCache(dir: string, log: (line: string) => void): EmbeddingCache | n
   }
 }
 
+/** The encoders on the calling thread (a benchmark's layout): onnxruntime is loaded only when they are asked for. */
+async function onThisThread(modelDir: string, manifest: ModelManifest, opts: Parameters<OpenEncoders>[2]): Promise<EncoderSessions> {
+  const { openEncoders } = await import('../encoder/session.js');
+  return openEncoders(modelDir, manifest, opts);
+}
+
 /** Epoch milliseconds, comparable with the encoder thread's timestamps. */
 function epochNow(): number {
   return performance.timeOrigin + performance.now();
-}
-
-type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
-
-/** Where onnxruntime-node's CUDA provider stands on this machine: it loads, it is not installed, or it is installed but cannot load. */
-export type CudaProviderState = 'loads' | 'absent' | 'unloadable';
-
-/**
- * The line `--device auto` prints when it ends on the CPU. A warning, printed even in CI, when the CUDA
- * provider's libraries load, for then a GPU run was evidently meant; an informational line (terminal
- * only) otherwise: one short line where the provider is simply not installed, the ordinary CPU machine
- * (`--device cuda` names what is missing), and the loader's reason where it is installed but cannot load.
- */
-export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, provider: CudaProviderState): string | undefined {
-  if (!sessions.fallbackReason) return undefined;
-  if (provider === 'absent') return "device auto: using the CPU (onnxruntime-node's CUDA provider is not installed)";
-  return `${provider === 'loads' ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
-}
-
-function cudaProviderState(): CudaProviderState {
-  if (cudaProviderProblem() === undefined) return 'loads';
-  return cudaProviderInstalled() ? 'unloadable' : 'absent';
-}
-
-/**
- * Opens the encoders that suit the device: fp16 with fused attention on CUDA, fp32 on CPU, unless a
- * precision is given. For `auto` the device is guessed first from whether the CUDA provider's libraries
- * load (cheap, no model needed; `cudaLoads` says it), so only one model variant is converted; if no GPU
- * session starts after all, the CPU variant is opened instead. A converted folder holds one variant and
- * runs as it is: one that lacks the precision asked for is refused, never run at another precision.
- * Whatever opens is what the provenance reports.
- */
-export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, providerState: () => CudaProviderState = cudaProviderState): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions; tokenizer: Promise<ClipTokenizer> }> {
-  const provider = opts.device === 'auto' ? providerState() : undefined;
-  const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
-  const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
-  const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
-  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), ...pulling });
-  if (first.source.kind === 'converted') checkConvertedPrecision(opts.precision, first.dir, first.manifest);
-  // Read on this thread while the encoder thread builds its sessions: together they are most of a cached
-  // rerun's start-up. The caller awaits it once the sessions are open, so a session error is still the one reported.
-  const tokenizer = readTokenizer(first.dir);
-  const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
-  const notice = provider && autoFallbackNotice(sessions, provider);
-  if (notice) opts.log(notice);
-  const onCuda = sessions.device === 'cuda';
-  const wanted = encoderVariant(opts.precision, onCuda);
-  // Only a checkpoint or a named model can be converted again, into the variant that suits the CPU.
-  if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions, tokenizer };
-  await sessions.close();
-  const second = await resolveModel(opts.model, { ...wanted, ...pulling });
-  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }), tokenizer: readTokenizer(second.dir) };
-}
-
-/** The tokenizer, read now and awaited later; a rejection nobody awaits (the sessions failed first) is not an unhandled one. */
-function readTokenizer(dir: string): Promise<ClipTokenizer> {
-  const tokenizer = ClipTokenizer.fromDir(dir);
-  tokenizer.catch(() => undefined);
-  return tokenizer;
-}
-
-/** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */
-function checkConvertedPrecision(asked: PrecisionChoice, dir: string, manifest: ModelManifest): void {
-  if (asked === 'auto' || asked === manifest.precision) return;
-  const checkpoint = manifest.source.dir ?? '<checkpoint folder>';
-  const hub = manifest.source.repo ? ` or pass --model ${manifest.source.repo}${manifest.source.revision ? `@${manifest.source.revision}` : ''} --precision ${asked}, which converts into the cache;` : '';
-  throw new UsageError(
-    `--precision ${asked} was asked for, but the model folder ${dir} holds ${manifest.precision} encoders only, and a converted folder runs as it is. ` +
-      `Build ${asked} encoders from its checkpoint: \`pickscore model convert ${checkpoint} --tokenizer ${dir} --out <new folder> --precision ${asked}\` and pass that folder to --model;${hub} ` +
-      `or pass --precision ${manifest.precision} (or auto) to run the folder's ${manifest.precision} encoders`,
-  );
 }
 
 async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
