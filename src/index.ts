@@ -10,7 +10,7 @@
  *   await scorer.close();
  */
 import path from 'node:path';
-import { Scorer, type ImageInput, type Provenance, type ScorerOptions, type ScorerStats } from './pipeline/scorer.js';
+import { Scorer, type ImageSource, type Provenance, type ScorerOptions, type ScorerStats } from './pipeline/scorer.js';
 import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
 import { softmax } from './score/similarity.js';
 import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
@@ -18,7 +18,7 @@ import { InputError, UsageError, describeValue, expectedMessage } from './errors
 export { PickScoreError, UsageError, InputError, ModelError, InternalError, InterruptedError, expectedMessage, type ErrorKind } from './errors.js';
 export { Scorer } from './pipeline/scorer.js';
 export type {
-  ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageInput, RawImageSource, Precision,
+  ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageSource, Precision,
 } from './pipeline/scorer.js';
 export { runRank, type RankOptions, type RankResult, type RankRecord, type RankCounts } from './commands/rank.js';
 export type { DeviceRequest } from './encoder/device.js';
@@ -108,12 +108,12 @@ export class PickScore {
   }
 }
 
-function toInputs(images: ImageLike[]): ImageInput[] {
+function toInputs(images: ImageLike[]): ImageSource[] {
   if (!Array.isArray(images)) throw new UsageError(expectedMessage('an array of images (paths, Buffers or {data, width, height})', 'images', images));
   return images.map((image, i) => toInput(image, i));
 }
 
-function toInput(image: ImageLike, index: number): ImageInput {
+function toInput(image: ImageLike, index: number): ImageSource {
   if (typeof image === 'string') return { path: path.resolve(image) };
   if (image instanceof Uint8Array) return { bytes: image, label: `images[${index}]` };
   if (typeof image === 'object' && image !== null && 'data' in image && 'width' in image && 'height' in image) {
@@ -124,7 +124,7 @@ function toInput(image: ImageLike, index: number): ImageInput {
   throw new UsageError(`Expected a path, a Buffer or {data, width, height} for images[${index}] but received ${describeValue(image)}`);
 }
 
-function labelOf(input: ImageInput): string {
+function labelOf(input: ImageSource): string {
   if (!('path' in input)) return input.label;
   return typeof input.path === 'string' ? input.path : Buffer.from(input.path).toString('utf8');
 }

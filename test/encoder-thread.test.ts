@@ -130,7 +130,7 @@ test('process.exit() during a run (a second Ctrl-C) exits with its code instead 
 });
 
 test('an image pool with several images queued per worker answers each with its own image', { skip: skipWithoutReference }, async () => {
-  const poolOptions = { threads: 1, preprocess: CLIP_PREPROCESS, exif: 'ignore' as const, resize: 'exact' as const, maxPixels: DEFAULT_MAX_PIXELS };
+  const poolOptions = { threads: 1, preprocess: CLIP_PREPROCESS, image: { exif: 'ignore' as const, resize: 'exact' as const, maxPixels: DEFAULT_MAX_PIXELS } };
   const queued = new ImagePool({ ...poolOptions, queueDepth: 3 });
   const single = new ImagePool({ ...poolOptions, queueDepth: 1 });
   try {

@@ -7,6 +7,7 @@ import { mergeEvalParts } from '../src/commands/merge.js';
 import { Scorer } from '../src/pipeline/scorer.js';
 import { renderHtml } from '../src/eval/render-html.js';
 import { fileThumbnails } from '../src/eval/thumbnails.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { softmax } from '../src/score/similarity.js';
 import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
@@ -118,7 +119,7 @@ test('the HTML report in headless Chromium: a plot per model, inlined thumbnails
   const { report } = await fixtureEval();
   await withTempDir('eval', async (dir) => {
     const file = path.join(dir, 'report.html');
-    await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
+    await writeFile(file, await renderHtml(report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS })));
     const dom = await dumpDom(file);
     assert.equal((dom.match(/<svg class="distribution"/g) ?? []).length, 2);
     assert.ok((dom.match(/<img src="data:image\/webp;base64,/g) ?? []).length >= 6, 'best, worst and side-by-side thumbnails are inlined');

@@ -221,7 +221,7 @@ test('fuzz: decodeImage on mutated images gives RGB of the stated size or an Inp
 
 test('fuzz: the ImagePool prepares mutated images or answers ok:false with a reason, and keeps working', { timeout: 300_000 }, async (t) => {
   const seeds = await seedImages();
-  const pool = new ImagePool({ threads: 2, preprocess: CLIP_PREPROCESS, exif: 'apply', resize: 'exact', maxPixels: MAX_PIXELS });
+  const pool = new ImagePool({ threads: 2, preprocess: CLIP_PREPROCESS, image: { exif: 'apply', resize: 'exact', maxPixels: MAX_PIXELS } });
   const pixels = 3 * CLIP_PREPROCESS.cropHeight * CLIP_PREPROCESS.cropWidth;
   try {
     await fuzz(t, 'ImagePool.prepare', 100, async (random, iteration) => {

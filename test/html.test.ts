@@ -4,7 +4,9 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { openRankWriter, type RankRecord } from '../src/io/writers/index.js';
-import { renderGallery, THUMBNAILS_IN_FLIGHT } from '../src/io/html-gallery.js';
+import { THUMBNAIL_MAX_SIDE, THUMBNAILS_IN_FLIGHT, recordThumbnails, renderGallery } from '../src/io/html-gallery.js';
+import { fileThumbnailer } from '../src/image/thumbnail.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { decodeImage } from '../src/image/codec.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
@@ -139,7 +141,8 @@ test('in headless Chromium the gallery shows every image in rank order with its 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-gallery-'));
   const htmlFile = path.join(dir, 'gallery.html');
   const records = await galleryRecords();
-  const writer = await openRankWriter('html', { path: htmlFile }, { title: 'gallery test' });
+  const thumbnail = recordThumbnails(fileThumbnailer({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }, THUMBNAIL_MAX_SIDE));
+  const writer = await openRankWriter('html', { path: htmlFile }, { title: 'gallery test', thumbnail });
   for (const rec of records) await writer.write(rec);
   await writer.finish({ incomplete: false });
 

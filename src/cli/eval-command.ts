@@ -19,7 +19,7 @@ import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
 import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
-import type { ExifMode } from '../image/image.js';
+import { DEFAULT_MAX_PIXELS, type ExifMode } from '../image/image.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
@@ -159,7 +159,7 @@ export async function writeEvalOutputs(
   const report = result.report;
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
     : format === 'md' ? renderMarkdown(report)
-      : await renderHtml(report, fileThumbnails(target.exif));
+      : await renderHtml(report, fileThumbnails({ exif: target.exif, maxPixels: DEFAULT_MAX_PIXELS }));
   await writeDocument(text, { out: target.out });
   if (target.scores !== undefined) {
     const scores = scoresFormatFor(target.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);

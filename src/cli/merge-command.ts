@@ -71,7 +71,7 @@ async function writeMerged(merged: MergeResult, flags: { format?: string; out?: 
   if (merged.kind === 'rank') {
     if (flags.scores !== undefined) throw new UsageError('--scores applies to eval parts, but these parts come from rank');
     const errors = merged.records.filter((record) => record.error !== null).length;
-    await writeRankResult(merged, chooseFormat(flags.format, flags.out, tty), { out: flags.out });
+    await writeRankResult(merged, chooseFormat(flags.format, flags.out, tty), { out: flags.out }, merged.thumbnail);
     console.log(`merged ${merged.shardCount} shards: ${merged.records.length} rows, ${errors} with errors`);
     return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
   }

@@ -8,8 +8,6 @@ import { formatShard, shardFromEnv, type Shard } from '../shard.js';
 import { UsageError } from '../errors.js';
 import { openRankWriter } from '../io/writers/index.js';
 import type { ThumbnailFn } from '../io/html-gallery.js';
-import { ThumbnailPrefetch } from '../io/thumbnail-prefetch.js';
-import type { ScoredItem } from '../pipeline/scorer.js';
 import { exitCodeForRun } from './exit-codes.js';
 import { runOnAllDevices } from './merge-command.js';
 import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
@@ -58,14 +56,11 @@ export function registerRankCommand(program: Command): void {
       const format = shard ? partFormat(shard, flags) : chooseFormat(flags.format, flags.out, process.stdout.isTTY === true);
       const outputs = [...await checkOutputTargets([{ flag: '--out', path: flags.out }]), ...mergedOutputs(flags)];
       process.exitCode = await withInterruptSignal(console, async (interrupt) => {
-        // The gallery's thumbnails are made while the images are scored, so its final write is short.
-        const thumbnails = format === 'html' ? new ThumbnailPrefetch() : undefined;
-        const onScored = thumbnails && ((item: ScoredItem) => (item.error === null ? thumbnails.add(item.key) : undefined));
-        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), shard, outputs, onScored });
+        const result = await runRank({ ...rankOptions(paths, flags, console, interrupt.signal), shard, outputs, galleryThumbnails: format === 'html' });
         interrupt.writing();
         // Counters hold timings, so they go into the JSON only when asked for: otherwise two runs of the same
         // command give the same document.
-        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out }, thumbnails?.thumbnail);
+        await writeRankResult(flags.stats ? result : { ...result, stats: undefined }, format, { out: flags.out }, result.thumbnail);
         if (flags.stats) process.stderr.write(`${JSON.stringify({ stats: result.stats, counts: result.counts })}\n`);
         if (result.incomplete) console.log(`warning: interrupted; wrote ${result.counts.rows} rows, ${result.counts.notReached} were not reached`);
         else if (interrupt.signal.aborted) console.log(`warning: interrupted while the output was written; it is complete (${result.counts.rows} rows)`);

@@ -23,7 +23,7 @@ import { READ_LIMITS, readFailureText, readRegularFile } from '../io/regular-fil
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { digestKeys, formatShard, parseShard, type EvalRunIdentity, type KeySetDigest, type RankRunIdentity, type Shard } from '../shard.js';
-import { rankRecords, type RankResult } from './rank.js';
+import { galleryThumbnails, rankRecords, type RankResult } from './rank.js';
 import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
 
 export interface MergeOptions {
@@ -46,7 +46,7 @@ export interface RankPart {
   incomplete: boolean;
 }
 
-export type MergedRank = Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats'> & { kind: 'rank'; shardCount: number };
+export type MergedRank = Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats' | 'thumbnail'> & { kind: 'rank'; shardCount: number };
 
 export interface MergedEval {
   kind: 'eval';
@@ -115,6 +115,7 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
     provenance: provenance as unknown as Provenance,
     incomplete,
     stats: sumStats(ordered),
+    thumbnail: galleryThumbnails(false).thumbnail,
     kind: 'rank',
     shardCount: ordered.length,
   };

@@ -3,7 +3,12 @@
  * printing, progress bars and exit codes belong to src/cli.
  */
 import { BMP_SKIP_REASON, discoverImages, type DiscoveredImage } from '../io/discover.js';
-import type { ImageSource } from '../image/pool.js';
+import type { ImageSource } from '../image/image.js';
+import { fileThumbnailer } from '../image/thumbnail.js';
+import { DEFAULT_MAX_PIXELS } from '../image/image.js';
+import { THUMBNAIL_MAX_SIDE, recordThumbnails, type ThumbnailFn } from '../io/html-gallery.js';
+import { ThumbnailPrefetch } from '../io/thumbnail-prefetch.js';
+import { pathFromDisplay } from '../io/path-text.js';
 import { combinePrompts, promptForImage, readPromptsFile, sidecarPath, type PerImagePromptSource } from '../io/prompts.js';
 import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
 import { softmax } from '../score/similarity.js';
@@ -26,8 +31,13 @@ export interface RankOptions extends ScorerOptions {
   shard?: Shard;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
-  /** Each item as it is scored, in input order (the CLI starts the gallery's thumbnails early with it). */
+  /** Each item as it is scored, in input order. */
   onScored?: (item: ScoredItem) => void;
+  /**
+   * The result will be written as an HTML gallery: its thumbnails are made while the images are scored
+   * (a thumbnail needs only its image), so the gallery's final write is short.
+   */
+  galleryThumbnails?: boolean;
   /** An open scorer to use (the library API shares one); otherwise rank opens one and closes it. */
   scorer?: Scorer;
   /**
@@ -52,6 +62,8 @@ export interface RankResult {
   shard?: Shard;
   /** With a shard: what the whole run was given, which merge checks every part against. */
   run?: RankRunIdentity;
+  /** The HTML gallery's thumbnails, made from the images as this run read them. */
+  thumbnail: ThumbnailFn;
 }
 
 type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; source: PerImagePromptSource };
@@ -65,6 +77,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
   const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
   const scorer = options.scorer ?? (await Scorer.open(options));
   try {
+    const thumbnails = galleryThumbnails(options.galleryThumbnails === true);
     const promptErrors: RankRecord[] = [];
     const total = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
     if (plan.kind === 'global') await scorer.embedTexts(plan.prompts);
@@ -75,6 +88,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
     });
     for await (const item of stream) {
       items.push(item);
+      if (item.error === null) thumbnails.prefetch?.add(item.key);
       options.onScored?.(item);
     }
     const incomplete = options.signal?.aborted === true;
@@ -95,10 +109,22 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       stats: scorer.stats(),
       shard: options.shard,
       run,
+      thumbnail: thumbnails.thumbnail,
     };
   } finally {
     if (!options.scorer) await scorer.close();
   }
+}
+
+/**
+ * The gallery's thumbnails: made ahead while the run scores when it will be written as HTML, else
+ * only when asked for.
+ */
+export function galleryThumbnails(prefetching: boolean): { thumbnail: ThumbnailFn; prefetch?: ThumbnailPrefetch } {
+  const make = fileThumbnailer({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }, THUMBNAIL_MAX_SIDE);
+  if (!prefetching) return { thumbnail: recordThumbnails(make) };
+  const prefetch = new ThumbnailPrefetch((file) => make(pathFromDisplay(file)));
+  return { thumbnail: prefetch.thumbnail, prefetch };
 }
 
 /** Every file rank reads: the prompts file, the images (all shards': a shard must not overwrite another's), their sidecars. */

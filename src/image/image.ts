@@ -3,9 +3,18 @@
  * parsing, the CLI's flag choices and the pure image code can all name these without loading sharp.
  */
 import { oneOf } from '../checks.js';
+import type { FilePath } from '../io/regular-file.js';
 
 /** Decoded pixels: interleaved RGB, three bytes per pixel, row after row. */
 export interface RgbImage { data: Uint8Array; width: number; height: number }
+
+/**
+ * An image to score, the one shape the engine takes: a file, by its path (text, or the exact bytes of a
+ * name that is not valid UTF-8, whose text would open another file); the encoded bytes of a file; or
+ * pixels already decoded. Every kind goes the same way: read and hashed, looked up in the cache,
+ * decoded and resized on a worker thread (src/image/prepare-image.ts).
+ */
+export type ImageSource = { path: FilePath } | { bytes: Uint8Array; label: string } | { rgb: RgbImage; label: string };
 
 /** EXIF orientation: applied (the image as a viewer shows it), or ignored as the model card's `Image.open` does. */
 export const EXIF_MODES = ['apply', 'ignore'] as const;

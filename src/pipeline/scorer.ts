@@ -12,14 +12,12 @@
  * it cannot be used (a full disk, a read-only folder, a lock held too long) the run warns once and
  * goes on without it.
  */
-import { createHash } from 'node:crypto';
 import type { EncoderSessions } from '../encoder/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
 import type { AttentionImpl, ModelManifest, Precision } from '../model-format.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
-import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
-import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
-import type { ExifMode, ResizeMode, RgbImage } from '../image/image.js';
+import { DEFAULT_QUEUE_DEPTH, ImagePool, type PreparedImage, type ReadResult } from '../image/pool.js';
+import type { ExifMode, ImageSource, ResizeMode } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
@@ -33,12 +31,9 @@ export type { ScorerOptions, Precision } from './options.js';
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-/** Decoded pixels handed over by a library caller: interleaved RGB, prepared on the calling thread. */
-export interface RawImageSource { rgb: RgbImage; label: string }
-/** What the engine accepts as an image: a file, its bytes, or raw RGB pixels. */
-export type ImageInput = ImageSource | RawImageSource;
+export type { ImageSource } from '../image/image.js';
 
-export interface ScoreRequest { prompt: string; image: ImageInput; key: string }
+export interface ScoreRequest { prompt: string; image: ImageSource; key: string }
 export interface ScoredItem {
   key: string; prompt: string; score: number | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
@@ -85,7 +80,7 @@ export interface PipelineLayout { encoderThread: boolean; queueDepth: number; re
 const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: DEFAULT_QUEUE_DEPTH, recyclePixels: true };
 
 /** One image to embed, with whatever the caller needs back beside its embedding. */
-export interface ImageJob<T> { source: ImageInput; payload: T }
+export interface ImageJob<T> { source: ImageSource; payload: T }
 export interface EmbeddedImage<T> {
   payload: T; embedding: Float32Array | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
@@ -98,7 +93,7 @@ interface CacheHit { ok: true; embedding: Float32Array; width: number; height: n
 type Prepared = PreparedImage | CacheHit;
 interface Started<T> { job: ImageJob<T>; prepared: Promise<Prepared> }
 interface BatchEntry<T> { job: ImageJob<T>; prepared: Prepared; slot: number | null; embedding: Float32Array | null }
-interface FreshImage { embedding: Float32Array; width: number; height: number }
+interface FreshImage { embedding: Float32Array; width: number; height: number; mode: string }
 /** An encoded batch whose fresh embeddings are still to be written to the cache. */
 interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, FreshImage> }
 /** A stream's two batch buffers (one filled while the other is with the encoder) and the end of its last run. */
@@ -110,7 +105,7 @@ const TEXT_MEMO_LIMIT = 4096;
 /** A batch of cache hits is closed at this many batches' worth of entries so records keep flowing. */
 const MAX_ENTRIES_PER_BATCH_FACTOR = 8;
 
-function sourceIdentity(source: ImageInput): unknown {
+function sourceIdentity(source: ImageSource): unknown {
   if ('path' in source) return source.path;
   if ('bytes' in source) return source.bytes;
   return source.rgb;
@@ -162,8 +157,7 @@ export class Scorer {
     try {
       const tokenizer = await tokenizing;
       const pool = new ImagePool({
-        threads: opts.threads, preprocess: manifest.preprocess, exif: opts.image.exif, resize: opts.image.resize, maxPixels: opts.image.maxPixels,
-        queueDepth: layout.queueDepth,
+        threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth,
       });
       opened.push(pool);
       const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir, opts.log);
@@ -306,20 +300,26 @@ export class Scorer {
     if (this.closed) throw new UsageError('This scorer is closed; open a new one with Scorer.open()');
   }
 
-  private get imageMode(): string {
-    return `exif=${this.opts.image.exif};resize=${this.opts.image.resize}`;
+  /**
+   * How an image's embedding was made, part of its cache key. Pixels handed over decoded have no EXIF
+   * orientation to apply, and were resized on another path before the one preparation path took them
+   * too, so their rows are kept apart from files' rows.
+   */
+  private imageMode(source: ImageSource): string {
+    const { exif, resize } = this.opts.image;
+    return 'rgb' in source ? `rgb;resize=${resize}` : `exif=${exif};resize=${resize}`;
   }
 
   /**
-   * Starts an image on its way to the batch. With a cache, a worker first only reads and hashes it, and
-   * decoding is asked for only when the hash misses; without one, the worker does it all in one step.
+   * Starts an image on its way to the batch, every kind of source the same way. With a cache, a worker
+   * first only reads and hashes it, and decoding is asked for only when the hash misses; without one,
+   * the worker does it all in one step.
    */
-  private prepare(source: ImageInput): Promise<Prepared> {
+  private prepare(source: ImageSource): Promise<Prepared> {
     let prepared: Promise<Prepared>;
-    if ('rgb' in source) {
-      prepared = Promise.resolve().then(() => this.prepareRaw(source));
-    } else if (this.cache) {
-      prepared = this.pool.read(source).then((read) => this.decodeMiss(read));
+    if (this.cache) {
+      const mode = this.imageMode(source);
+      prepared = this.pool.read(source).then((read) => this.decodeMiss(read, mode));
     } else {
       this.counters.imagesDecoded++;
       prepared = this.pool.prepare(source);
@@ -328,11 +328,11 @@ export class Scorer {
   }
 
   /** A hit lets the worker drop the bytes it holds; a miss has that worker decode them. */
-  private decodeMiss(read: ReadResult): Prepared | Promise<Prepared> {
+  private decodeMiss(read: ReadResult, mode: string): Prepared | Promise<Prepared> {
     if (!read.ok) return read;
     let hit: CacheHit | undefined;
     try {
-      hit = this.cachedImage(read.contentHash);
+      hit = this.cachedImage(read.contentHash, mode);
     } catch (err) {
       read.drop();
       throw err;
@@ -346,25 +346,10 @@ export class Scorer {
   }
 
   /** The cache's row for an image, if it holds a usable one with the image's size. */
-  private cachedImage(contentHash: string): CacheHit | undefined {
-    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, this.imageMode));
+  private cachedImage(contentHash: string, mode: string): CacheHit | undefined {
+    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, mode));
     const embedding = this.checkedCacheRow('image', entry?.embedding);
     return entry && embedding && { ok: true, embedding, width: entry.width, height: entry.height, contentHash };
-  }
-
-  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run, unless cached. */
-  private prepareRaw({ rgb, label }: RawImageSource): Prepared {
-    const { width, height, data } = rgb;
-    if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
-      return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
-    }
-    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
-    const hit = this.cachedImage(contentHash);
-    if (hit) return hit;
-    this.counters.imagesDecoded++;
-    const pixels = new Float32Array(this.pixelsPerImage);
-    normalizeInto(resizeAndCrop(rgb, this.manifest.preprocess), this.manifest.preprocess, pixels, 0);
-    return { ok: true, pixels, width, height, contentHash };
   }
 
   /**
@@ -431,7 +416,7 @@ export class Scorer {
       if (slot === null || !prepared.ok) continue;
       const embedding = raw.slice(slot * this.embedDim, (slot + 1) * this.embedDim);
       entry.embedding = embedding;
-      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height });
+      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height, mode: this.imageMode(entry.job.source) });
     }
     return { entries, fresh };
   }
@@ -461,10 +446,9 @@ export class Scorer {
 
   /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
-    if (fresh.size > 0) {
-      const entries = [...fresh].map(([contentHash, image]) => ({ contentHash, ...image }));
-      this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, this.imageMode, entries));
-    }
+    const byMode = new Map<string, { contentHash: string; embedding: Float32Array; width: number; height: number }[]>();
+    for (const [contentHash, { mode, ...image }] of fresh) byMode.set(mode, [...(byMode.get(mode) ?? []), { contentHash, ...image }]);
+    for (const [mode, images] of byMode) this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, mode, images));
     return entries.map(({ job, prepared, embedding }) => prepared.ok
       ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
       : { payload: job.payload, embedding: null, width: null, height: null, contentHash: prepared.contentHash ?? null, error: prepared.error });

@@ -41,7 +41,7 @@ export interface WriterMeta {
   contentHash?: boolean;
   /** Gallery page title. */
   title?: string;
-  /** Gallery thumbnails; default: the image codec's WebP thumbnail of the file at the record's path. */
+  /** Gallery thumbnails: needed by the html format (src/image/thumbnail.ts makes them as the run read the images). */
   thumbnail?: ThumbnailFn;
 }
 
@@ -54,6 +54,7 @@ export interface RankWriter {
 }
 
 export async function openRankWriter(format: OutputFormat, target: WriterTarget, meta: WriterMeta = {}): Promise<RankWriter> {
+  if (format === 'html' && !meta.thumbnail) throw new InternalError('The HTML gallery was asked for without a thumbnail function');
   const sink = await openSink(target);
   const streaming = streamingFormat(format, meta);
   return streaming ? streamingWriter(streaming, sink) : bufferedWriter(format as 'html' | 'table', sink, meta);
@@ -101,7 +102,7 @@ function bufferedWriter(format: 'html' | 'table', sink: OutputSink, meta: Writer
     },
     async finish({ incomplete }) {
       if (format === 'table') await sink.write(renderTable(records, { incomplete }));
-      else await renderGallery(records, { title: meta.title, provenance: meta.provenance, incomplete, thumbnail: meta.thumbnail }, (html) => sink.write(html));
+      else await renderGallery(records, { title: meta.title, provenance: meta.provenance, incomplete, thumbnail: meta.thumbnail! }, (html) => sink.write(html));
       await sink.commit();
     },
   });
