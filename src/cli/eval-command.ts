@@ -19,7 +19,7 @@ import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForRun, type ExitCodeValue } from './exit-codes.js';
 import { checkOutputTargets, createConsole, pickFormat, withInterruptSignal, writeDocument, type Console } from './output.js';
 import { addScorerFlags, mergedOutputs, progressReporter, scorerOptionsFromFlags, type ScorerFlags } from './scorer-flags.js';
-import { DEFAULT_MAX_PIXELS, type ExifMode } from '../image/image.js';
+import { DEFAULT_MAX_PIXELS } from '../image/image.js';
 
 export const EVAL_FORMATS = ['json', 'md', 'html'] as const;
 export type EvalFormat = (typeof EVAL_FORMATS)[number];
@@ -79,7 +79,7 @@ export function registerEvalCommand(program: Command): void {
       process.exitCode = await withInterruptSignal(console, async (interrupt) => {
         const result = await runEval({ ...evalOptions(manifests, flags, console, interrupt.signal), outputs });
         interrupt.writing();
-        await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores, exif: flags.exif }, console);
+        await writeEvalOutputs(result, format, { out: flags.out, scores: flags.scores }, console);
         if (result.counts.skippedLines > 0) console.log(`warning: skipped ${result.counts.skippedLines} invalid manifest lines`);
         if (result.gate) process.stderr.write(`gate: ${result.gate.reason}\n`);
         if (result.incomplete) console.log(`warning: interrupted; the report covers what was scored (${result.counts.notReached} rows not reached)`);
@@ -153,13 +153,13 @@ function evalOptions(manifests: string[], flags: EvalFlags, console: Console, si
 export async function writeEvalOutputs(
   result: { report: EvalReport; items: ItemRecord[] },
   format: EvalFormat,
-  target: { out?: string; scores?: string; exif: ExifMode },
+  target: { out?: string; scores?: string },
   console: Console,
 ): Promise<void> {
   const report = result.report;
   const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n`
     : format === 'md' ? renderMarkdown(report)
-      : await renderHtml(report, fileThumbnails({ exif: target.exif, maxPixels: DEFAULT_MAX_PIXELS }));
+      : await renderHtml(report, fileThumbnails({ exif: report.provenance?.exif ?? 'apply', maxPixels: report.provenance?.maxPixels ?? DEFAULT_MAX_PIXELS }));
   await writeDocument(text, { out: target.out });
   if (target.scores !== undefined) {
     const scores = scoresFormatFor(target.scores) === 'csv' ? renderScoresCsv(result.items) : renderScoresJsonl(result.items);

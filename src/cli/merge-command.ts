@@ -75,8 +75,7 @@ async function writeMerged(merged: MergeResult, flags: { format?: string; out?: 
     console.log(`merged ${merged.shardCount} shards: ${merged.records.length} rows, ${errors} with errors`);
     return exitCodeForRun({ incomplete: merged.incomplete, errorRows: errors });
   }
-  const exif = merged.report.provenance?.exif ?? 'apply';
-  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores, exif }, console);
+  await writeEvalOutputs(merged, chooseEvalFormat(flags.format, flags.out, tty), { out: flags.out, scores: flags.scores }, console);
   console.log(`merged ${merged.shardCount} shards: ${merged.counts.rows} rows, ${merged.counts.errors} with errors`);
   if (merged.report.gate) process.stderr.write(`gate: ${merged.report.gate.reason}\n`);
   return evalExitCode({ ...merged, gate: merged.report.gate });

@@ -115,7 +115,7 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
     provenance: provenance as unknown as Provenance,
     incomplete,
     stats: sumStats(ordered),
-    thumbnail: galleryThumbnails(false).thumbnail,
+    thumbnail: galleryThumbnails(provenance as Partial<Provenance>).thumbnail,
     kind: 'rank',
     shardCount: ordered.length,
   };

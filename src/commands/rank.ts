@@ -5,7 +5,7 @@
 import { BMP_SKIP_REASON, discoverImages, type DiscoveredImage } from '../io/discover.js';
 import type { ImageSource } from '../image/image.js';
 import { fileThumbnailer } from '../image/thumbnail.js';
-import { DEFAULT_MAX_PIXELS } from '../image/image.js';
+import { DEFAULT_MAX_PIXELS, type ImageReadOptions } from '../image/image.js';
 import { THUMBNAIL_MAX_SIDE, recordThumbnails, type ThumbnailFn } from '../io/html-gallery.js';
 import { ThumbnailPrefetch } from '../io/thumbnail-prefetch.js';
 import { pathFromDisplay } from '../io/path-text.js';
@@ -77,7 +77,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
   const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
   const scorer = options.scorer ?? (await Scorer.open(options));
   try {
-    const thumbnails = galleryThumbnails(options.galleryThumbnails === true);
+    const thumbnails = galleryThumbnails(scorer.provenance(), options.galleryThumbnails === true);
     const promptErrors: RankRecord[] = [];
     const total = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
     if (plan.kind === 'global') await scorer.embedTexts(plan.prompts);
@@ -117,11 +117,11 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
 }
 
 /**
- * The gallery's thumbnails: made ahead while the run scores when it will be written as HTML, else
- * only when asked for.
+ * The gallery's thumbnails, of the images as the run read them (`image`: its provenance): made ahead
+ * while the run scores when it will be written as HTML, else only when asked for.
  */
-export function galleryThumbnails(prefetching: boolean): { thumbnail: ThumbnailFn; prefetch?: ThumbnailPrefetch } {
-  const make = fileThumbnailer({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }, THUMBNAIL_MAX_SIDE);
+export function galleryThumbnails(image: Partial<Pick<ImageReadOptions, 'exif' | 'maxPixels'>>, prefetching = false): { thumbnail: ThumbnailFn; prefetch?: ThumbnailPrefetch } {
+  const make = fileThumbnailer({ exif: image.exif ?? 'apply', maxPixels: image.maxPixels ?? DEFAULT_MAX_PIXELS }, THUMBNAIL_MAX_SIDE);
   if (!prefetching) return { thumbnail: recordThumbnails(make) };
   const prefetch = new ThumbnailPrefetch((file) => make(pathFromDisplay(file)));
   return { thumbnail: prefetch.thumbnail, prefetch };
