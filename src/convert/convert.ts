@@ -17,7 +17,7 @@ import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './che
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
 import { writeClipTowerOnnx } from './clip-graph.js';
 import {
-  ATTENTION_IMPLS, CHECKSUM_FILE, MANIFEST_FILE, PREPROCESSOR_FILE, PRECISIONS, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
+  CHECKSUM_FILE, MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
 } from '../model-format.js';
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
@@ -101,12 +101,9 @@ async function settleAll<T extends readonly unknown[]>(tasks: { [K in keyof T]: 
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
+/** The precision and attention are typed values, checked where the options entered (src/commands/model.ts). */
 function checkOptions(opts: ConvertOptions): void {
   if (typeof opts.outDir !== 'string' || opts.outDir.length === 0) throw new UsageError(expectedMessage('a folder path', 'the output folder', opts.outDir));
-  if (!PRECISIONS.includes(opts.precision)) throw new UsageError(expectedMessage(PRECISIONS.join(' | '), 'precision', opts.precision));
-  if (opts.attention !== undefined && !ATTENTION_IMPLS.includes(opts.attention)) {
-    throw new UsageError(expectedMessage(ATTENTION_IMPLS.join(' | '), 'attention', opts.attention));
-  }
 }
 
 /** An existing output folder is replaced only when it is empty or a pickscore model folder itself. */

@@ -25,14 +25,9 @@ export type { RankRecord } from './record.js';
 export type { WriterTarget } from './sink.js';
 export { JSON_SCHEMA_VERSION } from './json.js';
 
-export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+import type { OutputFormat } from './formats.js';
 
-/** The `--out` extensions each format is recognised by. */
-export const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
-  '.csv': 'csv', '.json': 'json', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.md': 'md', '.markdown': 'md',
-  '.html': 'html', '.htm': 'html', '.txt': 'table',
-};
+export { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 
 export interface WriterMeta {
   /** Written into the JSON document and the gallery footer; see Provenance in src/pipeline. */
