@@ -169,3 +169,16 @@ test('no import runs back up the layers', () => {
   }
   assert.deepEqual(problems, []);
 });
+
+test('a worker entry is started by URL and imported by no module, so importing the library never runs one', () => {
+  const modules = loadGraph();
+  const entries = new Set<string>();
+  for (const [name, module] of modules) {
+    for (const i of module.imports) if (i.workerEntry) entries.add(resolveLocal(name, i.specifier)!);
+  }
+  assert.deepEqual([...entries].sort(), ['commands/device-worker.ts', 'encoder/encoder-thread.ts', 'image/pool-worker.ts']);
+  const importers = [...modules].flatMap(([name, module]) => module.imports
+    .filter((i) => !i.workerEntry && entries.has(resolveLocal(name, i.specifier) ?? ''))
+    .map((i) => `${name} imports ${i.specifier}`));
+  assert.deepEqual(importers, []);
+});
