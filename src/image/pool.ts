@@ -62,6 +62,11 @@ export class ImagePool {
   private nextTicket = 0;
   private closed = false;
 
+  /** The preprocessing the workers prepare images for. */
+  get preprocess(): PreprocessConfig {
+    return this.opts.preprocess;
+  }
+
   constructor(opts: ImagePoolOptions) {
     checkModelFitsResize(opts);
     this.opts = { ...opts, preprocess: { ...opts.preprocess }, image: { ...opts.image } };
@@ -116,6 +121,15 @@ export class ImagePool {
       if (slot.outstanding > 0) await new Promise<void>((settled) => { slot.onIdle = settled; slot.worker.once('exit', () => settled()); });
       await slot.worker.terminate();
     }));
+  }
+
+  /**
+   * Starts every worker now rather than with the first images, so that their start-up (a thread, its
+   * modules) overlaps whatever the caller does next, such as opening the encoders. Idle, they keep
+   * nothing alive.
+   */
+  warm(): void {
+    while (!this.closed && this.slots.length < this.opts.threads) this.startWorker().worker.unref();
   }
 
   /** An idle worker first, then a new one while under `threads`, then the least loaded one with room. */

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { lstat } from 'node:fs/promises';
 import { PickScoreError, errorMessage, expectedMessage } from '../errors.js';
-import { FileReadError, READ_LIMITS, fsPath, readRegularFile, type FilePath } from '../io/regular-file.js';
+import { FileReadError, READ_LIMITS, fsPath, readRegularFileSync, type FilePath } from '../io/regular-file.js';
 import type * as Codec from './codec.js';
 import { normalizeInto, resizeAndCrop } from './preprocess.js';
 import type { ImageSource, RgbImage } from './image.js';
@@ -78,8 +78,9 @@ export async function readImage(source: ImageSource): Promise<ReadImage> {
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
-      // Non-blocking open, type checked on the handle, bounded read: see src/io/regular-file.ts.
-      bytes = await readRegularFile(source.path, READ_LIMITS.image, 'an image');
+      // Non-blocking open, type checked on the descriptor, bounded read: see src/io/regular-file.ts. This runs
+      // on a pool worker, which has nothing else to do meanwhile, so the read is synchronous.
+      bytes = readRegularFileSync(source.path, READ_LIMITS.image, 'an image');
     } catch (err) {
       return { ok: false, error: await readFailure(err, source.path) };
     }

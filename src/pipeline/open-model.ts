@@ -53,7 +53,12 @@ export function autoFallbackNotice(placement: Pick<Placement, 'executionProvider
   return `${provider === 'loads' ? 'warning: ' : ''}device auto: using ${placement.executionProvider} (${placement.fallbackReason})`;
 }
 
-export async function openModel<S extends EncoderSessions>(opts: ResolvedScorerOptions, open: OpenEncoders<S>, providerState: () => CudaProviderState = cudaProviderState): Promise<OpenedModel<S>> {
+/**
+ * `onResolved` is told the model the encoders will open, before they do: the caller's own start-up can
+ * overlap theirs.
+ */
+export async function openModel<S extends EncoderSessions>(opts: ResolvedScorerOptions, open: OpenEncoders<S>, providerState: () => CudaProviderState = cudaProviderState,
+  onResolved?: (manifest: ModelManifest) => void): Promise<OpenedModel<S>> {
   const { device } = opts;
   const provider = device.kind === 'auto' ? providerState() : undefined;
   // auto where the CUDA provider cannot load: the CPU, for the reason the loader gives, without trying a session.
@@ -63,6 +68,7 @@ export async function openModel<S extends EncoderSessions>(opts: ResolvedScorerO
   const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
   const model = await resolveModel(opts.model, { ...encoderVariant(opts.precision, first.kind === 'cuda'), ...pulling });
   if (model.source.kind === 'converted') checkConvertedPrecision(opts.precision, model.dir, model.manifest);
+  onResolved?.(model.manifest);
   let opened: OpenedModel<S>;
   try {
     opened = await openOn(model, first, opts, open, unloadable && cpuFallback(unloadable));

@@ -152,15 +152,30 @@ export class Scorer {
   static async open(options: ScorerOptions | ResolvedScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
     const open: OpenEncoders<EncoderSessions | ThreadedEncoderSessions> = layout.encoderThread ? openEncodersInThread : onThisThread;
-    const { manifest, sessions, placement, tokenizer: tokenizing } = await openModel(opts, open);
-    const opened: { close(): unknown }[] = [sessions];
+    const newPool = (manifest: ModelManifest) => new ImagePool({
+      threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth,
+    });
+    // The image workers start, and the cache opens, while the encoders open: together they are most of
+    // a cached rerun's start-up.
+    let pool: ImagePool | undefined;
+    let cache: EmbeddingCache | null = null;
+    const opened: { close(): unknown }[] = [];
     try {
-      const tokenizer = await tokenizing;
-      const pool = new ImagePool({
-        threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth,
+      const { manifest, sessions, placement, tokenizer: tokenizing } = await openModel(opts, open, undefined, (resolved) => {
+        pool = newPool(resolved);
+        opened.push(pool);
+        pool.warm();
+        cache = opts.cacheDir === false ? null : openCache(opts.cacheDir, opts.log);
+        if (cache) opened.push(cache);
       });
-      opened.push(pool);
-      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir, opts.log);
+      opened.push(sessions);
+      const tokenizer = await tokenizing;
+      // A fallback to the CPU may run another variant of the model, whose images are prepared alike in practice.
+      if (!pool || !samePreprocess(pool.preprocess, manifest.preprocess)) {
+        await pool?.close();
+        pool = newPool(manifest);
+        opened.push(pool);
+      }
       return new Scorer(opts, manifest, sessions, placement, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
@@ -553,6 +568,10 @@ function openCache(dir: string, log: (line: string) => void): EmbeddingCache | n
     log(`warning: ${withoutCache(err)}`);
     return null;
   }
+}
+
+function samePreprocess(a: ModelManifest['preprocess'], b: ModelManifest['preprocess']): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** The encoders on the calling thread (a benchmark's layout): onnxruntime is loaded only when they are asked for. */
