@@ -8,7 +8,7 @@
  */
 import { UsageError, expectedMessage, type PickScoreError } from './errors.js';
 
-export type ErrorClass = new (message: string) => PickScoreError;
+export type ErrorClass = new (message: string, options?: { cause?: unknown }) => PickScoreError;
 
 export const is = {
   string: (value: unknown): value is string => typeof value === 'string',

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { check, is, oneOf } from './checks.js';
 import { ModelError, expectedMessage } from './errors.js';
 import type { PreprocessConfig } from './image/preprocess.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from './io/regular-file.js';
+import { readJsonFile } from './io/json-file.js';
+import { READ_LIMITS } from './io/regular-file.js';
 
 /** Encoder precisions a model folder can hold. */
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
@@ -85,18 +86,10 @@ export interface ModelManifest {
 
 export async function readModelManifest(dir: string): Promise<ModelManifest> {
   const file = path.join(path.resolve(dir), MANIFEST_FILE);
-  let text: string;
-  try {
-    text = await readRegularTextFile(file, READ_LIMITS.config, 'a model manifest');
-  } catch (err) {
-    throw new ModelError(`${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${readFailureText(err)})`, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const json = await readJsonFile(file, {
+    what: 'a model manifest', maxBytes: READ_LIMITS.config, error: ModelError,
+    unreadable: (reason) => `${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${reason})`,
+  });
   const manifest = validateManifest(json, file);
   for (const name of [manifest.text.file, manifest.image.file, ...manifest.tokenizerFiles]) {
     try {

@@ -19,7 +19,8 @@ import { buildReport, type EvalReport, type PairScore, type PointScore, type Rep
 import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../score/rank.js';
 import type { ManifestRow } from '../io/manifest.js';
-import { READ_LIMITS, readFailureText, readRegularFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { digestKeys, formatShard, parseShard, type EvalRunIdentity, type KeySetDigest, type RankRunIdentity, type Shard } from '../shard.js';
@@ -277,18 +278,11 @@ function sumStats(parts: RankPart[]): ScorerStats {
 
 /** Reads one part file, rank or eval; every problem names the file (and the row). */
 export async function readPart(file: string): Promise<RankPart | EvalPartFile> {
-  let text: string;
-  try {
-    text = (await readRegularFile(file, READ_LIMITS.textList, 'a merge part')).toString('utf8');
-  } catch (err) {
-    throw new InputError(`Cannot read part ${file} (${readFailureText(err)})`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw new InputError(`${file} is not a JSON document: write rank shard parts with --format json (they carry the provenance and shard that merge checks)`);
-  }
+  const doc = await readJsonFile(file, {
+    what: 'a merge part', maxBytes: READ_LIMITS.textList, error: InputError,
+    unreadable: (reason) => `Cannot read part ${file} (${reason})`,
+    notJson: () => `${file} is not a JSON document: write rank shard parts with --format json (they carry the provenance and shard that merge checks)`,
+  });
   if (isObject(doc) && doc.format === EVAL_PART_FORMAT) return checkEvalPart(doc, file);
   if (isObject(doc) && doc.format === undefined && Array.isArray(doc.models) && doc.gate !== undefined) {
     throw new InputError(`${file} is an eval report, not a shard part: only eval runs with --shard write parts that merge can combine`);

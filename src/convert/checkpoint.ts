@@ -8,7 +8,8 @@ import { ModelError, expectedMessage } from '../errors.js';
 import { openSafetensorsFile } from './safetensors.js';
 import { openTorchFile } from './torch-pickle.js';
 import type { TensorEntry, TensorFile } from './tensor-file.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 
 export type { DType, TensorEntry } from './tensor-file.js';
 
@@ -68,12 +69,10 @@ async function openSharded(layout: Layout, indexPath: string): Promise<Checkpoin
 
 /** `weight_map` of a `*.index.json`: tensor name -> shard file name (in the index's folder). */
 async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readRegularTextFile(indexPath, READ_LIMITS.config, 'a shard index'));
-  } catch (err) {
-    throw new ModelError(`Cannot read shard index ${indexPath}: ${readFailureText(err)}`, { cause: err });
-  }
+  const json = await readJsonFile(indexPath, {
+    what: 'a shard index', maxBytes: READ_LIMITS.config, error: ModelError,
+    unreadable: (reason) => `Cannot read shard index ${indexPath}: ${reason}`, notJson: (detail) => `Cannot read shard index ${indexPath}: ${detail}`,
+  });
   const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new ModelError(expectedMessage('an object', `weight_map in ${indexPath}`, weightMap));

@@ -22,7 +22,8 @@ import {
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS, readFailureText } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
 
 export interface ConvertOptions {
@@ -151,9 +152,10 @@ async function findSupportFiles(dirs: (string | undefined)[]): Promise<SupportFi
 async function readPreprocess(file: string | undefined, config: ClipConfig): Promise<PreprocessConfig> {
   const size = config.vision.imageSize;
   if (!file) return { ...CLIP_PREPROCESS, mean: [...CLIP_PREPROCESS.mean], std: [...CLIP_PREPROCESS.std], shortestEdge: size, cropHeight: size, cropWidth: size };
+  const json = await readJsonFile(file, { what: 'a config file', maxBytes: READ_LIMITS.config, error: ModelError, unreadable: (reason) => `${file}: ${reason}`, notJson: (detail) => `${file}: ${detail}` });
   let preprocess: PreprocessConfig;
   try {
-    preprocess = preprocessConfigFromJson(JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a config file')));
+    preprocess = preprocessConfigFromJson(json);
   } catch (err) {
     throw new ModelError(`${file}: ${readFailureText(err)}`, { cause: err });
   }

@@ -19,7 +19,8 @@ import {
   HubNotFoundError, HubOfflineError, HubUnreachableError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry,
 } from './hub.js';
 import { MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, readModelManifest, type ModelManifest } from '../model-format.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
 import { modelsHome } from './home.js';
 
@@ -100,12 +101,7 @@ export async function knownModels(): Promise<KnownModel[]> {
   const models: KnownModel[] = [];
   for (const name of files) {
     const file = path.join(dir, name);
-    let json: unknown;
-    try {
-      json = JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a model description'));
-    } catch (err) {
-      throw new ModelError(`${file} is not valid JSON: ${readFailureText(err)}`, { cause: err });
-    }
+    const json = await readJsonFile(file, { what: 'a model description', maxBytes: READ_LIMITS.config, error: ModelError, unreadable: (reason) => `${file} is not valid JSON: ${reason}` });
     models.push(parseKnownModel(json, file));
   }
   return models;
