@@ -13,6 +13,7 @@ import { runEval } from '../src/commands/eval.js';
 import { buildReport, type EvalReport, type PointScore } from '../src/eval/report.js';
 import { renderHtml } from '../src/eval/render-html.js';
 import { fileThumbnails } from '../src/eval/thumbnails.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { fixturesDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { skipWithoutChromium } from './helpers/chromium.js';
@@ -98,7 +99,7 @@ test('the checkpoint report in Chromium: the verdict first, the table\'s numbers
   const report = await scoreFixtures('checkpoints');
   await withTempDir('eval-html', async (dir) => {
     const file = path.join(dir, 'report.html');
-    await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
+    await writeFile(file, await renderHtml(report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS })));
     await withPage(async (page) => {
       await lookAt(page, file, 'eval-checkpoints');
       const dom = await page.evaluate<PointwiseDom>(READ_POINTWISE);
@@ -191,7 +192,7 @@ test('the pairwise report in Chromium: accuracy under both protocols as in the J
   assert.ok(pw.mistakes.length > 0, 'the fixture has pairs the tiny model gets wrong');
   await withTempDir('eval-html', async (dir) => {
     const file = path.join(dir, 'pairs.html');
-    await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
+    await writeFile(file, await renderHtml(report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS })));
     await withPage(async (page) => {
       await lookAt(page, file, 'eval-pairs');
       const dom = await page.evaluate<PairwiseDom>(`({
@@ -236,7 +237,7 @@ test('hostile names and prompts in Chromium: text, never markup; no script but t
   });
   await withTempDir('eval-html', async (dir) => {
     const file = path.join(dir, 'hostile.html');
-    const html = await renderHtml(report, fileThumbnails('apply'));
+    const html = await renderHtml(report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }));
     assert.ok(html.length < 300_000, `${html.length} characters: long names and prompts are shortened`);
     await writeFile(file, html);
     await withPage(async (page) => {

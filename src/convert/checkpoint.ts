@@ -7,21 +7,11 @@ import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
 import { openSafetensorsFile } from './safetensors.js';
 import { openTorchFile } from './torch-pickle.js';
-import type { RandomAccessFile } from './zip.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import type { TensorEntry, TensorFile } from './tensor-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-
-export interface TensorEntry {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  byteLength: number;
-  /** Absolute path of the file that holds the tensor. */
-  file: string;
-  /** Little-endian, contiguous (row-major) bytes of this tensor only. */
-  read(): Promise<Buffer>;
-}
+export type { DType, TensorEntry } from './tensor-file.js';
 
 export interface Checkpoint {
   format: 'safetensors' | 'pytorch';
@@ -29,29 +19,6 @@ export interface Checkpoint {
   files: string[];
   tensors: Map<string, TensorEntry>;
   close(): Promise<void>;
-}
-
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
-  F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1,
-};
-
-export function isDType(value: unknown): value is DType {
-  return typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
-}
-
-/** A non-negative safe integer: a size, offset or dimension read from a checkpoint. */
-export function isCount(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0;
-}
-
-export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((n, d) => n * d, 1);
-}
-
-/** The tensors of one weights file and the open file they are read from. */
-export interface TensorFile {
-  file: RandomAccessFile;
-  tensors: TensorEntry[];
 }
 
 interface Layout {
@@ -102,12 +69,10 @@ async function openSharded(layout: Layout, indexPath: string): Promise<Checkpoin
 
 /** `weight_map` of a `*.index.json`: tensor name -> shard file name (in the index's folder). */
 async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readRegularTextFile(indexPath, READ_LIMITS.config, 'a shard index'));
-  } catch (err) {
-    throw new ModelError(`Cannot read shard index ${indexPath}: ${readFailureText(err)}`, { cause: err });
-  }
+  const json = await readJsonFile(indexPath, {
+    what: 'a shard index', maxBytes: READ_LIMITS.config, error: ModelError,
+    unreadable: (reason) => `Cannot read shard index ${indexPath}: ${reason}`, notJson: (detail) => `Cannot read shard index ${indexPath}: ${detail}`,
+  });
   const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new ModelError(expectedMessage('an object', `weight_map in ${indexPath}`, weightMap));

@@ -2,42 +2,36 @@
  * The text and image encoders as onnxruntime sessions. This is the only module that imports
  * onnxruntime-node.
  *
- * Devices: 'cpu'; 'cuda' or 'cuda:N' (onnxruntime's CUDA execution provider, an error naming what is
- * missing when it cannot load); 'auto' (CUDA when it loads, else CPU with `fallbackReason` saying why).
+ * Encoders open on the device they are given, the CPU or one CUDA device, or not at all: a CUDA device
+ * that cannot be used is a CudaUnavailableError naming why. Whether to try another device instead is
+ * decided above (src/pipeline/open-model.ts), which also records what ran.
  *
  * onnxruntime-node 1.29's binding passes only `deviceId` to the CUDA provider: its other options
  * (cudnn_conv_algo_search, enable_cuda_graph, I/O binding) are not reachable from JavaScript, so the
  * provider runs with its defaults (exhaustive cuDNN algorithm search, which the patch Conv benefits from).
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { InternalError, ModelError, UsageError, expectedMessage, errorMessage } from '../errors.js';
-import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT } from './clip-graph.js';
-import type { ModelManifest } from './convert.js';
-import { parseDeviceRequest, type DeviceRequest } from './device.js';
+import { InternalError, ModelError, errorMessage } from '../errors.js';
+import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
+import { CudaUnavailableError, cudaFailure } from './cuda-provider.js';
+import type { PlacedDevice } from './device.js';
 import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
 import { FileReadError, checkRegularFile, readFailureText } from '../io/regular-file.js';
-
-export { parseDeviceRequest, type DeviceRequest } from './device.js';
 
 // Before any session exists: onnxruntime reads the variable when it creates its environment.
 disableOnnxruntimeTelemetry();
 
 export interface EncoderSessions {
-  device: 'cpu' | 'cuda';
-  deviceId: number;
   executionProvider: string;
   onnxruntimeVersion: string;
-  fallbackReason?: string;
   encodeText(inputIds: BigInt64Array, batch: number): Promise<Float32Array>;
   encodeImages(pixels: Float32Array, batch: number): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
 export interface OpenEncodersOptions {
-  device: DeviceRequest;
+  device: PlacedDevice;
   /** Intra-op threads for the CPU provider; onnxruntime picks one per physical core when omitted. */
   threads?: number;
 }
@@ -48,8 +42,6 @@ export const onnxruntimeVersion: string = ort.env.versions.node ?? ort.env.versi
 // on stderr would only repeat it, outside the CLI's control of stderr.
 ort.env.logLevel = 'fatal';
 
-const CUDA_PROVIDER_LIBRARIES = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
-
 function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId }] : ['cpu'],
@@ -59,65 +51,6 @@ function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: num
     executionMode: 'sequential',
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
   };
-}
-
-/**
- * Why the CUDA provider did not load, in terms a user can act on. onnxruntime's own error only says
- * "Failed to load shared library"; loading the provider library ourselves makes the dynamic loader
- * name the first missing dependency (a CUDA, cuBLAS or cuDNN library of the wrong major version).
- */
-export function diagnoseCudaProvider(error: unknown, bindingDir = onnxruntimeBindingDir()): string {
-  const ortMessage = errorMessage(error);
-  if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}: ${ortMessage}`;
-  return cudaProviderProblem(bindingDir) ?? `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider failed: ${ortMessage}`;
-}
-
-/**
- * Why the CUDA provider cannot load on this machine, or undefined when its libraries load. It creates
- * no session, so it is cheap enough to decide up front which encoders to prepare for `--device auto`;
- * a GPU that is absent or busy still shows only when a session starts.
- */
-export function cudaProviderProblem(bindingDir = onnxruntimeBindingDir()): string | undefined {
-  if (bindingDir === undefined) return `onnxruntime-node ${onnxruntimeVersion}'s native binding folder was not found`;
-  const missing = CUDA_PROVIDER_LIBRARIES.filter((lib) => !existsSync(path.join(bindingDir, lib)));
-  if (missing.length > 0) {
-    return `onnxruntime-node ${onnxruntimeVersion} has no CUDA provider: ${missing.join(' and ')} missing in ${bindingDir} `
-      + '(onnxruntime-node installs them for CUDA 13 on linux x64 unless its install script was skipped)';
-  }
-  for (const lib of CUDA_PROVIDER_LIBRARIES) {
-    const loadError = dlopenError(path.join(bindingDir, lib));
-    if (loadError) return `onnxruntime-node ${onnxruntimeVersion}'s CUDA provider cannot load: ${loadError} (it needs CUDA 13 and cuDNN 9 on the library path)`;
-  }
-  return undefined;
-}
-
-/**
- * Whether onnxruntime-node's CUDA provider libraries are there at all; whether they load is
- * cudaProviderProblem's question. They are absent wherever onnxruntime-node's install script skipped
- * its download (this repository's own install does), which is the ordinary CPU machine.
- */
-export function cudaProviderInstalled(bindingDir = onnxruntimeBindingDir()): boolean {
-  return bindingDir !== undefined && CUDA_PROVIDER_LIBRARIES.every((lib) => existsSync(path.join(bindingDir, lib)));
-}
-
-function onnxruntimeBindingDir(): string | undefined {
-  try {
-    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-    return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The dynamic loader's message for `file`, or undefined when it loads (it is not a Node addon, so Node then complains about registration). */
-function dlopenError(file: string): string | undefined {
-  try {
-    process.dlopen({ exports: {} } as NodeJS.Module, file);
-    return undefined;
-  } catch (err) {
-    const message = errorMessage(err);
-    return /self-register|napi_register|module version/i.test(message) ? undefined : message;
-  }
 }
 
 async function createSession(file: string, provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined): Promise<ort.InferenceSession> {
@@ -148,51 +81,34 @@ async function checkModelFiles(modelDir: string, manifest: ModelManifest): Promi
 }
 
 export async function openEncoders(modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions): Promise<EncoderSessions> {
-  const device = parseDeviceRequest(opts.device);
-  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
-    throw new UsageError(expectedMessage('a positive integer', 'threads', opts.threads));
-  }
   const dir = path.resolve(modelDir);
   await checkModelFiles(dir, manifest);
-  let fallbackReason: string | undefined;
-  if (device.kind !== 'cpu') {
+  const { device } = opts;
+  if (device.kind === 'cuda') {
     try {
-      const pair = await createPair(dir, manifest, 'cuda', device.deviceId, opts.threads);
-      return new OrtEncoders(pair.text, pair.image, manifest, 'cuda', device.deviceId, undefined);
+      const pair = await createPair(dir, manifest, 'cuda', device.id, opts.threads);
+      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider');
     } catch (err) {
-      const reason = cudaFailure(err);
-      if (device.kind === 'cuda') throw new UsageError(`Device ${String(opts.device)} was requested, but ${reason}`, { cause: err });
-      fallbackReason = `CUDA unavailable, using CPU: ${reason}`;
+      throw new CudaUnavailableError(cudaFailure(err), { cause: err });
     }
   }
   try {
     const pair = await createPair(dir, manifest, 'cpu', 0, opts.threads);
-    return new OrtEncoders(pair.text, pair.image, manifest, 'cpu', 0, fallbackReason);
+    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider');
   } catch (err) {
     throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
-/** Provider-load failures get a diagnosis; other CUDA errors (no device, out of memory) keep onnxruntime's words. */
-function cudaFailure(err: unknown): string {
-  const message = errorMessage(err);
-  return /Failed to load|shared library/i.test(message) ? diagnoseCudaProvider(err) : `onnxruntime's CUDA provider failed: ${message}`;
-}
-
 class OrtEncoders implements EncoderSessions {
-  readonly executionProvider: string;
   readonly onnxruntimeVersion = onnxruntimeVersion;
 
   constructor(
     private readonly text: ort.InferenceSession,
     private readonly image: ort.InferenceSession,
     private readonly manifest: ModelManifest,
-    readonly device: 'cpu' | 'cuda',
-    readonly deviceId: number,
-    readonly fallbackReason: string | undefined,
-  ) {
-    this.executionProvider = device === 'cuda' ? 'CUDAExecutionProvider' : 'CPUExecutionProvider';
-  }
+    readonly executionProvider: 'CPUExecutionProvider' | 'CUDAExecutionProvider',
+  ) {}
 
   async encodeText(inputIds: BigInt64Array, batch: number): Promise<Float32Array> {
     const contextLength = this.manifest.text.contextLength;

@@ -3,7 +3,7 @@
  * shape and byte range, then the raw little-endian data. Only the header is read up front.
  */
 import { ModelError, expectedMessage } from '../errors.js';
-import { DTYPE_BYTES, elementCount, isCount, isDType, type TensorEntry, type TensorFile } from './checkpoint.js';
+import { DTYPE_BYTES, elementCount, isCount, isDType, type TensorEntry, type TensorFile } from './tensor-file.js';
 import { RandomAccessFile } from './zip.js';
 
 /** A header larger than this is not a real checkpoint's (PickScore's is about 60 kB). */

@@ -9,8 +9,10 @@
 
 import path from 'node:path';
 import { ModelError, expectedMessage } from '../errors.js';
-import { elementCount, type Checkpoint } from './checkpoint.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import type { Checkpoint } from './checkpoint.js';
+import { elementCount } from './tensor-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 
 export interface ClipTowerConfig {
   hiddenSize: number;
@@ -50,19 +52,7 @@ const ACTIVATIONS: readonly ClipTowerConfig['hiddenAct'][] = ['gelu', 'quick_gel
 
 export async function readClipConfig(dir: string): Promise<ClipConfig> {
   const file = path.join(path.resolve(dir), 'config.json');
-  let text: string;
-  try {
-    text = await readRegularTextFile(file, READ_LIMITS.config, 'a config file');
-  } catch (err) {
-    throw new ModelError(`Cannot read ${file}: ${readFailureText(err)}`, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return parseClipConfig(json, file);
+  return parseClipConfig(await readJsonFile(file, { what: 'a config file', maxBytes: READ_LIMITS.config, error: ModelError }), file);
 }
 
 /** `file` names the source in error messages. */

@@ -1,5 +1,5 @@
 /**
- * The encoders on a dedicated worker thread (src/model/encoder-thread.ts). onnxruntime-node's
+ * The encoders on a dedicated worker thread (encoder-thread.ts, speaking protocol.ts). onnxruntime-node's
  * InferenceSession.run blocks the thread that calls it; run there, it leaves the main thread free to
  * receive prepared images, fill the next batch buffer, write the cache and yield results while the
  * encoder runs, so the next batch is ready when the current one ends.
@@ -9,9 +9,9 @@
  * with the embeddings (ping-pong; the caller keeps two buffers so it fills one while the other is away).
  */
 import { Worker } from 'node:worker_threads';
-import { InputError, InternalError, ModelError, UsageError, errorMessage } from '../errors.js';
-import type { ModelManifest } from './convert.js';
-import { RUNNING, STOPPING, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData, type SerializedError } from './encoder-thread.js';
+import { InternalError, UsageError, errorMessage } from '../errors.js';
+import type { ModelManifest } from '../model-format.js';
+import { RUNNING, STOPPING, reviveError, type EncoderCall, type EncoderReply, type EncoderRequest, type EncoderThreadData } from './protocol.js';
 import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
 import type { EncoderSessions, OpenEncodersOptions } from './session.js';
 
@@ -30,14 +30,6 @@ export interface ThreadedEncoderSessions extends EncoderSessions {
    * thread and back. Until the promise settles, `pixels` is detached; use the returned `pixels` after.
    */
   encodeImagesTransferring(pixels: Float32Array, batch: number): Promise<TransferredBatch>;
-}
-
-const ERROR_CLASSES: Record<string, new (message: string) => Error> = { UsageError, InputError, ModelError, InternalError };
-
-/** The same typed error the sessions threw in the thread, with its message. */
-function revive(error: SerializedError): Error {
-  const ErrorClass = ERROR_CLASSES[error.name] ?? Error;
-  return new ErrorClass(error.message);
 }
 
 /** The longest process exit waits for a running encoder call, rather than abort the process by cutting it. */
@@ -59,7 +51,7 @@ export async function openEncodersInThread(modelDir: string, manifest: ModelMani
       worker.off('error', reject);
       worker.off('exit', onExit);
       if (reply.type === 'opened') resolve(reply);
-      else reject(reply.type === 'failed' ? revive(reply.error) : new InternalError(`The encoder thread answered ${reply.type} before opening`));
+      else reject(reply.type === 'failed' ? reviveError(reply.error) : new InternalError(`The encoder thread answered ${reply.type} before opening`));
     });
   }).catch(async (err: unknown) => {
     await worker.terminate();
@@ -69,11 +61,8 @@ export async function openEncodersInThread(modelDir: string, manifest: ModelMani
 }
 
 class ThreadedEncoders implements ThreadedEncoderSessions {
-  readonly device: 'cpu' | 'cuda';
-  readonly deviceId: number;
   readonly executionProvider: string;
   readonly onnxruntimeVersion: string;
-  readonly fallbackReason?: string;
   private readonly pending = new Map<number, PendingCall>();
   private nextId = 0;
   /** Set once the thread is gone: every later call fails with it. */
@@ -92,11 +81,8 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
     opened: Extract<EncoderReply, { type: 'opened' }>,
     private readonly pixelsPerImage: number,
   ) {
-    this.device = opened.device;
-    this.deviceId = opened.deviceId;
     this.executionProvider = opened.executionProvider;
     this.onnxruntimeVersion = opened.onnxruntimeVersion;
-    if (opened.fallbackReason !== undefined) this.fallbackReason = opened.fallbackReason;
     worker.on('message', (reply: EncoderReply) => this.onReply(reply));
     worker.on('error', (err) => this.fail(new InternalError(`The encoder thread failed: ${err.message}`)));
     worker.on('exit', (code) => this.fail(new InternalError(`The encoder thread exited with code ${code}`)));
@@ -149,7 +135,7 @@ class ThreadedEncoders implements ThreadedEncoderSessions {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, {
-        resolve: (reply) => (reply.ok ? resolve(reply) : reject(revive(reply.error))),
+        resolve: (reply) => (reply.ok ? resolve(reply) : reject(reviveError(reply.error))),
         reject,
       });
       try {

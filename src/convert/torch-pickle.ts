@@ -8,7 +8,7 @@
  * mapped to a plain record. There is nothing to execute, and anything else is refused with an error.
  */
 import { ModelError } from '../errors.js';
-import { DTYPE_BYTES, elementCount, isCount, type DType, type TensorEntry, type TensorFile } from './checkpoint.js';
+import { DTYPE_BYTES, elementCount, isCount, type DType, type TensorEntry, type TensorFile } from './tensor-file.js';
 import { RandomAccessFile, ZipArchive } from './zip.js';
 
 /** A storage as the persistent id names it: `('storage', torch.FloatStorage, key, location, numel)`. */

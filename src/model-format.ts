@@ -1,15 +1,70 @@
 /**
- * `pickscore-model.json`: what a converted model folder holds and where it came from. The converter
- * writes it last, so a folder with a valid manifest is a complete one; readers validate every field.
+ * The model format that the converter writes and the runtime encoder reads: a converted model folder
+ * (`pickscore-model.json`, text.onnx, image.onnx, tokenizer files), its precisions and attention kinds,
+ * the variant each device runs, and the names of the graphs' inputs and outputs. Both sides import this
+ * module; neither imports the other.
+ *
+ * The converter writes the manifest last, so a folder with a valid manifest is a complete one; readers
+ * validate every field.
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError, expectedMessage } from '../errors.js';
-import type { PreprocessConfig } from '../image/preprocess.js';
-import type { AttentionImpl, Precision } from './clip-graph.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { check, is, oneOf } from './checks.js';
+import { ModelError, expectedMessage } from './errors.js';
+import type { PreprocessConfig } from './image/preprocess.js';
+import { readJsonFile } from './io/json-file.js';
+import { READ_LIMITS } from './io/regular-file.js';
+
+/** Encoder precisions a model folder can hold. */
+export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** What scoring accepts for `--precision`: a precision, or `auto` (fp16 on CUDA, fp32 on the CPU). */
+export const PRECISION_CHOICES = ['auto', ...PRECISIONS] as const;
+export type PrecisionChoice = (typeof PRECISION_CHOICES)[number];
+
+/** plain ONNX attention, or onnxruntime's fused contrib kernels. */
+export const ATTENTION_IMPLS = ['plain', 'fused'] as const;
+export type AttentionImpl = (typeof ATTENTION_IMPLS)[number];
+
+/**
+ * The one check of a precision (`--precision`, `precision:`): with `auto` where the device decides
+ * (scoring), without it where a precision is built (model pull and convert).
+ */
+export function parsePrecision(value: unknown, opts: { auto: true }): PrecisionChoice;
+export function parsePrecision(value: unknown, opts?: { auto: false }): Precision;
+export function parsePrecision(value: unknown, opts: { auto?: boolean } = {}): PrecisionChoice {
+  if (opts.auto) return oneOf(PRECISION_CHOICES, 'precision', value);
+  return check((v): v is Precision => is.oneOf(PRECISIONS, v), PRECISIONS.join(' | '), 'precision', value);
+}
+
+export function parseAttention(value: unknown): AttentionImpl {
+  return check((v): v is AttentionImpl => is.oneOf(ATTENTION_IMPLS, v), ATTENTION_IMPLS.join(' | '), 'attention', value);
+}
+
+/** One converted model: a precision and an attention kind. */
+export interface EncoderVariant { precision: Precision; attention: AttentionImpl }
+
+/**
+ * Which encoders a device runs: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
+ * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
+ */
+export function encoderVariant(precision: PrecisionChoice, onCuda: boolean): EncoderVariant {
+  const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
+  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
+}
+
+/** The graphs' inputs and outputs: input_ids int64 [batch, context] -> text_embeds, pixel_values float32 [batch, 3, H, W] -> image_embeds. */
+export const TEXT_INPUT = 'input_ids';
+export const TEXT_OUTPUT = 'text_embeds';
+export const IMAGE_INPUT = 'pixel_values';
+export const IMAGE_OUTPUT = 'image_embeds';
 
 export const MANIFEST_FILE = 'pickscore-model.json';
+/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
+export const CHECKSUM_FILE = 'checksums.sha256';
+export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
+export const PREPROCESSOR_FILE = 'preprocessor_config.json';
 
 export interface ModelManifest {
   schema: 1;
@@ -29,23 +84,12 @@ export interface ModelManifest {
   onnxOpset: number;
 }
 
-export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8'];
-export const ATTENTION_IMPLS: readonly AttentionImpl[] = ['plain', 'fused'];
-
 export async function readModelManifest(dir: string): Promise<ModelManifest> {
   const file = path.join(path.resolve(dir), MANIFEST_FILE);
-  let text: string;
-  try {
-    text = await readRegularTextFile(file, READ_LIMITS.config, 'a model manifest');
-  } catch (err) {
-    throw new ModelError(`${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${readFailureText(err)})`, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const json = await readJsonFile(file, {
+    what: 'a model manifest', maxBytes: READ_LIMITS.config, error: ModelError,
+    unreadable: (reason) => `${path.resolve(dir)} is not a converted pickscore model: cannot read ${MANIFEST_FILE} (${reason})`,
+  });
   const manifest = validateManifest(json, file);
   for (const name of [manifest.text.file, manifest.image.file, ...manifest.tokenizerFiles]) {
     try {
@@ -73,8 +117,8 @@ export function validateManifest(json: unknown, file: string): ModelManifest {
     if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) check.fail('a SHA-256 hex digest', `source.files[${i}].sha256`, f.sha256);
   });
   if (typeof m.logitScale !== 'number' || !(m.logitScale > 0) || !Number.isFinite(m.logitScale)) check.fail('a positive number', 'logitScale', m.logitScale);
-  if (!PRECISIONS.includes(m.precision as Precision)) check.fail(PRECISIONS.join(' | '), 'precision', m.precision);
-  if (!ATTENTION_IMPLS.includes(m.attention as AttentionImpl)) check.fail(ATTENTION_IMPLS.join(' | '), 'attention', m.attention);
+  if (!(PRECISIONS as readonly unknown[]).includes(m.precision)) check.fail(PRECISIONS.join(' | '), 'precision', m.precision);
+  if (!(ATTENTION_IMPLS as readonly unknown[]).includes(m.attention)) check.fail(ATTENTION_IMPLS.join(' | '), 'attention', m.attention);
   const textPart = check.object(m.text, 'text');
   if (textPart.file !== 'text.onnx') check.fail('"text.onnx"', 'text.file', textPart.file);
   check.count(textPart.contextLength, 'text.contextLength', 1);

@@ -16,9 +16,8 @@ import { GraphBuilder, MS_DOMAIN, float, int, ints } from './onnx-builder.js';
 import { writeOnnxModel, type ElementType, type OnnxModel } from './onnx-proto.js';
 import { concatColumns, decodeFloatTensor, float32Bytes, scaled, toFloat16Bytes, transpose2d } from './onnx-tensors.js';
 import { quantizePerColumn, type QuantizedMatrix } from './quantize.js';
+import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type AttentionImpl, type Precision } from '../model-format.js';
 
-export type Precision = 'fp32' | 'fp16' | 'int8';
-export type AttentionImpl = 'plain' | 'fused';
 export type ClipTower = 'text' | 'image';
 
 export interface ClipTowerOnnxOptions {
@@ -33,10 +32,6 @@ export interface ClipTowerOnnxOptions {
 }
 
 export const ONNX_PRODUCER_VERSION = '0.1.0';
-export const TEXT_INPUT = 'input_ids';
-export const TEXT_OUTPUT = 'text_embeds';
-export const IMAGE_INPUT = 'pixel_values';
-export const IMAGE_OUTPUT = 'image_embeds';
 
 /** transformers masks future tokens with float32's lowest value rather than -inf; so do we. */
 const MASKED_SCORE = -3.4028234663852886e38;

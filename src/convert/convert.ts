@@ -12,18 +12,19 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError, PickScoreError, UsageError, expectedMessage } from '../errors.js';
 import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from '../image/preprocess.js';
-import { PICKSCORE_VERSION } from '../pipeline/version.js';
+import { PICKSCORE_VERSION } from '../version.js';
 import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
-import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
-import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from './manifest.js';
+import { writeClipTowerOnnx } from './clip-graph.js';
+import {
+  CHECKSUM_FILE, MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
+} from '../model-format.js';
 import { ONNX_OPSET } from './onnx-builder.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS, readFailureText } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
-
-export { readModelManifest, type ModelManifest } from './manifest.js';
 
 export interface ConvertOptions {
   outDir: string;
@@ -38,12 +39,6 @@ export interface ConvertOptions {
   /** Also write CHECKSUM_FILE, inside the folder before it is renamed into place, so no finished folder lacks it. */
   checksums?: boolean;
 }
-
-/** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
-export const CHECKSUM_FILE = 'checksums.sha256';
-
-export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
-export const PREPROCESSOR_FILE = 'preprocessor_config.json';
 
 export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): Promise<ModelManifest> {
   checkOptions(opts);
@@ -107,12 +102,9 @@ async function settleAll<T extends readonly unknown[]>(tasks: { [K in keyof T]: 
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
+/** The precision and attention are typed values, checked where the options entered (src/commands/model.ts). */
 function checkOptions(opts: ConvertOptions): void {
   if (typeof opts.outDir !== 'string' || opts.outDir.length === 0) throw new UsageError(expectedMessage('a folder path', 'the output folder', opts.outDir));
-  if (!PRECISIONS.includes(opts.precision)) throw new UsageError(expectedMessage(PRECISIONS.join(' | '), 'precision', opts.precision));
-  if (opts.attention !== undefined && !ATTENTION_IMPLS.includes(opts.attention)) {
-    throw new UsageError(expectedMessage(ATTENTION_IMPLS.join(' | '), 'attention', opts.attention));
-  }
 }
 
 /** An existing output folder is replaced only when it is empty or a pickscore model folder itself. */
@@ -160,9 +152,10 @@ async function findSupportFiles(dirs: (string | undefined)[]): Promise<SupportFi
 async function readPreprocess(file: string | undefined, config: ClipConfig): Promise<PreprocessConfig> {
   const size = config.vision.imageSize;
   if (!file) return { ...CLIP_PREPROCESS, mean: [...CLIP_PREPROCESS.mean], std: [...CLIP_PREPROCESS.std], shortestEdge: size, cropHeight: size, cropWidth: size };
+  const json = await readJsonFile(file, { what: 'a config file', maxBytes: READ_LIMITS.config, error: ModelError, unreadable: (reason) => `${file}: ${reason}`, notJson: (detail) => `${file}: ${detail}` });
   let preprocess: PreprocessConfig;
   try {
-    preprocess = preprocessConfigFromJson(JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a config file')));
+    preprocess = preprocessConfigFromJson(json);
   } catch (err) {
     throw new ModelError(`${file}: ${readFailureText(err)}`, { cause: err });
   }
