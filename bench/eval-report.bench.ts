@@ -12,6 +12,7 @@ import type { BenchContext } from './run.js';
 import { runEval } from '../src/commands/eval.js';
 import { renderHtml } from '../src/eval/render-html.js';
 import { renderMarkdown } from '../src/eval/render-markdown.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { fileThumbnails } from '../src/eval/thumbnails.js';
 import { encodePng } from '../test/helpers/pipe-images.js';
 import { tinyModel } from '../test/helpers/tiny-model.js';
@@ -79,7 +80,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 
   ctx.log('rendering');
   started = performance.now();
-  const html = await renderHtml(result.report, fileThumbnails('apply'));
+  const html = await renderHtml(result.report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }));
   const renderHtmlMs = performance.now() - started;
   const markdown = renderMarkdown(result.report);
   const file = path.join(dir, 'report.html');
