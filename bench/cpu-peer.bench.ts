@@ -21,11 +21,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { writeClipTowerOnnx } from '../src/model/clip-graph.js';
-import type { ModelManifest } from '../src/model/convert.js';
-import { openEncodersInThread } from '../src/model/threaded-encoders.js';
+import { writeClipTowerOnnx } from '../src/convert/clip-graph.js';
+import { encoderVariant, type ModelManifest } from '../src/model-format.js';
+import { openEncodersInThread } from '../src/encoder/threaded-encoders.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { encoderVariant } from '../src/pipeline/options.js';
 import { median, mulberry32 } from '../src/score/stats.js';
 import { CLIP_H_14, randomCheckpoint } from './random-clip.js';
 import type { BenchContext } from './run.js';
@@ -139,7 +138,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       const dir = path.join(root, precision);
       ctx.log(`cpu-peer: converting pickscore's ${precision} encoders`);
       const converted = await convert(precision, dir);
-      const sessions = await openEncodersInThread(dir, converted.manifest, { device: 'cpu', threads });
+      const sessions = await openEncodersInThread(dir, converted.manifest, { device: { kind: 'cpu' }, threads });
       const towers: Record<string, unknown> = { variant: `${precision} ${converted.attention}`, convert_s: converted.seconds };
       try {
         towers.image = await measureTower(ctx, 'image', precision, rounds, () => sessions.encodeImages(pixels, IMAGE_BATCH), peer);

@@ -14,9 +14,9 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { ClipConfig } from '../src/model/clip-config.js';
-import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
-import { openEncodersInThread } from '../src/model/threaded-encoders.js';
+import type { ClipConfig } from '../src/convert/clip-config.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import { openEncodersInThread } from '../src/encoder/threaded-encoders.js';
 import { CLIP_H_14, convertRandomClip } from './random-clip.js';
 import type { BenchContext } from './run.js';
 
@@ -87,7 +87,7 @@ async function profileVariant(ctx: BenchContext, precision: Precision, attention
   try {
     ctx.log(`op-profile: converting ${precision} ${attention}`);
     const { manifest } = await convertRandomClip(IMAGE_ONLY, precision, attention, dir);
-    const sessions = await openEncodersInThread(dir, manifest, { device: 'cpu', threads: os.availableParallelism(), profileFilePrefix: prefix });
+    const sessions = await openEncodersInThread(dir, manifest, { device: { kind: 'cpu' }, threads: os.availableParallelism(), profileFilePrefix: prefix });
     const pixels = new Float32Array(BATCH * 3 * 224 * 224);
     for (let i = 0; i < pixels.length; i++) pixels[i] = Math.sin(i * 0.37) * 1.5;
     const seconds: number[] = [];

@@ -7,10 +7,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { openCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
-import { readClipConfig, type ClipConfig } from '../src/model/clip-config.js';
-import { buildClipTowerModel, type AttentionImpl, type Precision } from '../src/model/clip-graph.js';
-import { fingerprint } from '../src/model/convert.js';
+import { openCheckpoint, type Checkpoint } from '../src/convert/checkpoint.js';
+import { readClipConfig, type ClipConfig } from '../src/convert/clip-config.js';
+import { buildClipTowerModel } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import { fingerprint } from '../src/convert/convert.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 const tinyClipDir = path.join(referenceDir, 'tiny-clip');

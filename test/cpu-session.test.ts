@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { openEncoders } from '../src/model/session.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { skipWithoutReference } from './helpers/paths.js';
 import { buildReferenceEncoders, tempDir, type BuiltEncoders } from './helpers/graph-models.js';
 
@@ -25,7 +25,7 @@ const WORKER_SOURCE = `
   const { openEncoders } = await import(workerData.sessionModule);
   const product = () => Number(workerData.denormal) * Number('1');
   const before = product();
-  const sessions = await openEncoders(workerData.dir, workerData.manifest, { device: 'cpu', threads: 2 });
+  const sessions = await openEncoders(workerData.dir, workerData.manifest, { device: { kind: 'cpu' }, threads: 2 });
   const after = product();
   const embeddings = await sessions.encodeImages(new Float32Array(3 * 224 * 224), 1);
   await sessions.close();
@@ -43,7 +43,7 @@ describe('CPU session options', { skip: skipWithoutReference }, () => {
   after(async () => scratch?.remove());
 
   it('encoders opened off the main thread flush denormals on that thread', async () => {
-    const sessionModule = pathToFileURL(path.resolve('build/src/model/session.js')).href;
+    const sessionModule = pathToFileURL(path.resolve('build/src/encoder/session.js')).href;
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sessionModule, dir: built.dir, manifest: built.manifest, denormal: DENORMAL } });
     const reply = await new Promise<{ before: number; after: number; finite: boolean }>((resolve, reject) => {
       worker.once('message', resolve);
@@ -56,7 +56,7 @@ describe('CPU session options', { skip: skipWithoutReference }, () => {
   });
 
   it('encoders opened on the main thread leave its denormals alone', async () => {
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
     try {
       assert.ok(Number(DENORMAL) * Number('1') > 0);
       await sessions.encodeImages(new Float32Array(3 * 224 * 224), 1);

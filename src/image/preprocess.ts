@@ -4,7 +4,7 @@
  * float32. Pure: no I/O.
  */
 import { InputError, expectedMessage } from '../errors.js';
-import type { RgbImage } from './codec.js';
+import type { RgbImage } from './image.js';
 import { resizeBicubicRegion, type Region } from './resample.js';
 
 export interface PreprocessConfig {
