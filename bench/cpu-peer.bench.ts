@@ -8,12 +8,14 @@
  * For each precision and tower both sides load their model and run one warm-up batch, then take turns,
  * pickscore, PyTorch, PyTorch, pickscore (A B B A) for `rounds` rounds, so that the load of a shared
  * machine falls on both alike. Reported per side: items/s from the median batch time, the timed batch
- * times, and the spread (slowest / fastest timed batch); then pickscore's ratio to PyTorch. Only one
+ * times, and the spread (slowest / fastest timed batch); then pickscore's ratio to PyTorch, gathered
+ * with the spreads under `ratios`, and the load average before and after, so a noisy run shows. Only one
  * precision's models are in memory at a time (fp32: pickscore's two towers, 3.9 GB, and PyTorch's
  * current tower, up to 2.5 GB).
  *
- *   npm run bench -- cpu-peer                 3 rounds: about 7 minutes on 2 idle cores
- *   PICKSCORE_BENCH_ROUNDS=5 npm run bench -- cpu-peer
+ *   npm run -s bench -- cpu-peer                 3 rounds: about 7 minutes on 2 idle cores
+ *   PICKSCORE_BENCH_ROUNDS=5 npm run -s bench -- cpu-peer
+ *   PICKSCORE_TORCH_PYTHON=/path/to/python npm run -s bench -- cpu-peer   another Python with torch
  *
  * Where torch is missing the peer is skipped with a notice on stderr and in the JSON, and pickscore's
  * figures are still measured.
@@ -128,6 +130,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const peer = 'skipped' in started ? undefined : started;
   if (!peer) ctx.log(`cpu-peer: notice: the PyTorch peer is skipped: ${(started as { skipped: string }).skipped}`);
   const out: Record<string, unknown> = {
+    load_average_at_start: os.loadavg().map((l) => Number(l.toFixed(2))),
     model: 'CLIP-H/14 (PickScore v1 geometry), random weights', threads, rounds, image_batch: IMAGE_BATCH, text_batch: TEXT_BATCH,
     pytorch: peer ? { python: peer.python, torch: peer.torchVersion, glibc_tunables: peer.glibcTunables } : { skipped: (started as { skipped: string }).skipped },
   };
@@ -153,8 +156,27 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     await peer?.close();
     await rm(root, { recursive: true, force: true });
   }
+  out.load_average_at_end = os.loadavg().map((l) => Number(l.toFixed(2)));
+  out.ratios = ratios(out);
   out.goals = goals(out);
   return out;
+}
+
+/** pickscore / PyTorch for each precision and tower, with both sides' spreads: the figures a reader came for. */
+function ratios(out: Record<string, unknown>): Record<string, unknown> {
+  const rows: Record<string, unknown> = {};
+  for (const precision of ['int8', 'fp32'] as const) {
+    for (const tower of ['image', 'text'] as const) {
+      const t = (out[precision] as Record<string, Record<string, unknown>>)[tower];
+      const spread = (side: unknown) => (side === undefined ? null : Number((side as { spread: number }).spread.toFixed(3)));
+      rows[`${precision}_${tower}`] = {
+        ratio: t.ratio === undefined ? null : Number((t.ratio as number).toFixed(3)),
+        pickscore_spread: spread(t.pickscore),
+        pytorch_spread: spread(t.pytorch),
+      };
+    }
+  }
+  return rows;
 }
 
 function goals(out: Record<string, unknown>): Record<string, unknown> {

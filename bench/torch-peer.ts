@@ -29,13 +29,16 @@ function peerEnv(threads: number): NodeJS.ProcessEnv {
   return env;
 }
 
-export interface PeerLoad { load_s: number; fast_path: boolean; engine: string }
+export interface PeerGeometry { width: number; layers: number; heads: number; mlp: number }
+
+export interface PeerLoad { load_s: number; fast_path: boolean; engine: string; blas: string }
 
 export interface TorchPeer {
   python: string;
   torchVersion: string;
   glibcTunables: string;
-  load(tower: 'image' | 'text', precision: 'fp32' | 'int8', batch: number): Promise<PeerLoad>;
+  /** `geometry` replaces CLIP-H's widths and depths, for tests that run the peer small. */
+  load(tower: 'image' | 'text', precision: 'fp32' | 'int8', batch: number, geometry?: PeerGeometry): Promise<PeerLoad>;
   /** One timed batch; seconds as the peer measured them around the forward call. */
   run(): Promise<number>;
   unload(): Promise<void>;
@@ -43,14 +46,14 @@ export interface TorchPeer {
 }
 
 /** The peer, or the reason it cannot run here (no Python, no torch). */
-export async function startTorchPeer(threads: number, log: (line: string) => void): Promise<TorchPeer | { skipped: string }> {
-  const probe = spawnSync(torchPython, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', env: peerEnv(threads), timeout: 120_000 });
+export async function startTorchPeer(threads: number, log: (line: string) => void, python = torchPython): Promise<TorchPeer | { skipped: string }> {
+  const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', env: peerEnv(threads), timeout: 120_000 });
   if (probe.error || probe.status !== 0) {
     const why = probe.error ? probe.error.message : (probe.stderr.trim().split('\n').pop() ?? `exit ${probe.status}`);
-    return { skipped: `PyTorch is not available to ${torchPython} (${why}); install Debian's python3-torch or set PICKSCORE_TORCH_PYTHON` };
+    return { skipped: `PyTorch is not available to ${python} (${why}); install Debian's python3-torch or set PICKSCORE_TORCH_PYTHON` };
   }
-  const child = spawn(torchPython, [PEER_SCRIPT], { env: peerEnv(threads), stdio: ['pipe', 'pipe', 'pipe'] });
-  return new PeerProcess(child, probe.stdout.trim(), threads, log);
+  const child = spawn(python, [PEER_SCRIPT], { env: peerEnv(threads), stdio: ['pipe', 'pipe', 'pipe'] });
+  return new PeerProcess(child, python, probe.stdout.trim(), threads, log);
 }
 
 type Reply = { ok: true; [key: string]: unknown } | { ok: false; error: string };
@@ -59,12 +62,11 @@ type Reply = { ok: true; [key: string]: unknown } | { ok: false; error: string }
 const REPLY_TIMEOUT_MS = 15 * 60_000;
 
 class PeerProcess implements TorchPeer {
-  readonly python = torchPython;
   readonly glibcTunables = PEER_GLIBC_TUNABLES;
   private readonly waiting: ((line: string | Error) => void)[] = [];
   private exited: Error | undefined;
 
-  constructor(private readonly child: ChildProcessWithoutNullStreams, readonly torchVersion: string, private readonly threads: number, log: (line: string) => void) {
+  constructor(private readonly child: ChildProcessWithoutNullStreams, readonly python: string, readonly torchVersion: string, private readonly threads: number, log: (line: string) => void) {
     createInterface({ input: child.stdout }).on('line', (line) => this.waiting.shift()?.(line));
     createInterface({ input: child.stderr }).on('line', (line) => log(`torch peer: ${line}`));
     child.on('exit', (code, signal) => {
@@ -93,9 +95,9 @@ class PeerProcess implements TorchPeer {
     return reply;
   }
 
-  async load(tower: 'image' | 'text', precision: 'fp32' | 'int8', batch: number): Promise<PeerLoad> {
-    const reply = await this.request({ cmd: 'load', tower, precision, batch, threads: this.threads });
-    return { load_s: Number(reply.load_s), fast_path: reply.fast_path === true, engine: String(reply.engine) };
+  async load(tower: 'image' | 'text', precision: 'fp32' | 'int8', batch: number, geometry?: PeerGeometry): Promise<PeerLoad> {
+    const reply = await this.request({ cmd: 'load', tower, precision, batch, threads: this.threads, ...(geometry ? { geometry } : {}) });
+    return { load_s: Number(reply.load_s), fast_path: reply.fast_path === true, engine: String(reply.engine), blas: String(reply.blas) };
   }
 
   async run(): Promise<number> {

@@ -11,11 +11,11 @@ plain PyTorch with random weights, as a Python user would run them on a CPU:
 
 It serves one command per stdin line and answers one JSON line on stdout, so that the bench can time it in
 turns with pickscore's encoder in the same minutes:
-  {"cmd": "load", "tower": "image"|"text", "precision": "fp32"|"int8", "batch": N, "threads": T}
-      -> {"ok": true, "load_s", "fast_path", "engine"}   builds the model and runs it once (warm-up)
+  {"cmd": "load", "tower": "image"|"text", "precision": "fp32"|"int8", "batch": N, "threads": T, "geometry"?: {...}}
+      -> {"ok": true, "load_s", "fast_path", "engine", "blas"}   builds the model and runs it once (warm-up)
   {"cmd": "run"}                                          -> {"ok": true, "seconds"}   one timed batch
   {"cmd": "unload"} -> {"ok": true};  {"cmd": "quit"} ends the process.
-Errors answer {"ok": false, "error"}.
+Errors answer {"ok": false, "error"}. "geometry" (width, layers, heads, mlp) replaces CLIP-H's, for the tests only.
 """
 import gc
 import json
@@ -40,6 +40,22 @@ IMAGE_SIZE = 224
 EPS = 1e-5
 
 fast_path_calls = 0
+
+
+def blas_in_use():
+    """The OpenBLAS this process loaded and the kernels it picked: OPENBLAS_CORETYPE, where set, forces older ones."""
+    import ctypes
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "libopenblas" in line}
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            return f"{path}: {lib.openblas_get_config().decode()}; kernels for {lib.openblas_get_corename().decode()}"
+        except (OSError, AttributeError) as err:
+            return f"{path}: cannot ask it ({err})"
+    return "no OpenBLAS loaded"
 
 
 def count_fast_path():
@@ -100,9 +116,8 @@ def run_layers(layers, x, mask, fast):
 
 
 class ImageTower(nn.Module):
-    def __init__(self, fast):
+    def __init__(self, fast, g):
         super().__init__()
-        g = GEOMETRY["image"]
         self.fast = fast
         self.patch_embedding = nn.Conv2d(3, g["width"], PATCH, PATCH, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(g["width"]) * 0.02)
@@ -121,9 +136,8 @@ class ImageTower(nn.Module):
 
 
 class TextTower(nn.Module):
-    def __init__(self, fast):
+    def __init__(self, fast, g):
         super().__init__()
-        g = GEOMETRY["text"]
         self.fast = fast
         self.token_embedding = nn.Embedding(VOCAB, g["width"])
         self.position_embedding = nn.Parameter(torch.randn(CONTEXT, g["width"]) * 0.01)
@@ -157,25 +171,30 @@ class Peer:
         self.model = None
         self.batch = None
 
-    def load(self, tower, precision, batch, threads):
+    def load(self, tower, precision, batch, threads, geometry=None):
+        # Checked before the current model goes, so that a refused load leaves the peer as it was.
+        if tower not in GEOMETRY:
+            raise ValueError(f"unknown tower {tower}")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"unknown precision {precision}")
         self.unload()
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         started = time.perf_counter()
         fast = precision == "fp32"
-        model = (ImageTower if tower == "image" else TextTower)(fast).eval()
+        model = (ImageTower if tower == "image" else TextTower)(fast, {**GEOMETRY[tower], **(geometry or {})}).eval()
         if precision == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-        elif precision != "fp32":
-            raise ValueError(f"unknown precision {precision}")
         self.model, self.batch = model, inputs(tower, batch)
         global fast_path_calls
         fast_path_calls = 0
         self.run()  # warm-up: first-call allocations and weight reorders
         return {"load_s": time.perf_counter() - started, "fast_path": fast_path_calls > 0,
-                "engine": torch.backends.quantized.engine if precision == "int8" else "fp32"}
+                "engine": torch.backends.quantized.engine if precision == "int8" else "fp32", "blas": blas_in_use()}
 
     def run(self):
+        if self.model is None:
+            raise RuntimeError("no model is loaded")
         with torch.inference_mode():
             started = time.perf_counter()
             self.model(self.batch)
@@ -200,7 +219,8 @@ def main():
             if cmd == "quit":
                 break
             if cmd == "load":
-                reply = peer.load(request["tower"], request["precision"], int(request["batch"]), int(request["threads"]))
+                reply = peer.load(request["tower"], request["precision"], int(request["batch"]), int(request["threads"]),
+                                  request.get("geometry"))
             elif cmd == "run":
                 reply = peer.run()
             elif cmd == "unload":
