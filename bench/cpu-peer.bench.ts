@@ -119,6 +119,10 @@ async function measureTower(
     result.pytorch = { [unit]: pytorch.per_s, batch_seconds: pytorch.batch_seconds, spread: pytorch.spread, ...peerLoad };
     result.ratio = pickscore.per_s / pytorch.per_s;
   }
+  // A line per tower as it finishes, so that a run stopped part way still says what it measured.
+  const perSecond = (side: unknown) => ((side as Record<string, number> | undefined)?.[unit])?.toFixed(3) ?? '-';
+  ctx.log(`cpu-peer: ${precision} ${tower}: pickscore ${perSecond(result.pickscore)} ${unit} (spread ${pickscore.spread.toFixed(2)}), `
+    + `PyTorch ${perSecond(result.pytorch)}, ratio ${typeof result.ratio === 'number' ? result.ratio.toFixed(3) : '-'}; batch seconds ${JSON.stringify(pickscore.batch_seconds)} against ${JSON.stringify(theirs.map((t) => Number(t.toFixed(3))))}`);
   return result;
 }
 
