@@ -13,7 +13,7 @@
  * precision's models are in memory at a time (fp32: pickscore's two towers, 3.9 GB, and PyTorch's
  * current tower, up to 2.5 GB).
  *
- *   npm run -s bench -- cpu-peer                 3 rounds: about 7 minutes on 2 idle cores
+ *   npm run -s bench -- cpu-peer                 3 rounds: 7 to 8 minutes on 2 idle cores, many more on busy ones
  *   PICKSCORE_BENCH_ROUNDS=5 npm run -s bench -- cpu-peer
  *   PICKSCORE_TORCH_PYTHON=/path/to/python npm run -s bench -- cpu-peer   another Python with torch
  *
@@ -163,7 +163,24 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   out.load_average_at_end = os.loadavg().map((l) => Number(l.toFixed(2)));
   out.ratios = ratios(out);
   out.goals = goals(out);
+  const busy = busyWarning(out.load_average_at_start as number[], out.load_average_at_end as number[], threads);
+  if (busy) {
+    out.busy_machine = busy;
+    ctx.log(`cpu-peer: warning: ${busy}`);
+  }
   return out;
+}
+
+/**
+ * A warning when other work shared the cores: the turns spread the load over both sides, but the two
+ * degrade differently (PyTorch's OpenMP threads wait at barriers for a thread the scheduler took away,
+ * onnxruntime's sleep), so a busy machine's ratios are not the quiet machine's and must not be read as them.
+ */
+export function busyWarning(loadAtStart: number[], loadAtEnd: number[], threads: number): string | undefined {
+  // The benchmark's own threads (and the build before it) account for up to `threads` of the load.
+  const worst = Math.max(loadAtStart[0], loadAtEnd[0], loadAtEnd[2]);
+  if (worst <= threads + 1.5) return undefined;
+  return `the machine was busy (load average up to ${worst.toFixed(1)} on ${threads} cores): these ratios are not a quiet machine's; run the benchmark again where nothing else runs`;
 }
 
 /** pickscore / PyTorch for each precision and tower, with both sides' spreads: the figures a reader came for. */

@@ -10,6 +10,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startTorchPeer, torchPython, type TorchPeer } from '../bench/torch-peer.js';
 import { summarizeProfile } from '../bench/op-profile.bench.js';
+import { busyWarning } from '../bench/cpu-peer.bench.js';
 import { tempDir } from './helpers/graph-models.js';
 
 const TINY = { width: 64, layers: 1, heads: 2, mlp: 128 };
@@ -80,4 +81,11 @@ test('the profile summary counts only the runs after the warm-up, per operator a
   assert.deepEqual(summary.by_part, { gemm: 5, layernorm: 2, attention: 1, quantize_activations: 1, gelu: 1, other: 1 });
   assert.equal(summary.total_ms, 9);
   assert.throws(() => summarizeProfile([run(0)]), /1 model runs; expected a warm-up and at least one more/);
+});
+
+test('a benchmark run on a busy machine says so, and a quiet one, where its own threads are the load, does not', () => {
+  assert.equal(busyWarning([0.3, 0.2, 0.1], [2.1, 2.0, 1.6], 2), undefined);
+  assert.equal(busyWarning([1.8, 0.9, 0.4], [3.4, 2.6, 2.1], 2), undefined, 'the build before it and its own two threads');
+  assert.match(busyWarning([11.6, 8.8, 7.45], [3.91, 6.87, 7.91], 2) ?? '', /busy \(load average up to 11\.6 on 2 cores\): these ratios are not a quiet machine's/);
+  assert.match(busyWarning([0.5, 0.5, 0.5], [1.0, 3.0, 4.2], 2) ?? '', /up to 4\.2 on 2 cores/, 'load that came and went during the run');
 });
