@@ -89,12 +89,13 @@ export function registerModelCommand(program: Command): void {
     .addOption(attentionOption())
     .option('--tokenizer <dir>', 'folder with the tokenizer and preprocessor files, when the checkpoint lacks them')
     .option('--name <name>', 'model name recorded in the manifest')
+    .option('--open-clip-model <name>', 'open_clip architecture (ViT-H-14, ViT-L-14, ViT-B-32) of open_clip weights without open_clip_config.json, such as HPSv2\'s .pt')
     .option('--json', 'print the result as JSON', false))
-    .action(async (dir: string, flags: CommonFlags & { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string }) => {
+    .action(async (dir: string, flags: CommonFlags & { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string; openClipModel?: string }) => {
       const console = createConsole(flags);
       const bar = console.progress('convert', 'bytes');
       const result = await modelConvert({ src: dir, out: flags.out, precision: flags.precision, attention: flags.attention, tokenizerDir: flags.tokenizer,
-        name: flags.name, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
+        name: flags.name, openClipArchitecture: flags.openClipModel, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
       if (flags.json) return printJson(result);
       await printText(`converted: ${result.manifest.name}  ${describeConverted(result)}`);
     });

@@ -250,6 +250,8 @@ export interface ModelConvertOptions {
   tokenizerDir?: string;
   name?: string;
   onProgress?: (done: number, total: number) => void;
+  /** open_clip architecture of open_clip weights without open_clip_config.json (`--open-clip-model`). */
+  openClipArchitecture?: string;
 }
 
 /** A folder the user named must exist and be a folder: a missing path is an input error, not a broken model. */
@@ -266,6 +268,6 @@ export async function modelConvert(opts: ModelConvertOptions): Promise<Converted
   await requireFolder(opts.src, 'The checkpoint folder');
   if (opts.tokenizerDir !== undefined) await requireFolder(opts.tokenizerDir, 'The tokenizer folder (--tokenizer)');
   const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision: opts.precision, attention: opts.attention,
-    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true });
+    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true, openClipArchitecture: opts.openClipArchitecture });
   return withSize({ dir: path.resolve(opts.out), manifest });
 }

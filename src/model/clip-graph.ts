@@ -380,11 +380,11 @@ class TowerBuilder {
     this.projectAndOutput(this.layerNorm(pooled, 'text_model.final_layer_norm'), 'text_projection.weight', TEXT_OUTPUT);
   }
 
-  /** [batch, 1] int64: argmax(input_ids) for eos_token_id 2, else the first position holding eos_token_id. */
+  /** [batch, 1] int64: argmax(input_ids) for eos_token_id 2 or argmax pooling, else the first position holding eos_token_id. */
   private eosPositions(ids: string): string {
     const g = this.graph;
     const eos = this.opts.config.text.eosTokenId;
-    const searched = eos === LEGACY_EOS_TOKEN_ID
+    const searched = eos === LEGACY_EOS_TOKEN_ID || this.opts.config.text.pooling === 'argmax'
       ? ids
       : g.op('Equal', [ids, g.constInt64('eos_token_id', [eos], [])]);
     // ArgMax has no int64 or bool kernel on every provider; ids and flags fit int32 exactly.

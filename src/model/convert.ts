@@ -18,6 +18,8 @@ import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipC
 import { writeClipTowerOnnx, type AttentionImpl, type Precision } from './clip-graph.js';
 import { ATTENTION_IMPLS, MANIFEST_FILE, PRECISIONS, type ModelManifest } from './manifest.js';
 import { ONNX_OPSET } from './onnx-builder.js';
+import { openOpenClipSource, type OpenClipSource } from './open-clip-checkpoint.js';
+import { OPEN_CLIP_ARCHITECTURES, isOpenClipArchitecture } from './open-clip-config.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
@@ -37,6 +39,8 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number) => void;
   /** Also write CHECKSUM_FILE, inside the folder before it is renamed into place, so no finished folder lacks it. */
   checksums?: boolean;
+  /** An open_clip architecture (ViT-H-14, ...) for open_clip weights without open_clip_config.json, such as HPSv2's `.pt`. */
+  openClipArchitecture?: string;
 }
 
 /** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
@@ -50,14 +54,18 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
   const source = path.resolve(srcDir);
   const outDir = path.resolve(opts.outDir);
   await checkReplaceable(outDir);
-  const config = await readClipConfig(source);
-  const checkpoint = await openCheckpoint(source);
+  // open_clip weights are read through an adapter that gives them transformers' names and shapes.
+  const openClip = await openOpenClipSource(source, opts.openClipArchitecture);
+  const config = openClip?.config ?? await readClipConfig(source);
+  const checkpoint = openClip?.checkpoint ?? await openCheckpoint(source);
   try {
-    validateClipCheckpoint(config, checkpoint, path.join(source, 'config.json'));
-    const support = await findSupportFiles([opts.tokenizerDir, source]);
-    const preprocess = await readPreprocess(support.preprocessor, config);
+    validateClipCheckpoint(config, checkpoint, openClip?.configFile ?? path.join(source, 'config.json'));
+    const found = await findSupportFiles([opts.tokenizerDir, source]);
+    // An open_clip model's normalisation is its own config's, not a preprocessor_config.json found beside the tokenizer.
+    const support = openClip ? { ...found, preprocessor: undefined } : found;
+    const preprocess = openClip ? openClipPreprocess(openClip, config) : await readPreprocess(support.preprocessor, config);
     const logitScale = await readLogitScale(checkpoint);
-    const sourceFiles = [path.join(source, 'config.json'), ...checkpoint.files];
+    const sourceFiles = [...(openClip ? openClip.configFiles : [path.join(source, 'config.json')]), ...checkpoint.files];
     const progress = progressCounter(opts.onProgress, (await totalBytes(sourceFiles)) + towerBytes(config, checkpoint));
     const attention = opts.attention ?? 'plain';
     const manifest = await writeModelFolder(outDir, async (tmpDir) => {
@@ -112,6 +120,9 @@ function checkOptions(opts: ConvertOptions): void {
   if (!PRECISIONS.includes(opts.precision)) throw new UsageError(expectedMessage(PRECISIONS.join(' | '), 'precision', opts.precision));
   if (opts.attention !== undefined && !ATTENTION_IMPLS.includes(opts.attention)) {
     throw new UsageError(expectedMessage(ATTENTION_IMPLS.join(' | '), 'attention', opts.attention));
+  }
+  if (opts.openClipArchitecture !== undefined && !isOpenClipArchitecture(opts.openClipArchitecture)) {
+    throw new UsageError(expectedMessage(Object.keys(OPEN_CLIP_ARCHITECTURES).join(' | '), 'the open_clip architecture', opts.openClipArchitecture));
   }
 }
 
@@ -172,6 +183,12 @@ async function readPreprocess(file: string | undefined, config: ClipConfig): Pro
     );
   }
   return preprocess;
+}
+
+/** open_clip's eval transform with a shortest-side resize, as CLIP's processor: its mean and std at the model's image size. */
+function openClipPreprocess(source: OpenClipSource, config: ClipConfig): PreprocessConfig {
+  const size = config.vision.imageSize;
+  return { ...CLIP_PREPROCESS, mean: [...source.mean], std: [...source.std], shortestEdge: size, cropHeight: size, cropWidth: size };
 }
 
 async function totalBytes(files: string[]): Promise<number> {
