@@ -44,11 +44,16 @@ job = json.load(sys.stdin)
 if job['op'] == 'generate':
     for spec in job['images']:
         rng = np.random.default_rng(spec['seed'])
-        channels = {'RGB': 3, 'L': 1, 'RGBA': 4, 'LA': 2}[spec['mode']]
+        mode = spec['mode']
+        channels = {'RGB': 3, 'L': 1, 'RGBA': 4, 'LA': 2, 'P': 3}[mode]
         pixels = rng.integers(0, 256, size=(spec['height'], spec['width'], channels), dtype=np.uint8)
         if spec.get('smooth'):
             pixels = np.clip(np.cumsum(pixels.astype(np.int32) - 128, axis=1) // 8 + 128, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, spec['mode']).save(spec['path'])
+        if mode == 'P':
+            image = Image.fromarray(pixels, 'RGB').quantize(64)
+        else:
+            image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode)
+        image.save(spec['path'])
     sys.exit(0)
 with open(job['out'], 'wb') as out:
     for path in job['files']:
@@ -59,7 +64,7 @@ with open(job['out'], 'wb') as out:
         out.write(x.contiguous().numpy().astype('<f4').tobytes())
 `;
 
-export interface GeneratedImage { path: string; width: number; height: number; mode: 'RGB' | 'L' | 'RGBA' | 'LA'; seed: number; smooth?: boolean }
+export interface GeneratedImage { path: string; width: number; height: number; mode: 'RGB' | 'L' | 'RGBA' | 'LA' | 'P'; seed: number; smooth?: boolean }
 
 /** Random images saved as PNG by Pillow. */
 export function generateImages(images: GeneratedImage[]): void {
