@@ -174,6 +174,16 @@ describe('a held-out open_clip checkpoint with QuickGELU', { skip: skipWithoutTo
     // QuickGELU is what makes it match: the same weights with exact GELU are far away.
     const gelu = torchOpenClipForward(weights, { ...HELD_OUT_CFG, quick_gelu: false }, ids, pixelFiles);
     assert.ok(relativeError(encoded.text, gelu.text) > 1e-3 && relativeError(encoded.images, gelu.image) > 1e-3);
+    // open_clip pools at argmax(input_ids) even where no end-of-text id is present (transformers' rule would take position 0).
+    const noEot = [320, 5000, 1125, ...new Array<number>(74).fill(0)];
+    const sessions = await openEncoders(out, manifest, { device: 'cpu', threads: 1 });
+    try {
+      const pooled = await sessions.encodeText(BigInt64Array.from(noEot.map(BigInt)), 1);
+      const reference = torchOpenClipForward(weights, HELD_OUT_CFG, [noEot], [pixelFiles[0]]);
+      assert.ok(relativeError(pooled, reference.text) < TOLERANCE, `argmax pooling: ${relativeError(pooled, reference.text)}`);
+    } finally {
+      await sessions.close();
+    }
   });
 });
 

@@ -223,7 +223,7 @@ export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif:
 
 /**
  * What Pillow would open a file as, where it matters to a pipeline that resizes before converting to
- * RGB (OpenAI `clip`'s `_transform`, src/image/clip-openai.ts): `palette` for "P" and "1" (Pillow
+ * RGB (OpenAI `clip`'s `_transform`, src/image/pillow-modes.ts): `palette` for "P" and "1" (Pillow
  * resizes those with NEAREST), `alpha` for "RGBA" and "LA" (resized premultiplied), `rgb` for modes
  * whose resize commutes with the conversion ("RGB", "L"), `other` for those it does not or that are
  * not checked against Pillow (CMYK, resized as 4 channels; 16-bit grey, resized as 32-bit integers;
