@@ -144,7 +144,7 @@ describe('the aesthetic head appended to the image graph', { skip: skipWithoutRe
     });
   }
 
-  test('the head alone on chosen embeddings: a zero embedding counts its norm as 1, scaling does not change the score', async () => {
+  test('the head alone on chosen embeddings: a zero embedding counts its norm as 1, scaling does not change the score', async (t) => {
     const head = await readImageHead(headFile);
     const g = new GraphBuilder('head');
     g.input('embeds', 'float32', ['batch', 16]);
@@ -155,6 +155,7 @@ describe('the aesthetic head appended to the image graph', { skip: skipWithoutRe
     const embeds = [new Array(16).fill(0), Array.from({ length: 16 }, (_, i) => Math.sin(i + 1)), Array.from({ length: 16 }, (_, i) => 1000 * Math.sin(i + 1)), Array.from({ length: 16 }, (_, i) => (i % 3) - 1)];
     const out = await run(outPath, { embeds: new ort.Tensor('float32', Float32Array.from(embeds.flat()), [embeds.length, 16]) });
     const expected = torchHead(headFile, embeds);
+    t.diagnostic(`image_score relative error ${relativeError(out[IMAGE_SCORE_OUTPUT], expected).toExponential(2)}`);
     assert.ok(relativeError(out[IMAGE_SCORE_OUTPUT], expected) < TOLERANCE, `${[...out[IMAGE_SCORE_OUTPUT]]} vs ${expected}`);
     assert.ok(Math.abs(out[IMAGE_SCORE_OUTPUT][1] - out[IMAGE_SCORE_OUTPUT][2]) < 1e-4);
   });
