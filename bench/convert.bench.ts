@@ -13,8 +13,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { expectedClipTensors, parseClipConfig } from '../src/model/clip-config.js';
-import { elementCount } from '../src/model/checkpoint.js';
+import { expectedClipTensors, parseClipConfig } from '../src/convert/clip-config.js';
+import { elementCount } from '../src/convert/tensor-file.js';
 import { safetensorsHeader } from '../test/helpers/checkpoint-writers.js';
 import type { BenchContext } from './run.js';
 

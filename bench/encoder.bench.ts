@@ -12,10 +12,10 @@
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { ClipConfig } from '../src/model/clip-config.js';
-import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
-import type { ModelManifest } from '../src/model/convert.js';
-import { openEncoders } from '../src/model/session.js';
+import type { ClipConfig } from '../src/convert/clip-config.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import type { ModelManifest } from '../src/model-format.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { rankingAgreement, relativeError } from '../src/score/agreement.js';
 import {
   PIXELS_PER_IMAGE, cosineScores, loadReference, distinctReferencePixels, referenceInputIds,
@@ -41,7 +41,7 @@ async function measureInTurns(variants: { key: string; dir: string; manifest: Mo
   const { imageBatch, repeats } = size;
   const sessions = [];
   try {
-    for (const v of variants) sessions.push(await openEncoders(v.dir, v.manifest, { device: 'cpu', threads: os.cpus().length }));
+    for (const v of variants) sessions.push(await openEncoders(v.dir, v.manifest, { device: { kind: 'cpu' }, threads: os.cpus().length }));
     const batchPixels = inputs.pixels.subarray(0, imageBatch * PIXELS_PER_IMAGE);
     const imageSeconds = variants.map(() => 0);
     const textSeconds = variants.map(() => 0);

@@ -20,9 +20,10 @@ import { open, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { convertCheckpoint, readModelManifest } from '../src/model/convert.js';
-import { parseClipConfig } from '../src/model/clip-config.js';
-import { openEncoders } from '../src/model/session.js';
+import { convertCheckpoint } from '../src/convert/convert.js';
+import { readModelManifest } from '../src/model-format.js';
+import { parseClipConfig } from '../src/convert/clip-config.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { Scorer, type PipelineLayout } from '../src/pipeline/scorer.js';
 import { runRank } from '../src/commands/rank.js';
 import { mean, mulberry32 } from '../src/score/stats.js';
@@ -102,7 +103,7 @@ async function writeImages(dir: string, count: number, side: number): Promise<st
 
 async function encoderOnly(modelDir: string, threads: number): Promise<number> {
   const manifest = await readModelManifest(modelDir);
-  const sessions = await openEncoders(modelDir, manifest, { device: 'cpu', threads });
+  const sessions = await openEncoders(modelDir, manifest, { device: { kind: 'cpu' }, threads });
   try {
     const pixels = new Float32Array(BATCH * 3 * 224 * 224).map((_, i) => Math.sin(i) * 0.5);
     await sessions.encodeImages(pixels, BATCH); // warm-up: the first run plans memory

@@ -18,9 +18,9 @@
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { ClipConfig } from '../src/model/clip-config.js';
-import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
-import { openEncoders } from '../src/model/session.js';
+import type { ClipConfig } from '../src/convert/clip-config.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { embeddingDrift, rankingAgreement } from '../src/score/agreement.js';
 import { median } from '../src/score/stats.js';
 import {
@@ -68,7 +68,7 @@ async function embedWith(ctx: BenchContext, config: ClipConfig, [precision, atte
   ctx.log(`precision: converting and running ${precision} ${attention}`);
   try {
     const { manifest } = await convertRandomClip(config, precision, attention, dir);
-    const sessions = await openEncoders(dir, manifest, { device: 'cpu', threads: os.cpus().length });
+    const sessions = await openEncoders(dir, manifest, { device: { kind: 'cpu' }, threads: os.cpus().length });
     try {
       const started = performance.now();
       const text = await sessions.encodeText(inputs.ids, inputs.prompts);

@@ -11,7 +11,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { BenchContext } from './run.js';
 import { ImagePool } from '../src/image/pool.js';
-import { decodeImage, decodeResizeFast, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { decodeImage, decodeResizeFast } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { CLIP_PREPROCESS, resizeAndCrop } from '../src/image/preprocess.js';
 import { pillowPython } from '../test/helpers/image-pillow.js';
 
@@ -67,7 +68,7 @@ interface Rate { per_s: number; per_cpu_s: number }
 
 /** One pool worker over the files, repeated until MIN_SECONDS have passed. */
 async function measurePool(files: string[], resize: 'exact' | 'fast'): Promise<Rate> {
-  const pool = new ImagePool({ threads: 1, preprocess: CLIP_PREPROCESS, exif: 'apply', resize, maxPixels: DEFAULT_MAX_PIXELS });
+  const pool = new ImagePool({ threads: 1, preprocess: CLIP_PREPROCESS, image: { exif: 'apply', resize, maxPixels: DEFAULT_MAX_PIXELS } });
   try {
     await pool.prepare({ path: files[0] }); // start the worker outside the timing
     let done = 0;

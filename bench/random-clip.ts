@@ -5,10 +5,11 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Checkpoint, TensorEntry } from '../src/model/checkpoint.js';
-import { expectedClipTensors, type ClipConfig } from '../src/model/clip-config.js';
-import { writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/model/clip-graph.js';
-import type { ModelManifest } from '../src/model/convert.js';
+import type { Checkpoint, TensorEntry } from '../src/convert/checkpoint.js';
+import { expectedClipTensors, type ClipConfig } from '../src/convert/clip-config.js';
+import { writeClipTowerOnnx } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import type { ModelManifest } from '../src/model-format.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
 import { mulberry32 } from '../src/score/stats.js';
 

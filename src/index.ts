@@ -1,6 +1,8 @@
 /**
- * pickscore's library API. The CLI runs on the same engine (src/pipeline/scorer.ts), so a score from
- * `PickScore#score` equals the one `pickscore rank` prints for the same image, model and options.
+ * pickscore's library API. The CLI runs on the same engine (src/pipeline/scorer.ts) and the same
+ * commands (src/commands/), so a score from `PickScore#score` equals the one `pickscore rank` prints for
+ * the same image, model and options, and `runEval`, `runMerge` or `runRank` with `device: 'cuda:all'`
+ * return what `pickscore eval`, `merge` and `rank --device cuda:all` write.
  *
  *   import { PickScore } from 'pickscore';
  *   const scorer = await PickScore.load({ device: 'auto' });
@@ -10,7 +12,7 @@
  *   await scorer.close();
  */
 import path from 'node:path';
-import { Scorer, type ImageInput, type Provenance, type ScorerOptions, type ScorerStats } from './pipeline/scorer.js';
+import { Scorer, type ImageSource, type Provenance, type ScorerOptions, type ScorerStats } from './pipeline/scorer.js';
 import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
 import { softmax } from './score/similarity.js';
 import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
@@ -18,11 +20,28 @@ import { InputError, UsageError, describeValue, expectedMessage } from './errors
 export { PickScoreError, UsageError, InputError, ModelError, InternalError, InterruptedError, expectedMessage, type ErrorKind } from './errors.js';
 export { Scorer } from './pipeline/scorer.js';
 export type {
-  ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageInput, RawImageSource, Precision,
+  ScorerOptions, ScoreRequest, ScoredItem, Provenance, ScorerStats, ImageSource, Precision,
 } from './pipeline/scorer.js';
+export type { ResolvedScorerOptions, RunDevice } from './pipeline/options.js';
+export type { PrecisionChoice, AttentionImpl, ModelManifest } from './model-format.js';
+export type { DeviceRequest } from './encoder/device.js';
+export type { ExifMode, ResizeMode, RgbImage } from './image/image.js';
+
+// Commands: options in, data out, as the CLI runs them.
 export { runRank, type RankOptions, type RankResult, type RankRecord, type RankCounts } from './commands/rank.js';
-export type { DeviceRequest } from './model/session.js';
-export type { RgbImage } from './image/codec.js';
+export { writeRankOutput, type RankOutput } from './commands/rank-output.js';
+export { runEval, runEvalPart, type EvalOptions, type EvalQuery, type EvalResult, type EvalPartResult, type EvalCounts } from './commands/eval.js';
+export { runMerge, type MergeOptions, type MergeResult, type MergedRank, type MergedEval } from './commands/merge.js';
+export { listDevices, type WorkerOutcome } from './commands/all-devices.js';
+export {
+  modelPull, modelList, modelInfo, modelVerify, modelConvert,
+  type ModelPullOptions, type ModelPullResult, type ModelListEntry, type ModelInfoResult, type ModelVerifyResult, type ModelConvertOptions, type ConvertedModel,
+} from './commands/model.js';
+export { cacheInfo, cacheClear, type CacheCommandOptions, type CacheInfoResult, type CacheClearResult } from './commands/cache.js';
+export type { EvalReport, GateDecision } from './eval/report.js';
+export { renderMarkdown } from './eval/render-markdown.js';
+export type { OutputFormat } from './io/writers/formats.js';
+export type { Shard } from './shard.js';
 
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
 export type ImageLike = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
@@ -108,12 +127,12 @@ export class PickScore {
   }
 }
 
-function toInputs(images: ImageLike[]): ImageInput[] {
+function toInputs(images: ImageLike[]): ImageSource[] {
   if (!Array.isArray(images)) throw new UsageError(expectedMessage('an array of images (paths, Buffers or {data, width, height})', 'images', images));
   return images.map((image, i) => toInput(image, i));
 }
 
-function toInput(image: ImageLike, index: number): ImageInput {
+function toInput(image: ImageLike, index: number): ImageSource {
   if (typeof image === 'string') return { path: path.resolve(image) };
   if (image instanceof Uint8Array) return { bytes: image, label: `images[${index}]` };
   if (typeof image === 'object' && image !== null && 'data' in image && 'width' in image && 'height' in image) {
@@ -124,7 +143,7 @@ function toInput(image: ImageLike, index: number): ImageInput {
   throw new UsageError(`Expected a path, a Buffer or {data, width, height} for images[${index}] but received ${describeValue(image)}`);
 }
 
-function labelOf(input: ImageInput): string {
+function labelOf(input: ImageSource): string {
   if (!('path' in input)) return input.label;
   return typeof input.path === 'string' ? input.path : Buffer.from(input.path).toString('utf8');
 }

@@ -6,6 +6,7 @@ import { PickScore, InputError, UsageError } from '../src/index.js';
 import { decodeImage } from '../src/image/codec.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
+import { withTempDir } from './helpers/temp-dir.js';
 
 interface Reference { prompts: { prompt: string }[]; images: { image: string; orientation: string }[]; scores: { values: number[][] } }
 
@@ -57,4 +58,29 @@ test('PickScore: score, probs, embeddings and rank agree with the reference and 
     await scorer.close();
   }
   await assert.rejects(scorer.score(prompt, files), UsageError, 'a closed scorer says so');
+});
+
+test('raw RGB pixels take the one preparation path: resize fast resizes them as it resizes a file, and their cache rows are their own', { skip: skipWithoutReference }, async () => {
+  const bytes = await readFile(path.join(referenceDir, 'images', 'coffee.png'));
+  const rgb = await decodeImage(bytes, { exif: 'ignore', maxPixels: 1e8 });
+  const pixels = { data: rgb.data, width: rgb.width, height: rgb.height };
+  const prompt = 'a cup of coffee';
+  const scoresWith = async (resize: 'exact' | 'fast', cacheDir: string | false) => {
+    const scorer = await PickScore.load({ model: await tinyModel(), device: 'cpu', exif: 'ignore', resize, cacheDir, threads: 1 });
+    try {
+      return await scorer.score(prompt, [bytes, pixels]);
+    } finally {
+      await scorer.close();
+    }
+  };
+  const [exactFile, exactPixels] = await scoresWith('exact', false);
+  const [fastFile, fastPixels] = await scoresWith('fast', false);
+  assert.ok(Math.abs(exactPixels - exactFile) < 1e-6, 'exact: the pixels score as their file');
+  assert.notEqual(fastFile, exactFile, 'the fast resize is another resize');
+  assert.ok(Math.abs(fastPixels - fastFile) < 1e-6, `fast: the pixels score as their file (${fastPixels} vs ${fastFile}), not as the exact resize (${exactPixels})`);
+  await withTempDir('api-cache', async (dir) => {
+    const cacheDir = path.join(dir, 'cache');
+    assert.deepEqual(await scoresWith('exact', cacheDir), [exactFile, exactPixels]);
+    assert.deepEqual(await scoresWith('fast', cacheDir), [fastFile, fastPixels], 'a cached exact embedding is never served to a fast run');
+  });
 });

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
-import { openCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
-import { gatherStrided, isContiguous, unpickleStateDict } from '../src/model/torch-pickle.js';
+import { openCheckpoint, type Checkpoint } from '../src/convert/checkpoint.js';
+import { gatherStrided, isContiguous, unpickleStateDict } from '../src/convert/torch-pickle.js';
 import { f32, stateDictPickle, storedZip, writeSafetensors, writeTorchCheckpoint, type TorchTensor } from './helpers/checkpoint-writers.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 

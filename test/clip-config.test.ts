@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ModelError } from '../src/errors.js';
-import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/model/checkpoint.js';
-import { expectedClipTensors, parseClipConfig, readClipConfig, validateClipCheckpoint, type ClipConfig } from '../src/model/clip-config.js';
+import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/convert/checkpoint.js';
+import { expectedClipTensors, parseClipConfig, readClipConfig, validateClipCheckpoint, type ClipConfig } from '../src/convert/clip-config.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 const TINY_TEXT = { hidden_size: 32, intermediate_size: 64, num_attention_heads: 4, num_hidden_layers: 2, hidden_act: 'gelu' };

@@ -11,10 +11,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ModelError, UsageError } from '../src/errors.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { convertCheckpoint, readModelManifest, writingFile, type ModelManifest } from '../src/model/convert.js';
-import { openCheckpoint } from '../src/model/checkpoint.js';
-import { ONNX_OPSET } from '../src/model/onnx-builder.js';
-import { PICKSCORE_VERSION } from '../src/pipeline/version.js';
+import { convertCheckpoint, writingFile } from '../src/convert/convert.js';
+import { modelConvert, modelPull } from '../src/commands/model.js';
+import { readModelManifest, type ModelManifest } from '../src/model-format.js';
+import { openCheckpoint } from '../src/convert/checkpoint.js';
+import { ONNX_OPSET } from '../src/convert/onnx-builder.js';
+import { PICKSCORE_VERSION } from '../src/version.js';
 import { writeSafetensors } from './helpers/checkpoint-writers.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
@@ -165,9 +167,11 @@ describe('converting the reference checkpoints', { skip: skipWithoutReference },
 describe('conversion errors', { skip: skipWithoutReference }, () => {
   const src = path.join(referenceDir, 'tiny-clip');
 
-  test('bad options are usage errors, raised before any work', async () => {
-    await assert.rejects(convertCheckpoint(src, { outDir: path.join(scratch, 'x'), precision: 'fp8' as never }), (err: unknown) => err instanceof UsageError && /Expected fp32 \| fp16 \| int8 for precision but received "fp8"/.test(err.message));
-    await assert.rejects(convertCheckpoint(src, { outDir: path.join(scratch, 'x'), precision: 'fp32', attention: 'flash' as never }), UsageError);
+  test('bad options are usage errors, raised where they enter and before any work', async () => {
+    await assert.rejects(modelConvert({ src, out: path.join(scratch, 'x'), precision: 'fp8' as never }), (err: unknown) => err instanceof UsageError && /Expected fp32 \| fp16 \| int8 for precision but received "fp8"/.test(err.message));
+    await assert.rejects(modelConvert({ src, out: path.join(scratch, 'x'), precision: 'fp32', attention: 'flash' as never }), (err: unknown) => err instanceof UsageError && /Expected plain \| fused for attention but received "flash"/.test(err.message));
+    await assert.rejects(modelPull({ model: src, precision: 'fp8' as never }), (err: unknown) => err instanceof UsageError && /for precision but received "fp8"/.test(err.message));
+    await assert.rejects(stat(path.join(scratch, 'x')), { code: 'ENOENT' }, 'nothing was written');
   });
 
   test('a folder that is not a model folder is never replaced', async () => {

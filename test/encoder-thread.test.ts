@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, cp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { openEncoders } from '../src/model/session.js';
-import { openEncodersInThread } from '../src/model/threaded-encoders.js';
-import { readModelManifest } from '../src/model/convert.js';
+import { openEncoders } from '../src/encoder/session.js';
+import { openEncodersInThread } from '../src/encoder/threaded-encoders.js';
+import { readModelManifest } from '../src/model-format.js';
+import { CudaUnavailableError, cudaProviderProblem, cudaProviderState } from '../src/encoder/cuda-provider.js';
 import { ImagePool } from '../src/image/pool.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
-import { DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 
@@ -22,11 +23,11 @@ function wave(length: number, phase: number): Float32Array {
 test('text and image embeddings are bit-identical to the in-process sessions', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
-  const [threaded, local] = await Promise.all([openEncodersInThread(dir, manifest, { device: 'cpu' }), openEncoders(dir, manifest, { device: 'cpu' })]);
+  const [threaded, local] = await Promise.all([openEncodersInThread(dir, manifest, { device: { kind: 'cpu' } }), openEncoders(dir, manifest, { device: { kind: 'cpu' } })]);
   try {
     assert.deepEqual(
-      [threaded.device, threaded.deviceId, threaded.executionProvider, threaded.onnxruntimeVersion, threaded.fallbackReason],
-      [local.device, local.deviceId, local.executionProvider, local.onnxruntimeVersion, local.fallbackReason],
+      [threaded.executionProvider, threaded.onnxruntimeVersion],
+      [local.executionProvider, local.onnxruntimeVersion],
     );
     const ids = new BigInt64Array(2 * manifest.text.contextLength).map((_, i) => BigInt([49406, 320 + (i % 7), 49407][Math.min(i % 77, 2)]));
     assert.deepEqual(await threaded.encodeText(ids, 2), await local.encodeText(ids, 2));
@@ -43,7 +44,7 @@ test('text and image embeddings are bit-identical to the in-process sessions', {
 test('a transferred buffer comes back intact, a short batch reads its prefix, and runs are timed', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
-  const encoders = await openEncodersInThread(dir, manifest, { device: 'cpu' });
+  const encoders = await openEncodersInThread(dir, manifest, { device: { kind: 'cpu' } });
   try {
     const perImage = 3 * manifest.image.imageSize ** 2;
     const buffer = wave(3 * perImage, 2);
@@ -62,24 +63,27 @@ test('a transferred buffer comes back intact, a short batch reads its prefix, an
 test('errors in the thread come back typed with their message, and calls after close are refused', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
-  const encoders = await openEncodersInThread(dir, manifest, { device: 'cpu' });
+  const encoders = await openEncodersInThread(dir, manifest, { device: { kind: 'cpu' } });
   await assert.rejects(encoders.encodeText(new BigInt64Array(5), 1), { name: 'InternalError', message: /Expected 1 x 77 input ids, received 5 values/ });
   await encoders.close();
   await encoders.close();
   await assert.rejects(encoders.encodeText(new BigInt64Array(77), 1), { name: 'UsageError', message: /closed/ });
 });
 
-test('opening errors keep their type: a bad device, a missing encoder file', { skip: skipWithoutReference }, async () => {
+test('opening errors keep their type: a CUDA device that cannot be used (with its reason), a missing encoder file', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
-  await assert.rejects(openEncodersInThread(dir, manifest, { device: 'tpu' as never }), { name: 'UsageError', message: /one of auto, cpu, cuda, cuda:N for the device/ });
+  if (cudaProviderState() !== 'loads') {
+    await assert.rejects(openEncodersInThread(dir, manifest, { device: { kind: 'cuda', id: 0 } }), (err: unknown) =>
+      err instanceof CudaUnavailableError && err.reason === cudaProviderProblem() && err.message === `CUDA is unavailable: ${err.reason}`);
+  }
   const broken = await mkdtemp(path.join(os.tmpdir(), 'pickscore-thread-'));
   try {
     await cp(dir, broken, { recursive: true });
     await rm(path.join(broken, manifest.image.file));
-    await assert.rejects(openEncodersInThread(broken, manifest, { device: 'cpu' }), { name: 'ModelError', message: new RegExp(`has no ${manifest.image.file}`) });
+    await assert.rejects(openEncodersInThread(broken, manifest, { device: { kind: 'cpu' } }), { name: 'ModelError', message: new RegExp(`has no ${manifest.image.file}`) });
     await writeFile(path.join(broken, manifest.image.file), 'not onnx');
-    await assert.rejects(openEncodersInThread(broken, manifest, { device: 'cpu' }), { name: 'ModelError', message: /onnxruntime cannot load the encoders/ });
+    await assert.rejects(openEncodersInThread(broken, manifest, { device: { kind: 'cpu' } }), { name: 'ModelError', message: /onnxruntime cannot load the encoders/ });
   } finally {
     await rm(broken, { recursive: true, force: true });
   }
@@ -88,7 +92,7 @@ test('opening errors keep their type: a bad device, a missing encoder file', { s
 test('a crashed encoder thread rejects the calls waiting for it', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
   const manifest = await readModelManifest(dir);
-  const encoders = await openEncodersInThread(dir, manifest, { device: 'cpu' });
+  const encoders = await openEncodersInThread(dir, manifest, { device: { kind: 'cpu' } });
   // A request the thread cannot read throws inside it, and the uncaught error ends the thread with the
   // next call still queued. (terminate() from outside is no substitute: cutting a running call aborts the process.)
   const worker = (encoders as unknown as { worker: Worker }).worker;
@@ -101,13 +105,13 @@ test('a crashed encoder thread rejects the calls waiting for it', { skip: skipWi
 
 test('process.exit() during a run (a second Ctrl-C) exits with its code instead of aborting in onnxruntime', { skip: skipWithoutReference }, async () => {
   const dir = await tinyModel();
-  const threadedUrl = new URL('../src/model/threaded-encoders.js', import.meta.url).href;
-  const manifestUrl = new URL('../src/model/convert.js', import.meta.url).href;
+  const threadedUrl = new URL('../src/encoder/threaded-encoders.js', import.meta.url).href;
+  const manifestUrl = new URL('../src/model-format.js', import.meta.url).href;
   const script = [
     `const { openEncodersInThread } = await import(${JSON.stringify(threadedUrl)});`,
     `const { readModelManifest } = await import(${JSON.stringify(manifestUrl)});`,
     `const manifest = await readModelManifest(${JSON.stringify(dir)});`,
-    `const encoders = await openEncodersInThread(${JSON.stringify(dir)}, manifest, { device: 'cpu' });`,
+    `const encoders = await openEncodersInThread(${JSON.stringify(dir)}, manifest, { device: { kind: 'cpu' } });`,
     'const batch = 64;',
     'void encoders.encodeImages(new Float32Array(batch * 3 * manifest.image.imageSize ** 2), batch);',
     'setTimeout(() => process.exit(130), 20);',
@@ -126,7 +130,7 @@ test('process.exit() during a run (a second Ctrl-C) exits with its code instead 
 });
 
 test('an image pool with several images queued per worker answers each with its own image', { skip: skipWithoutReference }, async () => {
-  const poolOptions = { threads: 1, preprocess: CLIP_PREPROCESS, exif: 'ignore' as const, resize: 'exact' as const, maxPixels: DEFAULT_MAX_PIXELS };
+  const poolOptions = { threads: 1, preprocess: CLIP_PREPROCESS, image: { exif: 'ignore' as const, resize: 'exact' as const, maxPixels: DEFAULT_MAX_PIXELS } };
   const queued = new ImagePool({ ...poolOptions, queueDepth: 3 });
   const single = new ImagePool({ ...poolOptions, queueDepth: 1 });
   try {

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { buildReport, type PointScore, type PairScore, type ReportInput } from '../src/eval/report.js';
-import { renderMarkdown } from '../src/eval/render-markdown.js';
-import { renderHtml } from '../src/eval/render-html.js';
+import { buildReport, describeGate, type PointScore, type PairScore, type ReportInput } from '../src/eval/report.js';
+import { softmax } from '../src/score/similarity.js';
 import { pointwiseRecord, renderScoresCsv, renderScoresJsonl } from '../src/eval/scores-file.js';
 import { restoreCsvText } from '../src/io/writers/csv.js';
 
@@ -24,12 +23,15 @@ function input(overrides: Partial<ReportInput> = {}, options: ReportInput['optio
 
 test('per-model figures: n, mean, sample std, median, per-prompt means, errors, best and worst', () => {
   const report = buildReport(input());
-  assert.equal(report.schemaVersion, 1);
+  assert.equal(report.schemaVersion, 2);
   assert.deepEqual(report.counts, { pointwise: 7, pairwise: 0, errors: 1, skippedLines: 2, notReached: 0 });
   const [a, b] = report.models;
   // a: 20, 22, 18 -> mean 20, deviations 0, 2, -2 -> sample variance 8 / 2 = 4.
   assert.deepEqual([a.model, a.n, a.errors, a.mean, a.std, a.median], ['a', 3, 1, 20, 2, 20]);
-  assert.deepEqual(a.perPrompt, [{ prompt: 'p1', n: 2, mean: 21 }, { prompt: 'p2', n: 1, mean: 18 }]);
+  assert.deepEqual(a.perPrompt, [
+    { prompt: 'p1', n: 2, mean: 21, best: { image: 'a2.png', path: '/data/a2.png', score: 22 } },
+    { prompt: 'p2', n: 1, mean: 18, best: { image: 'a3.png', path: '/data/a3.png', score: 18 } },
+  ], 'each prompt names the best of its images, for the grid');
   assert.deepEqual(a.best.map((e) => e.image), ['a2.png', 'a1.png', 'a3.png']);
   assert.deepEqual(a.worst, [], 'with three scores every one is already among the best');
   // b, from Python: statistics.mean([23, 17.5, 25]), statistics.stdev(...)
@@ -103,37 +105,45 @@ test('pairwise accuracy: the threshold from the flag, the default, or chosen on 
   assert.equal(buildReport(input()).pairwise, null, 'no pairwise rows, no pairwise section');
 });
 
+test('every other model is compared with the baseline, or with the first model: one comparison per model, not one per pair', () => {
+  const three = [...points, point('c', 'p1', 'c1.png', 19), point('c', 'p2', 'c2.png', 21)];
+  const pairsOf = (options: ReportInput['options']): string[][] => buildReport(input({ points: three }, options)).comparisons.map((c) => [c.baseline, c.candidate]);
+  assert.deepEqual(pairsOf({}), [['a', 'b'], ['a', 'c']], 'without --baseline, against the first model');
+  assert.deepEqual(pairsOf({ baseline: 'b' }), [['b', 'a'], ['b', 'c']]);
+  const gated = buildReport(input({ points: three }, { baseline: 'b', candidate: 'c' }));
+  assert.deepEqual(gated.comparisons.map((c) => [c.baseline, c.candidate]), [['b', 'a'], ['b', 'c']], 'the gate does not hide the other models');
+  assert.deepEqual([gated.gate!.baseline, gated.gate!.candidate, gated.gate!.prompts], ['b', 'c', 2]);
+  // c - b per prompt: 19 - 23 and 21 - 17.5.
+  assert.equal(gated.gate!.meanDiff, (19 - 23 + 21 - 17.5) / 2);
+});
+
+test('the gate sentence names models through the given function and keeps every figure', () => {
+  const gate = buildReport(input({}, { baseline: 'a', candidate: 'b' })).gate!;
+  assert.equal(describeGate(gate), gate.reason);
+  assert.equal(describeGate(gate, (m) => `<${m.toUpperCase()}>`),
+    'PASS: <B> is not worse than <A> beyond 0: mean(<B> - <A>) = 0.75 over 2 prompts, 95% CI [-0.5, 2], whose upper end is at or above 0');
+});
+
+test('pairwise mistakes: every pair short of a point, wrong before half-right, the most confident first; they account for every lost point', () => {
+  // t: a tie label, image 0 predicted (0.5 points). u: right. v: wrong, prob gap 0.905. w: wrong, prob gap 0.462.
+  const pairs = [pair('t', 20.1, 20, 0.5), pair('u', 23, 20, 1), pair('v', 20, 23, 1), pair('w', 21, 20, 0)];
+  const pw = buildReport(input({ points: [], pairs })).pairwise!;
+  assert.deepEqual(pw.mistakes.map((m) => [m.prompt, m.points, m.predicted]), [['v', 0, 0], ['w', 0, 1], ['t', 0.5, 1]]);
+  const [v] = pw.mistakes;
+  const [prob0, prob1] = softmax([20, 23]);
+  assert.deepEqual([v.prob0, v.prob1, v.score0, v.score1, v.label0, v.image0, v.path1], [prob0, prob1, 20, 23, 1, 'v-0.png', '/d/v-1.png']);
+  assert.equal(pw.paper.points, pw.paper.n - pw.mistakes.reduce((lost, m) => lost + 1 - m.points, 0));
+  const tolerant = buildReport(input({ points: [], pairs }, { tieThreshold: 0.1 })).pairwise!;
+  assert.deepEqual(tolerant.mistakes.map((m) => [m.prompt, m.points]), [['v', 0], ['w', 0]], 'a predicted tie on a tie label earns its point');
+  const broken = { ...pair('x', 20, 21, 1), score1: null, error: 'unreadable' };
+  assert.equal(buildReport(input({ points: [], pairs: [...pairs, broken] })).pairwise!.mistakes.length, 3, 'a pair that could not be scored is an error, not a mistake');
+});
+
 test('NaN never reaches the JSON: an empty model has null figures', () => {
   const report = buildReport(input({ points: [point('only-errors', 'p', 'x.png', null, 'unreadable')] }));
   const m = report.models[0];
   assert.deepEqual([m.n, m.mean, m.std, m.median, m.ci95], [0, null, null, null, { low: null, high: null }]);
   assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
-});
-
-test('Markdown: gate first, one row per model and comparison, accuracy with counts, incomplete flagged', () => {
-  const md = renderMarkdown(buildReport(input({ incomplete: true, pairs: [pair('t', 20.1, 20, 0.5)] }, { baseline: 'a', candidate: 'b' })));
-  const lines = md.split('\n');
-  assert.equal(lines[0], '## PickScore eval');
-  assert.match(md, /> \*\*Incomplete:\*\*/);
-  assert.match(md, /\*\*Gate:\*\* ✅ PASS: b is not worse than a/);
-  // With three scores, a resample of all 18s (or all 22s) has chance 1/27 > 2.5%: the CI is the data's range.
-  assert.ok(lines.includes('| a | 3 | 20.000 | 2.000 | 20.000 | [18.000, 22.000] | 1 |'));
-  assert.match(md, /\| b vs a \| 2 \| 50\.0% \| 1 \/ 1 \/ 0 \| \+0\.750 \| \[-0\.500, 2\.000\] \| 1\.000 \|/);
-  assert.match(md, /\| paper protocol \(tie threshold 0, default\) \| 50\.0% \| 0\.5 points \/ 1 pairs; 1 tie labels, 0 predicted ties \|/);
-  assert.match(md, /7 pointwise and 1 pairwise rows; 1 with errors; 2 invalid lines skipped\./);
-});
-
-test('HTML: self-contained, one SVG per model, thumbnails from the loader, text escaped', async () => {
-  const report = buildReport(input({ points: [...points, point('<b>', 'p1', 'odd&.png', 21)] }, { baseline: 'a', candidate: 'b' }));
-  const asked: string[] = [];
-  const html = await renderHtml(report, async (p) => { asked.push(p); return p.endsWith('a2.png') ? 'data:image/webp;base64,AAAA' : null; });
-  assert.equal((html.match(/<svg class="distribution"/g) ?? []).length, 3);
-  assert.ok(html.includes('<img src="data:image/webp;base64,AAAA" alt="a2.png">'));
-  assert.ok(html.includes('&lt;b&gt;') && !html.includes('<b>'), 'model names are escaped');
-  assert.ok(!/(src|href)="https?:/.test(html), 'no external resources');
-  assert.ok(html.includes('class="gate pass"'));
-  assert.ok(!html.includes('<h3>Worst</h3>'), 'no model here has a score outside its best three');
-  assert.equal(new Set(asked).size, asked.length, 'each image is thumbnailed once');
 });
 
 test('per-item scores: JSON Lines as given, CSV with the union of fields and extra fields passed through', () => {

@@ -5,13 +5,10 @@ import path from 'node:path';
 import { runEval, runEvalPart } from '../src/commands/eval.js';
 import { mergeEvalParts } from '../src/commands/merge.js';
 import { Scorer } from '../src/pipeline/scorer.js';
-import { renderHtml } from '../src/eval/render-html.js';
-import { fileThumbnails } from '../src/eval/thumbnails.js';
 import { softmax } from '../src/score/similarity.js';
 import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { runCli } from './helpers/pipe-cli.js';
-import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
 const evalDir = path.join(fixturesDir, 'eval');
@@ -112,23 +109,6 @@ test('eval on the fixture manifests: identical files scored once, ties, validati
   assert.deepEqual([pw.n, pw.paper.tieLabels, pw.thresholdSource, pw.validation?.n, pw.tiesExcluded.n], [5, 2, 'validation', 3, 3]);
   assert.ok(pw.paper.predictedTies >= 1, 'the pair of identical images is a predicted tie at any threshold');
   assert.equal(pw.paper.points, pw.paper.accuracy! * 5);
-});
-
-test('the HTML report in headless Chromium: a plot per model, inlined thumbnails, the gate', { skip: skipWithoutReference || skipWithoutChromium }, async () => {
-  const { report } = await fixtureEval();
-  await withTempDir('eval', async (dir) => {
-    const file = path.join(dir, 'report.html');
-    await writeFile(file, await renderHtml(report, fileThumbnails('apply')));
-    const dom = await dumpDom(file);
-    assert.equal((dom.match(/<svg class="distribution"/g) ?? []).length, 2);
-    assert.ok((dom.match(/<img src="data:image\/webp;base64,/g) ?? []).length >= 6, 'best, worst and side-by-side thumbnails are inlined');
-    assert.match(dom, /id="gate"/);
-    assert.match(dom, /Pairwise preference accuracy/);
-    await screenshot(file, path.join(dir, 'report.png'));
-    const png = await readFile(path.join(dir, 'report.png'));
-    assert.equal(png.subarray(1, 4).toString(), 'PNG');
-    if (process.env.PICKSCORE_KEEP_SCREENSHOTS) await writeFile(process.env.PICKSCORE_KEEP_SCREENSHOTS, png);
-  });
 });
 
 test('CLI gate: exit 1 when the candidate is worse on every prompt, 0 the other way, one line why; summary appended', { skip: skipWithoutReference }, async () => {

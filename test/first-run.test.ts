@@ -101,7 +101,35 @@ describe('the first run, against a loopback Hub', { skip: skipWithoutReference }
       assert.ok(ranges.some((range) => /^bytes=[1-9]\d*-$/.test(String(range))), `resumed with a Range request: ${JSON.stringify(ranges)}`);
     });
   }
+
+  test('--device cuda:all: workers interrupted during a stalled model download write no part, and the run is an interrupted one (exit 130), never a merge of parts that are not there', { timeout: 120_000 }, async () => {
+    server.requests.length = 0;
+    server.faults.stallAfter = { file: 'pytorch_model.bin', bytes: 1_000_000 };
+    const env = envFor('interrupt-all', { HF_HUB_DOWNLOAD_TIMEOUT: '600', PICKSCORE_DEVICES: 'cpu,cpu' });
+    const { child, done } = spawnCli(['rank', path.join(referenceDir, 'images'), '--prompt', 'a cat', '--device', 'cuda:all'], { env });
+    // One worker downloads (and stalls); the other waits for its lock. Then the workers alone are
+    // interrupted, as a job engine or a user with `kill` may do.
+    await waitFor(() => server.requests.some((r) => r.method === 'GET' && r.url.startsWith('/lfs/')), 60_000);
+    const workers = execFileSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+    assert.equal(workers.length, 2, 'two worker processes');
+    for (const pid of workers) process.kill(pid, 'SIGINT');
+    const run = await done;
+    server.faults.stallAfter = undefined;
+    assert.equal(run.code, 130, run.stderr);
+    assert.match(run.stderr, /^\[cpu \(shard [01]\/2\)\] error: Interrupted: stopped downloading yuvalkirstain\/PickScore_v1\/pytorch_model\.bin; .* are kept in /m);
+    assert.match(run.stderr, /^error: The worker for cpu \(shard [01]\/2\) was interrupted before it wrote its part, so there is nothing to merge; its messages are above$/m);
+    assert.doesNotMatch(run.stderr, /Cannot read part|no such file/);
+  });
 });
+
+/** Polls `ready` every 50 ms until it holds, for at most `timeoutMs`. */
+async function waitFor(ready: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 test('without the Hub, rank fails at once and names the way forward: --model <dir> and `pickscore model convert`', { skip: skipWithoutReference, timeout: 120_000 }, async () => {
   const home = await makeTempDir('first-run');

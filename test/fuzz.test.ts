@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { parseManifest } from '../src/io/manifest.js';
-import { promptFromPngText, readPngTextChunks } from '../src/image/png-text.js';
+import { promptFromPngText, readPngTextChunks } from '../src/io/png-text.js';
 import { decodeImage } from '../src/image/codec.js';
 import { ImagePool } from '../src/image/pool.js';
 import { CLIP_PREPROCESS } from '../src/image/preprocess.js';
@@ -221,7 +221,7 @@ test('fuzz: decodeImage on mutated images gives RGB of the stated size or an Inp
 
 test('fuzz: the ImagePool prepares mutated images or answers ok:false with a reason, and keeps working', { timeout: 300_000 }, async (t) => {
   const seeds = await seedImages();
-  const pool = new ImagePool({ threads: 2, preprocess: CLIP_PREPROCESS, exif: 'apply', resize: 'exact', maxPixels: MAX_PIXELS });
+  const pool = new ImagePool({ threads: 2, preprocess: CLIP_PREPROCESS, image: { exif: 'apply', resize: 'exact', maxPixels: MAX_PIXELS } });
   const pixels = 3 * CLIP_PREPROCESS.cropHeight * CLIP_PREPROCESS.cropWidth;
   try {
     await fuzz(t, 'ImagePool.prepare', 100, async (random, iteration) => {

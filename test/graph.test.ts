@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError } from '../src/errors.js';
-import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/model/checkpoint.js';
-import { readClipConfig, type ClipConfig } from '../src/model/clip-config.js';
-import { buildClipTowerModel, writeClipTowerOnnx, type AttentionImpl, type Precision } from '../src/model/clip-graph.js';
-import { openEncoders } from '../src/model/session.js';
+import { openCheckpoint, type Checkpoint, type TensorEntry } from '../src/convert/checkpoint.js';
+import { readClipConfig, type ClipConfig } from '../src/convert/clip-config.js';
+import { buildClipTowerModel, writeClipTowerOnnx } from '../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import {
   buildReferenceEncoders, loadReference, loadReferencePixels, referenceInputIds, relativeError, tempDir, PIXELS_PER_IMAGE, type Reference,
@@ -126,7 +127,7 @@ describe('external data', { skip: skipWithoutReference }, () => {
       assert.equal(result.externalData, true);
       assert.ok(existsSync(`${outPath}.data`));
       const ref = await loadReference();
-      const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+      const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
       try {
         const images = await sessions.encodeImages((await loadReferencePixels(ref)).subarray(0, 2 * PIXELS_PER_IMAGE), 2);
         assert.ok(relativeError(images, [...ref.images[0].image_embeds, ...ref.images[1].image_embeds]) < 1e-4);
@@ -152,7 +153,7 @@ describe('graph numerics beyond the reference model', { skip: skipWithoutReferen
   async function encode(label: string, precision: Precision, attention: AttentionImpl, adjust: (c: ClipConfig) => ClipConfig,
     ids: BigInt64Array, pixels: Float32Array) {
     const built = await buildReferenceEncoders('tiny-clip safetensors', precision, attention, path.join(scratch.dir, label), adjust);
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
     try {
       return { text: await sessions.encodeText(ids, ids.length / 77), images: await sessions.encodeImages(pixels, pixels.length / PIXELS_PER_IMAGE) };
     } finally {

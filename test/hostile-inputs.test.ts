@@ -14,7 +14,7 @@ import { modelConvert } from '../src/commands/model.js';
 import { UsageError } from '../src/errors.js';
 import { PickScore } from '../src/index.js';
 import { pathFromDisplay } from '../src/io/path-text.js';
-import { CHECKSUM_FILE } from '../src/model/registry.js';
+import { CHECKSUM_FILE } from '../src/model-format.js';
 import { pngWithChunks, textChunk } from './helpers/image-files.js';
 import { runCli, spawnCli, spawnCollecting, type CliResult } from './helpers/pipe-cli.js';
 import { encodePng, gradientRgb } from './helpers/pipe-images.js';

@@ -1,13 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { openRankWriter, type RankRecord } from '../src/io/writers/index.js';
-import { renderGallery, THUMBNAILS_IN_FLIGHT } from '../src/io/html-gallery.js';
+import { THUMBNAIL_MAX_SIDE, THUMBNAILS_IN_FLIGHT, recordThumbnails, renderGallery } from '../src/io/html-gallery.js';
+import { fileThumbnailer } from '../src/image/thumbnail.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { decodeImage } from '../src/image/codec.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { dumpDom, screenshot, skipWithoutChromium } from './helpers/chromium.js';
+import { runCli } from './helpers/pipe-cli.js';
+import { withTempDir } from './helpers/temp-dir.js';
+import { tinyModel } from './helpers/tiny-model.js';
 
 const HOSTILE_PROMPT = 'a <script>alert(1)</script> & "dog"';
 const GALLERY_PROMPTS = ['an astronaut riding a horse', HOSTILE_PROMPT];
@@ -139,7 +145,8 @@ test('in headless Chromium the gallery shows every image in rank order with its 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pickscore-gallery-'));
   const htmlFile = path.join(dir, 'gallery.html');
   const records = await galleryRecords();
-  const writer = await openRankWriter('html', { path: htmlFile }, { title: 'gallery test' });
+  const thumbnail = recordThumbnails(fileThumbnailer({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }, THUMBNAIL_MAX_SIDE));
+  const writer = await openRankWriter('html', { path: htmlFile }, { title: 'gallery test', thumbnail });
   for (const rec of records) await writer.write(rec);
   await writer.finish({ incomplete: false });
 
@@ -168,4 +175,35 @@ test('in headless Chromium the gallery shows every image in rank order with its 
     assert.ok(colours.size > 5_000, `${colorScheme}: ${colours.size} distinct colours`);
     process.stderr.write(`gallery screenshot (${colorScheme}): ${png}\n`);
   }
+});
+
+/** The width and height of each card's thumbnail in a gallery page, by the card's path. */
+async function thumbnailSizes(html: string): Promise<Map<string, [number, number]>> {
+  const sizes = new Map<string, [number, number]>();
+  for (const card of html.split('<li class="card').slice(1)) {
+    const uri = /<img src="data:image\/webp;base64,([^"]+)"/.exec(card)?.[1];
+    const file = /<span class="path">([^<]+)<\/span>/.exec(card)?.[1];
+    if (!uri || !file) continue;
+    const meta = await sharp(Buffer.from(uri, 'base64')).metadata();
+    sizes.set(file, [meta.width ?? 0, meta.height ?? 0]);
+  }
+  return sizes;
+}
+
+test('the gallery shows each image as the run read it: --exif ignore leaves an EXIF-rotated photo unrotated, in rank and in merge', { skip: skipWithoutReference }, async () => {
+  await withTempDir('gallery-exif', async (dir) => {
+    await copyFile(path.join(referenceDir, 'images', 'rocket-exif6.jpg'), path.join(dir, 'rocket.jpg'));
+    const scoring = ['--prompt', 'a rocket', '--model', await tinyModel(), '--device', 'cpu', '--no-cache', '--threads', '1'];
+    const sizeOf = async (args: string[]) => {
+      const run = await runCli(args, { cwd: dir });
+      assert.equal(run.code, 0, run.stderr);
+      return (await thumbnailSizes(run.stdout)).get('rocket.jpg');
+    };
+    // The file holds 640x427 pixels with orientation 6: a viewer shows it 427 wide and 640 high.
+    assert.deepEqual(await sizeOf(['rank', 'rocket.jpg', ...scoring, '--format', 'html']), [171, 256]);
+    assert.deepEqual(await sizeOf(['rank', 'rocket.jpg', ...scoring, '--exif', 'ignore', '--format', 'html']), [256, 171]);
+    const part = await runCli(['rank', 'rocket.jpg', ...scoring, '--exif', 'ignore', '--shard', '0/1', '--out', 'part.json'], { cwd: dir });
+    assert.equal(part.code, 0, part.stderr);
+    assert.deepEqual(await sizeOf(['merge', 'part.json', '--format', 'html']), [256, 171]);
+  });
 });

@@ -8,8 +8,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { InputError } from '../src/errors.js';
-import { decodeImage, decodeResizeFast, thumbnailDataUri, DEFAULT_MAX_PIXELS, type DecodeOptions } from '../src/image/codec.js';
+import { InputError, UsageError } from '../src/errors.js';
+import { decodeImage, decodeResizeFast, thumbnailDataUri, type DecodeOptions } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS, parseExifMode, parseResizeMode } from '../src/image/image.js';
+import { resolveScorerOptions } from '../src/pipeline/options.js';
 import { compareBytes, pillowAvailable, pillowDecodeRgb, seededRandom } from './helpers/image-pillow.js';
 import { pngBombHeader, pngFromSamples } from './helpers/image-files.js';
 
@@ -159,10 +161,12 @@ test('a file cut short inside its header says what it was: truncated JPEG, WebP,
   await rejectsWith(bmp, /^BMP is not supported/);
 });
 
-test('options are checked before any decoding', async () => {
-  const png = await rgbImage().png().toBuffer();
-  await assert.rejects(decodeImage(png, { exif: 'sideways' as 'apply', maxPixels: 10 }), /Expected "apply" or "ignore" for exif but received "sideways"/);
-  await assert.rejects(decodeImage(png, { exif: 'apply', maxPixels: 0 }), /Expected a positive integer for maxPixels but received number 0/);
+test('the EXIF and resize modes are checked where options are resolved, by one function each', () => {
+  assert.equal(parseExifMode('ignore'), 'ignore');
+  assert.equal(parseResizeMode('fast'), 'fast');
+  assert.throws(() => parseExifMode('sideways'), (err: unknown) => err instanceof UsageError && err.message === 'Expected one of apply, ignore for exif but received "sideways"');
+  assert.throws(() => parseResizeMode(2), (err: unknown) => err instanceof UsageError && err.message === 'Expected one of exact, fast for resize but received number 2');
+  assert.throws(() => resolveScorerOptions({ maxPixels: 0 }), (err: unknown) => err instanceof UsageError && err.message === 'Expected a positive integer for maxPixels but received number 0');
 });
 
 test('fast resize gives the crop size and stays close to the exact path', async () => {
@@ -178,11 +182,11 @@ test('fast resize gives the crop size and stays close to the exact path', async 
 });
 
 test('thumbnails are small WebP data URIs', async () => {
-  const uri = await thumbnailDataUri(await rgbImage().png().toBuffer(), 16, 'apply');
+  const uri = await thumbnailDataUri(await rgbImage().png().toBuffer(), 16, { exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS });
   assert.match(uri, /^data:image\/webp;base64,/);
   const meta = await sharp(Buffer.from(uri.split(',')[1], 'base64')).metadata();
   assert.deepEqual([meta.width, meta.height], [16, 10]);
-  await assert.rejects(thumbnailDataUri(new Uint8Array(0), 16, 'apply'), InputError);
+  await assert.rejects(thumbnailDataUri(new Uint8Array(0), 16, { exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS }), InputError);
 });
 
 test('fuzz: mutated and truncated images resolve or fail with an InputError, never crash or hang', async () => {

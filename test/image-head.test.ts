@@ -1,5 +1,5 @@
 /**
- * The aesthetic head (src/model/image-head.ts) appended to the image graph, against PyTorch's own
+ * The aesthetic head (src/convert/image-head.ts) appended to the image graph, against PyTorch's own
  * forward of the same head: a tiny head in the LAION predictor's layout, saved by torch.save as the real
  * `.pth` is (root folder `archive/`, storages tagged `cuda:0`), on the reference tiny CLIP's image tower
  * and on embeddings fed to the head alone (a zero embedding included).
@@ -11,12 +11,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { ModelError } from '../src/errors.js';
-import { openCheckpoint } from '../src/model/checkpoint.js';
-import { readClipConfig } from '../src/model/clip-config.js';
-import { IMAGE_INPUT, IMAGE_OUTPUT, writeClipTowerOnnx } from '../src/model/clip-graph.js';
-import { IMAGE_SCORE_OUTPUT, LAION_AESTHETIC_LAYOUT, readImageHead } from '../src/model/image-head.js';
-import { GraphBuilder } from '../src/model/onnx-builder.js';
-import { writeOnnxModel } from '../src/model/onnx-proto.js';
+import { openCheckpoint } from '../src/convert/checkpoint.js';
+import { readClipConfig } from '../src/convert/clip-config.js';
+import { writeClipTowerOnnx } from '../src/convert/clip-graph.js';
+import { IMAGE_INPUT, IMAGE_OUTPUT } from '../src/model-format.js';
+import { IMAGE_SCORE_OUTPUT, LAION_AESTHETIC_LAYOUT, readImageHead } from '../src/convert/image-head.js';
+import { GraphBuilder } from '../src/convert/onnx-builder.js';
+import { writeOnnxModel } from '../src/convert/onnx-proto.js';
 import { relativeError } from '../src/score/agreement.js';
 import { loadReference, loadReferencePixels, type Reference } from './helpers/graph-models.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';

@@ -10,7 +10,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { pillowAvailable, pillowResizeAndCrop, seededRandom, compareBytes } from './helpers/image-pillow.js';
-import { decodeImage, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { decodeImage } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { CLIP_PREPROCESS, normalizeInto, resizeAndCrop } from '../src/image/preprocess.js';
 
 const cfg = CLIP_PREPROCESS;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import { InputError } from '../src/errors.js';
-import { promptFromPngText, readPngTextChunks } from '../src/image/png-text.js';
+import { promptFromPngText, readPngTextChunks } from '../src/io/png-text.js';
 import { itxtChunk, pngChunk, pngWithChunks, textChunk, ztxtChunk } from './helpers/image-files.js';
 import { seededRandom } from './helpers/image-pillow.js';
 

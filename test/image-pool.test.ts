@@ -8,11 +8,12 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ImagePool, type ImagePoolOptions } from '../src/image/pool.js';
 import { CLIP_PREPROCESS, normalizeInto, resizeAndCrop } from '../src/image/preprocess.js';
-import { decodeImage, DEFAULT_MAX_PIXELS } from '../src/image/codec.js';
+import { decodeImage } from '../src/image/codec.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/image.js';
 import { UsageError } from '../src/errors.js';
 import { pngBombHeader } from './helpers/image-files.js';
 
-const options: ImagePoolOptions = { threads: 2, preprocess: CLIP_PREPROCESS, exif: 'apply', resize: 'exact', maxPixels: DEFAULT_MAX_PIXELS };
+const options: ImagePoolOptions = { threads: 2, preprocess: CLIP_PREPROCESS, image: { exif: 'apply', resize: 'exact', maxPixels: DEFAULT_MAX_PIXELS } };
 
 test('prepares files and bytes in worker threads, exactly as the in-process path does', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'pickscore-pool-'));
@@ -25,7 +26,7 @@ test('prepares files and bytes in worker threads, exactly as the in-process path
     writeFileSync(file, png);
     const [fromFile, fromBytes] = await Promise.all([pool.prepare({ path: file }), pool.prepare({ bytes: png, label: 'a.png' })]);
     const expected = new Float32Array(3 * 224 * 224);
-    normalizeInto(resizeAndCrop(await decodeImage(png, options), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
+    normalizeInto(resizeAndCrop(await decodeImage(png, options.image), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
     for (const prepared of [fromFile, fromBytes]) {
       assert.ok(prepared.ok, prepared.ok ? '' : prepared.error);
       assert.deepEqual([prepared.width, prepared.height], [300, 170]);
@@ -76,7 +77,7 @@ test('bad and unreadable images resolve with a reason, and the pool keeps workin
 });
 
 test('fast mode prepares the same shape', async () => {
-  const pool = new ImagePool({ ...options, resize: 'fast', threads: 1 });
+  const pool = new ImagePool({ ...options, image: { ...options.image, resize: 'fast' }, threads: 1 });
   try {
     const jpeg = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#808080' } }).jpeg().toBuffer();
     const prepared = await pool.prepare({ bytes: jpeg, label: 'grey.jpg' });
@@ -87,10 +88,9 @@ test('fast mode prepares the same shape', async () => {
   }
 });
 
-test('options are validated, and a closed pool answers without work', async () => {
-  assert.throws(() => new ImagePool({ ...options, threads: 0 }), UsageError);
-  assert.throws(() => new ImagePool({ ...options, queueDepth: 0 }), { name: 'UsageError', message: 'Expected a positive integer for queueDepth but received number 0' });
-  assert.throws(() => new ImagePool({ ...options, resize: 'fast', preprocess: { ...CLIP_PREPROCESS, cropWidth: 200 } }), /--resize fast needs a square crop/);
+test('a model whose crop is not the fast resize\'s square is refused, and a closed pool answers without work', async () => {
+  assert.throws(() => new ImagePool({ ...options, image: { ...options.image, resize: 'fast' }, preprocess: { ...CLIP_PREPROCESS, cropWidth: 200 } }),
+    (err: unknown) => err instanceof UsageError && /--resize fast needs a square crop/.test(err.message));
   const pool = new ImagePool(options);
   await pool.close();
   assert.deepEqual(await pool.prepare({ path: 'x.png' }), { ok: false, error: 'image pool is closed' });
@@ -104,7 +104,7 @@ test('recycled pixel buffers are written afresh: the next image has its own pixe
       for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919 + seed * 104729) % 253;
       const png = await sharp(raw, { raw: { width: 260, height: 190, channels: 3 } }).png().toBuffer();
       const expected = new Float32Array(3 * 224 * 224);
-      normalizeInto(resizeAndCrop(await decodeImage(png, options), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
+      normalizeInto(resizeAndCrop(await decodeImage(png, options.image), CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
       return { png, expected };
     };
     const a = await image(1);
@@ -167,5 +167,29 @@ test('read() hashes on a worker that holds the bytes: decode() gives what prepar
   } finally {
     await pool.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('decoded RGB pixels go the way of files: hashed with their size, resized in a worker, or refused with the shape expected', async () => {
+  const pool = new ImagePool({ ...options, threads: 1 });
+  try {
+    const data = new Uint8Array(300 * 170 * 3).map((_, i) => (i * 7919) % 251);
+    const rgb = { data, width: 300, height: 170 };
+    const prepared = await pool.prepare({ rgb, label: 'images[0]' });
+    const expected = new Float32Array(3 * 224 * 224);
+    normalizeInto(resizeAndCrop(rgb, CLIP_PREPROCESS), CLIP_PREPROCESS, expected, 0);
+    assert.ok(prepared.ok, prepared.ok ? '' : prepared.error);
+    assert.deepEqual([prepared.width, prepared.height], [300, 170]);
+    assert.equal(prepared.contentHash, createHash('sha256').update('rgb:300x170:').update(data).digest('hex'));
+    assert.deepEqual(prepared.pixels, expected);
+    assert.equal(data.length, 300 * 170 * 3, "the caller's pixels stay the caller's");
+    const read = await pool.read({ rgb, label: 'images[0]' });
+    assert.ok(read.ok);
+    assert.equal(read.contentHash, prepared.contentHash);
+    read.drop();
+    assert.deepEqual(await pool.prepare({ rgb: { data: new Uint8Array(5), width: 2, height: 2 }, label: 'images[1]' }),
+      { ok: false, error: 'Expected RGB data of 2x2x3 bytes for images[1] but received object' });
+  } finally {
+    await pool.close();
   }
 });

@@ -11,10 +11,13 @@ import path from 'node:path';
 import { UsageError, ModelError } from '../src/errors.js';
 import { modelPull } from '../src/commands/model.js';
 import { locateModel, resolveModel } from '../src/model/registry.js';
-import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../src/model/session.js';
-import type { ModelManifest } from '../src/model/convert.js';
+import { openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../src/encoder/session.js';
+import { CudaUnavailableError } from '../src/encoder/cuda-provider.js';
+import { deviceName } from '../src/encoder/device.js';
+import type { ModelManifest } from '../src/model-format.js';
 import { resolveScorerOptions } from '../src/pipeline/options.js';
-import { Scorer, openModel } from '../src/pipeline/scorer.js';
+import { Scorer } from '../src/pipeline/scorer.js';
+import { openModel } from '../src/pipeline/open-model.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { runCli } from './helpers/pipe-cli.js';
 import { withTempDir } from './helpers/temp-dir.js';
@@ -91,23 +94,23 @@ test('--device auto that falls back to the CPU: auto converts the CPU variant, a
     // The CUDA provider's libraries load, but no GPU session starts: the CPU opens with the reason.
     const opened: { manifest: ModelManifest; device: string }[] = [];
     const fallingBack = async (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions): Promise<EncoderSessions> => {
-      opened.push({ manifest, device: String(opts.device) });
-      const sessions = await openEncoders(modelDir, manifest, { ...opts, device: 'cpu' });
-      return Object.assign(sessions, { fallbackReason: opts.device === 'auto' ? 'CUDA unavailable, using CPU: no GPU' : undefined });
+      opened.push({ manifest, device: deviceName(opts.device) });
+      if (opts.device.kind === 'cuda') throw new CudaUnavailableError('no GPU');
+      return openEncoders(modelDir, manifest, opts);
     };
     const logged: string[] = [];
     const options = (precision: 'auto' | 'fp16') => resolveScorerOptions({ model: checkpoint, device: 'auto', precision, log: (line) => logged.push(line) });
 
     const auto = await openModel(options('auto'), fallingBack, () => 'loads');
     await auto.sessions.close();
-    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'auto'], ['fp32', 'plain', 'cpu']]);
-    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.sessions.device], ['fp32', 'plain', 'cpu']);
+    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'cuda:0'], ['fp32', 'plain', 'cpu']]);
+    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.placement.name, auto.placement.fallbackReason], ['fp32', 'plain', 'cpu', 'CUDA unavailable, using CPU: no GPU']);
     assert.deepEqual(logged, ['warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no GPU)']);
 
     opened.length = 0;
     const fp16 = await openModel(options('fp16'), fallingBack, () => 'loads');
     await fp16.sessions.close();
-    assert.deepEqual(opened.map((o) => o.device), ['auto'], 'the fp16 encoders asked for run on the CPU; nothing else is converted');
-    assert.deepEqual([fp16.manifest.precision, fp16.manifest.attention, fp16.sessions.device], ['fp16', 'fused', 'cpu']);
+    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.device]), [['fp16', 'cuda:0'], ['fp16', 'cpu']], 'the fp16 encoders asked for run on the CPU; nothing else is converted');
+    assert.deepEqual([fp16.manifest.precision, fp16.manifest.attention, fp16.placement.name], ['fp16', 'fused', 'cpu']);
   });
 });

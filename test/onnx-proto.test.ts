@@ -8,10 +8,10 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InternalError } from '../src/errors.js';
-import { GraphBuilder } from '../src/model/onnx-builder.js';
-import { encodeVarint, writeOnnxModel } from '../src/model/onnx-proto.js';
-import { concatColumns, decodeFloatTensor, float16BitsToFloat32, float32ToFloat16Bits, transpose2d } from '../src/model/onnx-tensors.js';
-import { dequantize, quantizePerColumn } from '../src/model/quantize.js';
+import { GraphBuilder } from '../src/convert/onnx-builder.js';
+import { encodeVarint, writeOnnxModel } from '../src/convert/onnx-proto.js';
+import { concatColumns, decodeFloatTensor, float16BitsToFloat32, float32ToFloat16Bits, transpose2d } from '../src/convert/onnx-tensors.js';
+import { dequantize, quantizePerColumn } from '../src/convert/quantize.js';
 import { tempDir } from './helpers/graph-models.js';
 
 describe('protobuf varints', () => {

@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { convertCheckpoint, type ModelManifest } from '../src/model/convert.js';
+import { convertCheckpoint } from '../src/convert/convert.js';
+import type { ModelManifest } from '../src/model-format.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 
 const tinyClip = path.join(referenceDir, 'tiny-clip');
@@ -41,7 +42,7 @@ describe('source hashes', { skip: skipWithoutReference }, () => {
   });
 
   test('hashing works when the converter runs from `node --input-type=module -e`', async () => {
-    const convertModule = new URL('../src/model/convert.js', import.meta.url).href;
+    const convertModule = new URL('../src/convert/convert.js', import.meta.url).href;
     const outDir = path.join(scratch, 'eval');
     const script = `
       const { convertCheckpoint } = await import(${JSON.stringify(convertModule)});

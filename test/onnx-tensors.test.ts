@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeFloatTensor, float16BitsToFloat32, float32ToFloat16Bits, toFloat16Bytes, transpose2d } from '../src/model/onnx-tensors.js';
+import { decodeFloatTensor, float16BitsToFloat32, float32ToFloat16Bits, toFloat16Bytes, transpose2d } from '../src/convert/onnx-tensors.js';
 
 /**
  * An independent reference for float32 -> binary16: the finite halves 0x0000..0x7bff increase with

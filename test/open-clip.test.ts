@@ -11,10 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ModelError, UsageError } from '../src/errors.js';
-import { convertCheckpoint, readModelManifest, type ModelManifest } from '../src/model/convert.js';
-import { openSafetensorsFile } from '../src/model/safetensors.js';
-import { openEncoders } from '../src/model/session.js';
-import { parseOpenClipConfigFile, namedOpenClipModel, OPEN_CLIP_ARCHITECTURES } from '../src/model/open-clip-config.js';
+import { convertCheckpoint } from '../src/convert/convert.js';
+import { readModelManifest, type ModelManifest } from '../src/model-format.js';
+import { openSafetensorsFile } from '../src/convert/safetensors.js';
+import { openEncoders } from '../src/encoder/session.js';
+import { parseOpenClipConfigFile, namedOpenClipModel, OPEN_CLIP_ARCHITECTURES } from '../src/convert/open-clip-config.js';
 import { relativeError } from '../src/score/agreement.js';
 import { writeSafetensors, type RawTensor } from './helpers/checkpoint-writers.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
@@ -52,7 +53,7 @@ async function folderWith(name: string, files: Record<string, string>): Promise<
 const fixtureConfig = () => path.join(fixtureDir, 'open_clip_config.json');
 
 async function encode(dir: string, manifest: ModelManifest): Promise<{ text: Float32Array; images: Float32Array }> {
-  const sessions = await openEncoders(dir, manifest, { device: 'cpu', threads: 1 });
+  const sessions = await openEncoders(dir, manifest, { device: { kind: 'cpu' }, threads: 1 });
   try {
     const ids = BigInt64Array.from(expected.prompts.flatMap((p) => p.input_ids.map((id) => BigInt(id))));
     const pixels = new Float32Array(expected.images.length * 3 * 224 * 224);
@@ -176,7 +177,7 @@ describe('a held-out open_clip checkpoint with QuickGELU', { skip: skipWithoutTo
     assert.ok(relativeError(encoded.text, gelu.text) > 1e-3 && relativeError(encoded.images, gelu.image) > 1e-3);
     // open_clip pools at argmax(input_ids) even where no end-of-text id is present (transformers' rule would take position 0).
     const noEot = [320, 5000, 1125, ...new Array<number>(74).fill(0)];
-    const sessions = await openEncoders(out, manifest, { device: 'cpu', threads: 1 });
+    const sessions = await openEncoders(out, manifest, { device: { kind: 'cpu' }, threads: 1 });
     try {
       const pooled = await sessions.encodeText(BigInt64Array.from(noEot.map(BigInt)), 1);
       const reference = torchOpenClipForward(weights, HELD_OUT_CFG, [noEot], [pixelFiles[0]]);

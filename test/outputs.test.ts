@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,40 @@ test('the job summary is appended, also to a FIFO, never renamed over', SPAWNING
     assert.match((await reader.done).stdout, /\| model \|/, 'the summary went through the FIFO');
     assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
+  });
+});
+
+test('a $GITHUB_STEP_SUMMARY that names an input or --out is skipped with a warning, the file untouched; the gate decides the exit code', SPAWNING, async () => {
+  const model = await tinyModel();
+  await withTempDir('outputs', async (dir) => {
+    const manifest = await gateManifest(dir);
+    const out = path.join(dir, 'report.json');
+    const args = ['eval', manifest, ...scorerFlags(model), '--baseline', 'a', '--candidate', 'b', '--max-drop', '1000'];
+    const cases: [string, string[], string, RegExp][] = [
+      ['the manifest', ['--format', 'json'], manifest, /names the same file as the manifest .*gate\.jsonl/],
+      ['an image of the manifest', ['--format', 'json'], path.join(dir, 'img-000.png'), /names the same file as the image img-000\.png \(image of .*gate\.jsonl:1\)/],
+      ['--out', ['--out', out], out, /names the same file as --out \(.*report\.json\)/],
+    ];
+    for (const [what, extra, summary, names] of cases) {
+      await writeFile(out, 'an earlier report\n');
+      const before = await readFile(summary);
+      const result = await runCli([...args, ...extra], { env: { GITHUB_STEP_SUMMARY: summary } });
+      assert.equal(result.code, 0, `${what}: ${result.stderr}`);
+      assert.match(result.stderr, new RegExp(`^warning: \\$GITHUB_STEP_SUMMARY \\(${summary.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\) ${names.source}: appending the job summary would change it, so the summary was skipped; the report itself was written$`, 'm'), what);
+      if (summary !== out) assert.deepEqual(await readFile(summary), before, `${what} is untouched`);
+      else assert.doesNotThrow(() => JSON.parse(readFileSync(out, 'utf8')), 'the report is the whole file: nothing was appended to it');
+    }
+    // Through merge: a summary naming a part is skipped the same way.
+    const parts = [0, 1].map((i) => path.join(dir, `part-${i}.json`));
+    for (const [i, part] of parts.entries()) {
+      const shard = await runCli(['eval', manifest, ...scorerFlags(model), '--shard', `${i}/2`, '--out', part]);
+      assert.equal(shard.code, 0, shard.stderr);
+    }
+    const before = await readFile(parts[1]);
+    const merged = await runCli(['merge', ...parts, '--format', 'json'], { env: { GITHUB_STEP_SUMMARY: parts[1] } });
+    assert.equal(merged.code, 0, merged.stderr);
+    assert.match(merged.stderr, /^warning: \$GITHUB_STEP_SUMMARY \(.*part-1\.json\) names the same file as the part .*part-1\.json: appending the job summary would change it/m);
+    assert.deepEqual(await readFile(parts[1]), before);
   });
 });
 

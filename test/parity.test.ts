@@ -6,8 +6,8 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { AttentionImpl, Precision } from '../src/model/clip-graph.js';
-import { openEncoders } from '../src/model/session.js';
+import type { AttentionImpl, Precision } from '../src/model-format.js';
+import { openEncoders } from '../src/encoder/session.js';
 import { rankingAgreement } from '../src/score/agreement.js';
 import { skipWithoutReference } from './helpers/paths.js';
 import {
@@ -27,7 +27,7 @@ let scratch: { dir: string; remove(): Promise<void> };
 
 async function encodeReference(which: ReferenceCheckpoint, precision: Precision, attention: AttentionImpl): Promise<Outputs> {
   const built = await buildReferenceEncoders(which, precision, attention, path.join(scratch.dir, `${which}-${precision}-${attention}`));
-  const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+  const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
   try {
     const text = await sessions.encodeText(inputIds, ref.prompts.length);
     const images = await sessions.encodeImages(pixels, ref.images.length);

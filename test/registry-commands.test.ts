@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { cacheClear, cacheInfo } from '../src/commands/cache.js';
 import { modelConvert, modelInfo, modelList, modelVerify } from '../src/commands/model.js';
 import { EmbeddingCache, embeddingCachePath } from '../src/io/embedding-cache.js';
-import { CHECKSUM_FILE, modelsHome } from '../src/model/registry.js';
+import { CHECKSUM_FILE } from '../src/model-format.js';
+import { modelsHome } from '../src/model/registry.js';
 import { referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { makeTempDir, removeTempDirs } from './helpers/hub-temp.js';
 

@@ -1,27 +1,34 @@
 /**
- * openEncoders: device parsing, the CUDA provider's fallback under 'auto' (this machine has no CUDA
- * provider, so the CPU path and its reason are what run here), and input checks.
+ * openEncoders and the device decision above it: device parsing, the CUDA provider's fallback under
+ * 'auto' (this machine has no CUDA provider, so the CPU path and its reason are what run here), and
+ * input checks.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InternalError, ModelError, UsageError } from '../src/errors.js';
-import { diagnoseCudaProvider, onnxruntimeVersion, openEncoders, parseDeviceRequest } from '../src/model/session.js';
+import { onnxruntimeVersion, openEncoders } from '../src/encoder/session.js';
+import { diagnoseCudaProvider } from '../src/encoder/cuda-provider.js';
+import { parseDevice } from '../src/encoder/device.js';
+import { openModel } from '../src/pipeline/open-model.js';
+import { resolveScorerOptions } from '../src/pipeline/options.js';
 import { skipWithoutReference } from './helpers/paths.js';
+import { tinyModel } from './helpers/tiny-model.js';
 import { buildReferenceEncoders, loadReference, loadReferencePixels, tempDir, PIXELS_PER_IMAGE, type BuiltEncoders } from './helpers/graph-models.js';
 
 describe('device requests', () => {
-  it('parses auto, cpu, cuda and cuda:N', () => {
-    assert.deepEqual(parseDeviceRequest('auto'), { kind: 'auto', deviceId: 0 });
-    assert.deepEqual(parseDeviceRequest('cpu'), { kind: 'cpu', deviceId: 0 });
-    assert.deepEqual(parseDeviceRequest('cuda'), { kind: 'cuda', deviceId: 0 });
-    assert.deepEqual(parseDeviceRequest('cuda:3'), { kind: 'cuda', deviceId: 3 });
+  it('parses auto, cpu, cuda and cuda:N, keeping the spelling for messages', () => {
+    assert.deepEqual(parseDevice('auto'), { kind: 'auto', request: 'auto' });
+    assert.deepEqual(parseDevice('cpu'), { kind: 'cpu', request: 'cpu' });
+    assert.deepEqual(parseDevice('cuda'), { kind: 'cuda', id: 0, request: 'cuda' });
+    assert.deepEqual(parseDevice('cuda:3'), { kind: 'cuda', id: 3, request: 'cuda:3' });
+    assert.deepEqual(parseDevice('cuda:all', { all: true }), { kind: 'all', request: 'cuda:all' });
   });
 
-  for (const bad of ['gpu', 'cuda:', 'cuda:x', 'CUDA', 3]) {
+  for (const bad of ['gpu', 'cuda:', 'cuda:x', 'CUDA', 'cuda:1234', 'cuda:all', 3]) {
     it(`rejects ${JSON.stringify(bad)} with the accepted values`, () => {
-      assert.throws(() => parseDeviceRequest(bad), (err: unknown) => err instanceof UsageError
+      assert.throws(() => parseDevice(bad), (err: unknown) => err instanceof UsageError
         && /^Expected one of auto, cpu, cuda, cuda:N for the device but received/.test(err.message));
     });
   }
@@ -63,39 +70,40 @@ describe('openEncoders', { skip: skipWithoutReference }, () => {
   after(async () => scratch?.remove());
 
   it(`reports onnxruntime ${onnxruntimeVersion} and the CPU provider`, async () => {
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu' });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' } });
     try {
       assert.equal(sessions.onnxruntimeVersion, '1.29.0');
       assert.equal(sessions.executionProvider, 'CPUExecutionProvider');
-      assert.equal(sessions.device, 'cpu');
-      assert.equal(sessions.fallbackReason, undefined);
     } finally {
       await sessions.close();
     }
   });
 
-  it("'auto' uses CUDA when it loads, else falls back to CPU naming what is missing; 'cuda' then fails with that reason", async () => {
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'auto' });
+  it("'auto' uses CUDA when it loads, else falls back to CPU naming what is missing and records it; 'cuda' then fails with that reason", async () => {
+    const model = await tinyModel();
+    const opened = await openModel(resolveScorerOptions({ model, device: 'auto' }), openEncoders);
     try {
-      if (sessions.device === 'cuda') {
-        assert.equal(sessions.fallbackReason, undefined);
-        assert.equal(sessions.executionProvider, 'CUDAExecutionProvider');
+      if (opened.placement.device.kind === 'cuda') {
+        assert.equal(opened.placement.fallbackReason, undefined);
+        assert.equal(opened.placement.executionProvider, 'CUDAExecutionProvider');
         return;
       }
-      assert.equal(sessions.executionProvider, 'CPUExecutionProvider');
-      assert.match(sessions.fallbackReason ?? '', /^CUDA unavailable, using CPU: onnxruntime-node 1\.29\.0.*(libonnxruntime_providers_\w+\.so|lib\w+\.so[.\d]*|CUDA)/);
-      const reason = sessions.fallbackReason!.replace('CUDA unavailable, using CPU: ', '');
-      await assert.rejects(openEncoders(built.dir, built.manifest, { device: 'cuda:0' }),
-        (err: unknown) => err instanceof UsageError && err.message === `Device cuda:0 was requested, but ${reason}`);
+      assert.deepEqual([opened.placement.name, opened.placement.executionProvider], ['cpu', 'CPUExecutionProvider']);
+      assert.match(opened.placement.fallbackReason ?? '', /^CUDA unavailable, using CPU: onnxruntime-node 1\.29\.0.*(libonnxruntime_providers_\w+\.so|lib\w+\.so[.\d]*|CUDA)/);
+      const reason = opened.placement.fallbackReason!.replace('CUDA unavailable, using CPU: ', '');
+      for (const device of ['cuda:0', 'cuda'] as const) {
+        await assert.rejects(openModel(resolveScorerOptions({ model, device }), openEncoders),
+          (err: unknown) => err instanceof UsageError && err.message === `Device ${device} was requested, but ${reason}`);
+      }
     } finally {
-      await sessions.close();
+      await opened.sessions.close();
     }
   });
 
   it('encodes from subarray views as from copies (the pipeline passes views of a reused buffer)', async () => {
     const ref = await loadReference();
     const pixels = (await loadReferencePixels(ref)).subarray(0, 3 * PIXELS_PER_IMAGE);
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 1 });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' }, threads: 1 });
     try {
       const view = await sessions.encodeImages(pixels.subarray(PIXELS_PER_IMAGE), 2);
       const copy = await sessions.encodeImages(pixels.slice(PIXELS_PER_IMAGE), 2);
@@ -107,7 +115,7 @@ describe('openEncoders', { skip: skipWithoutReference }, () => {
   });
 
   it('checks batch sizes against the data', async () => {
-    const sessions = await openEncoders(built.dir, built.manifest, { device: 'cpu' });
+    const sessions = await openEncoders(built.dir, built.manifest, { device: { kind: 'cpu' } });
     try {
       await assert.rejects(sessions.encodeText(new BigInt64Array(77 * 2), 3), (err: unknown) => err instanceof InternalError && /Expected 3 x 77 input ids, received 154/.test(err.message));
       await assert.rejects(sessions.encodeImages(new Float32Array(10), 1), InternalError);
@@ -116,11 +124,11 @@ describe('openEncoders', { skip: skipWithoutReference }, () => {
     }
   });
 
-  it('rejects bad thread counts and missing model files', async () => {
-    await assert.rejects(openEncoders(built.dir, built.manifest, { device: 'cpu', threads: 0 }),
+  it('rejects bad thread counts where they are given, and missing model files', async () => {
+    assert.throws(() => resolveScorerOptions({ threads: 0 }),
       (err: unknown) => err instanceof UsageError && /Expected a positive integer for threads but received number 0/.test(err.message));
     const other = await buildReferenceEncoders('tiny-clip safetensors', 'fp32', 'plain', path.join(scratch.dir, 'incomplete'));
     await rm(path.join(other.dir, 'image.onnx'));
-    await assert.rejects(openEncoders(other.dir, other.manifest, { device: 'cpu' }), (err: unknown) => err instanceof ModelError && /has no image\.onnx/.test(err.message));
+    await assert.rejects(openEncoders(other.dir, other.manifest, { device: { kind: 'cpu' } }), (err: unknown) => err instanceof ModelError && /has no image\.onnx/.test(err.message));
   });
 });

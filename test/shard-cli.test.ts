@@ -7,12 +7,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { skipWithoutReference } from './helpers/paths.js';
 import { tinyModel } from './helpers/tiny-model.js';
 import { makeImageFolder, runCli, type CliRun } from './helpers/shard-cli.js';
+import { writeGradientPngs } from './helpers/pipe-images.js';
+import { cudaProviderState } from '../src/encoder/cuda-provider.js';
+
+/** Where the CUDA provider loads, a cuda:0 worker would not fail. */
+const cudaLoads = cudaProviderState() === 'loads' ? 'the CUDA provider loads here, so a CUDA worker would not fail' : false;
 
 const SHARDS = 3;
 let dir: string;
@@ -168,4 +173,23 @@ test('a shard refuses, before any work and with exit 2, what merge could not use
   const part = JSON.parse(piped.stdout) as { provenance: { shard: string; run: { command: string; images: { count: number } } } };
   assert.equal(part.provenance.shard, '0/2');
   assert.deepEqual([part.provenance.run.command, part.provenance.run.images.count], ['rank', images.length]);
+});
+
+test('--device cuda:all: a worker that fails stops the others, which are waited for before the work folder goes: no write into a removed folder, nothing left behind', { skip: skipWithoutReference || cudaLoads, timeout: 300_000 }, async () => {
+  // A CUDA device on a machine without one fails as soon as its session would start, while the CPU
+  // worker has a folder of images to score one at a time.
+  const many = path.join(dir, 'many');
+  await mkdir(many, { recursive: true });
+  const names = await writeGradientPngs(many, 40, 64);
+  assert.equal(names.length, 40);
+  const tmp = path.join(dir, 'tmp-fail');
+  await mkdir(tmp);
+  const run = await cli(['rank', 'many', '--prompt', 'a gradient', '--model', await tinyModel(), '--no-cache', '--threads', '1', '--batch-size', '1',
+    '--device', 'cuda:all', '--format', 'csv'], { PICKSCORE_DEVICES: 'cpu,cuda:0', TMPDIR: tmp });
+  expectCode(run, 2, 'cuda:all with a failing worker');
+  assert.match(run.stderr, /^\[cuda:0 \(shard 1\/2\)\] error: Device cuda:0 was requested, but /m);
+  assert.match(run.stderr, /^error: The worker for cuda:0 \(shard 1\/2\) failed; its messages are above$/m);
+  assert.doesNotMatch(run.stderr, /does not exist|ENOENT/, 'no worker wrote into a removed folder');
+  assert.doesNotMatch(run.stderr, /\[cpu \(shard 0\/2\)\] error/, 'the stopped worker has nothing to say');
+  assert.deepEqual(await readdir(tmp), [], 'the work folder is gone, and nothing else was left');
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UsageError } from '../src/errors.js';
-import { listAllDevices } from '../src/cli/merge-command.js';
+import { listDevices as listAllDevices } from '../src/commands/all-devices.js';
 
 test('--device cuda:all: PICKSCORE_DEVICES lists the workers\' devices explicitly', async () => {
   assert.deepEqual(await listAllDevices({ PICKSCORE_DEVICES: 'cuda:0, cuda:2' }), ['cuda:0', 'cuda:2']);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { createConsole, describeTransfer, formatDuration } from '../src/cli/output.js';
-import { cudaProviderInstalled } from '../src/model/session.js';
+import { cudaProviderInstalled } from '../src/encoder/cuda-provider.js';
 import { cliEntry } from './helpers/pipe-cli.js';
 import { fixturesDir, referenceDir, repoRoot, skipWithoutReference } from './helpers/paths.js';
 import { ptyAvailable, screen, spawnInPty } from './helpers/pty.js';

@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { openRankWriter, type OutputFormat, type RankRecord } from '../src/io/writers/index.js';
-import { chooseFormat } from '../src/cli/output.js';
+import { chooseFormat } from '../src/cli/formats.js';
 import { markdownCell } from '../src/io/writers/markdown.js';
 import { restoreCsvText } from '../src/io/writers/csv.js';
 import { renderTable, terminalSafe } from '../src/io/table.js';

@@ -14,8 +14,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { expectedMessage, InputError } from '../../src/errors.js';
-import { readModelManifest } from '../../src/model/convert.js';
-import { openEncoders, type DeviceRequest, type EncoderSessions } from '../../src/model/session.js';
+import { readModelManifest } from '../../src/model-format.js';
+import { openEncoders, type EncoderSessions } from '../../src/encoder/session.js';
+import { deviceName, parseDevice, type PlacedDevice } from '../../src/encoder/device.js';
 import { embeddingDrift, rankingAgreement } from '../../src/score/agreement.js';
 import { cosineScores } from '../../test/helpers/graph-models.js';
 
@@ -115,7 +116,7 @@ async function embedDump(sessions: EncoderSessions, dump: Dump, batch: number): 
   return { image, text: await sessions.encodeText(dump.inputIds, dump.prompts) };
 }
 
-export interface EncoderCheckOptions { model: string; dump: string; device: DeviceRequest; batch: number; iterations: number; warmup: number }
+export interface EncoderCheckOptions { model: string; dump: string; device: PlacedDevice; batch: number; iterations: number; warmup: number }
 
 export async function runEncoderCheck(opts: EncoderCheckOptions): Promise<Record<string, unknown>> {
   const manifest = await readModelManifest(opts.model);
@@ -135,8 +136,7 @@ export async function runEncoderCheck(opts: EncoderCheckOptions): Promise<Record
     if (torchFp16 && torchFp32) parity.torch_fp16_vs_torch_fp32 = compareEmbeddings(torchFp16, torchFp32, dump.embedDim, dump.logitScale);
     return {
       model: { name: manifest.name, precision: manifest.precision, attention: manifest.attention, embedDim: manifest.image.embedDim },
-      device: sessions.device, executionProvider: sessions.executionProvider, onnxruntimeVersion: sessions.onnxruntimeVersion,
-      ...(sessions.fallbackReason ? { fallbackReason: sessions.fallbackReason } : {}),
+      device: deviceName(opts.device), executionProvider: sessions.executionProvider, onnxruntimeVersion: sessions.onnxruntimeVersion,
       open_s: openSeconds, first_dump_embed_s: firstRunSeconds, image_encoder: timing,
       dump: { images: dump.images, prompts: dump.prompts, logitScale: dump.logitScale },
       parity,
@@ -153,6 +153,13 @@ function integerFlag(value: string | undefined, fallback: number, flag: string, 
   return n;
 }
 
+/** The device the check runs on: cpu or a CUDA device, never auto (a check must say what it measured). */
+function placedDevice(value: string | undefined): PlacedDevice {
+  const device = parseDevice(value);
+  if (device.kind === 'auto') throw new InputError('--device auto does not say what is measured: pass cpu, cuda or cuda:N');
+  return device;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { model: { type: 'string' }, dump: { type: 'string' }, device: { type: 'string', default: 'cuda' },
@@ -160,7 +167,7 @@ async function main(): Promise<void> {
   });
   if (!values.model || !values.dump) throw new InputError('Usage: encoder.js --model DIR --dump DIR [--device cuda] [--batch 128] [--iterations 20] [--warmup 3]');
   const result = await runEncoderCheck({
-    model: values.model, dump: values.dump, device: values.device as DeviceRequest,
+    model: values.model, dump: values.dump, device: placedDevice(values.device),
     batch: integerFlag(values.batch, 128, '--batch', 1), iterations: integerFlag(values.iterations, 20, '--iterations', 1),
     warmup: integerFlag(values.warmup, 3, '--warmup', 0),
   });

@@ -3,51 +3,12 @@
  * Progress and informational lines appear only when stderr is a TTY; warnings and errors always do,
  * so a pipeline's stderr holds nothing but what needs attention.
  */
-import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError } from 'commander';
-import { UsageError, expectedMessage } from '../errors.js';
-import { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
 import { openSink } from '../io/writers/sink.js';
 import { checkOutputWritable } from '../io/atomic.js';
 import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
 import type { HubProgress } from '../model/hub.js';
 import { ExitCode } from './exit-codes.js';
-
-export { OUTPUT_FORMATS, type OutputFormat } from '../io/writers/index.js';
-
-/** How a command picks its output format: its formats, their --out extensions, and its defaults. */
-interface FormatChoice<F extends string> {
-  formats: readonly F[];
-  byExtension: Readonly<Record<string, F>>;
-  onTerminal: F;
-  inPipe: F;
-  unknownOut: (out: string) => string;
-}
-
-/** --format wins; else the --out extension; else one format for a person at a terminal, another for a pipe. */
-export function pickFormat<F extends string>(choice: FormatChoice<F>, format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): F {
-  if (format !== undefined) {
-    if ((choice.formats as readonly string[]).includes(format)) return format as F;
-    throw new UsageError(expectedMessage(choice.formats.join(', '), '--format', format));
-  }
-  if (out !== undefined) {
-    const byExtension = choice.byExtension[path.extname(out).toLowerCase()];
-    if (byExtension) return byExtension;
-    throw new UsageError(choice.unknownOut(out));
-  }
-  return stdoutIsTTY ? choice.onTerminal : choice.inPipe;
-}
-
-const RANK_FORMATS: FormatChoice<OutputFormat> = {
-  formats: OUTPUT_FORMATS, byExtension: FORMAT_BY_EXTENSION, onTerminal: 'table', inPipe: 'jsonl',
-  unknownOut: (out) => `Cannot tell the output format from --out ${out}: use an extension (${Object.keys(FORMAT_BY_EXTENSION).join(' ')}) or pass --format`,
-};
-
-/** rank's and merge's rank outputs: a table for a person at a terminal, JSONL for a pipe. */
-export function chooseFormat(format: string | undefined, out: string | undefined, stdoutIsTTY: boolean): OutputFormat {
-  return pickFormat(RANK_FORMATS, format, out, stdoutIsTTY);
-}
 
 /** Decimal units, one decimal place above bytes: 3.9 GB, 512 B. */
 export function formatBytes(bytes: number): string {
@@ -127,7 +88,7 @@ export function createConsole(opts: { quiet: boolean; verbose?: boolean; stderr?
   };
   return {
     log(line: string) {
-      if (!chatty && !/^(warning|error)\b/i.test(line)) return;
+      if (!chatty && !shownAlways(line)) return;
       if (!drawn) {
         stderr.write(`${line}\n`);
         return;
@@ -193,6 +154,14 @@ export function createConsole(opts: { quiet: boolean; verbose?: boolean; stderr?
       };
     },
   };
+}
+
+/**
+ * Warnings and errors, and the lines of `cuda:all` workers (`[cuda:0 (shard 0/2)] ...`), which pass on
+ * only what a --quiet run shows: its warnings and errors, and anything it wrote to stderr itself.
+ */
+function shownAlways(line: string): boolean {
+  return /^(warning|error)\b/i.test(line) || /^\[[^\]\n]+\] /.test(line);
 }
 
 /**
@@ -262,13 +231,6 @@ export async function checkOutputTargets(outputs: readonly { flag: string; path:
 /** One finished document (a report rendered whole). */
 export function writeDocument(text: string, target: { out?: string }): Promise<void> {
   return writeOutput(target, (write) => write(text));
-}
-
-/** Commander argument parser for counts: the flag is named in commander's message. */
-export function parsePositiveInteger(value: string): number {
-  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`Expected a positive integer but received ${JSON.stringify(value)}.`);
-  return n;
 }
 
 /** What a command sees of SIGINT, SIGTERM and SIGHUP while it runs and writes its output. */

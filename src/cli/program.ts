@@ -3,7 +3,7 @@
  * themselves from their own files; this file only assembles them.
  */
 import { Command } from 'commander';
-import { PICKSCORE_VERSION } from '../pipeline/version.js';
+import { PICKSCORE_VERSION } from '../version.js';
 import { registerRankCommand } from './rank-command.js';
 import { registerEvalCommand } from './eval-command.js';
 import { registerModelCommand } from './model-command.js';

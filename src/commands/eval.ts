@@ -6,13 +6,16 @@ import { readManifests, type ManifestRow, type PairwiseRow, type PointwiseRow } 
 import { buildReport, requireModel, UNNAMED_MODEL, type EvalReport, type GateDecision, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
 import { InputError, UsageError, expectedMessage } from '../errors.js';
-import { Scorer, type ScoreRequest, type ScoredItem, type ScorerOptions } from '../pipeline/scorer.js';
+import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
+import { Scorer, type ScoreRequest, type ScoredItem } from '../pipeline/scorer.js';
 import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
+import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
-import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
+import { outputsToSkip, refuseOutputsNamingInputs, type NamedInput, type NamedOutput, type OutputClash } from '../io/same-file.js';
 
-export interface EvalOptions extends ScorerOptions {
+/** What to evaluate; with the scoring options (EvalOptions), an eval run. */
+export interface EvalQuery {
   manifests: string[];
   /** A pairwise manifest on which the tie threshold is chosen, as the paper does. */
   validation?: string;
@@ -23,6 +26,7 @@ export interface EvalOptions extends ScorerOptions {
   baseline?: string;
   candidate?: string;
   maxDrop?: number;
+  /** Aborting stops the scoring after its current batch (the report covers what was scored) and a model download at once. */
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   /** Score only this shard's rows (runEvalPart). */
@@ -35,7 +39,15 @@ export interface EvalOptions extends ScorerOptions {
    * image a manifest names).
    */
   outputs?: NamedOutput[];
+  /**
+   * Files the caller will also write if it can, such as a job summary appended beside the report: one
+   * that names an input or one of `outputs` is not refused but listed in the result's skippedOutputs.
+   */
+  optionalOutputs?: NamedOutput[];
 }
+
+/** An eval run: what to evaluate, and how to score (the scoring options, or options already resolved). */
+export type EvalOptions = EvalQuery & (RunScorerOptions | ResolvedScorerOptions);
 
 /** What eval needs of the engine. */
 export type EvalScorer = Pick<Scorer, 'scoreStream' | 'provenance'>;
@@ -57,6 +69,10 @@ export interface EvalResult {
   items: ItemRecord[];
   incomplete: boolean;
   counts: EvalCounts;
+  /** With `cuda:all`: what each worker did. */
+  workers?: WorkerOutcome[];
+  /** The optionalOutputs that name an input or an output, with what they name: not to be written. */
+  skippedOutputs: OutputClash[];
 }
 
 export interface EvalPartResult {
@@ -64,13 +80,16 @@ export interface EvalPartResult {
   items: ItemRecord[];
   incomplete: boolean;
   counts: EvalCounts;
+  skippedOutputs: OutputClash[];
 }
 
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
+  const { scoring, allDevices } = resolveRunOptions(options);
+  if (allDevices) return evalOnAllDevices(options, scoring);
   if (options.shard) throw new UsageError('A sharded eval writes a part for merge: call runEvalPart');
-  const scored = await scoreManifests(options);
+  const scored = await scoreManifests(options, scoring);
   const report = buildReport(scored.input);
-  return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors: report.counts.errors } };
+  return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors: report.counts.errors }, skippedOutputs: scored.skippedOutputs };
 }
 
 /**
@@ -79,10 +98,12 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
  * here: a shard alone may lack a baseline's rows or every validation pair.
  */
 export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
-  const scored = await scoreManifests(options);
+  const { scoring, allDevices } = resolveRunOptions(options);
+  if (allDevices) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  const scored = await scoreManifests(options, scoring);
   const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems, scored.run);
   const errors = scored.input.points.filter((p) => p.error !== null).length + scored.input.pairs.filter((p) => p.error !== null).length;
-  return { part, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors } };
+  return { part, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors }, skippedOutputs: scored.skippedOutputs };
 }
 
 interface ScoredManifests {
@@ -92,19 +113,42 @@ interface ScoredManifests {
   counts: Omit<EvalCounts, 'errors'>;
   /** What the whole run was given, before sharding. */
   run: EvalRunIdentity;
+  skippedOutputs: OutputClash[];
 }
 
-async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
+/**
+ * `cuda:all`: the run's shards on every device, merged into the unsharded report. What each worker did
+ * comes back beside it.
+ */
+async function evalOnAllDevices(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<EvalResult> {
+  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  validateEvalOptions(options);
+  const { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } = options;
+  const { merged, workers } = await runOnAllDevices({ command: 'eval', options: { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } },
+    scoring, { outputs: options.outputs, signal: options.signal });
+  const skipped = new Map(workers.flatMap((worker) => worker.skippedOutputs ?? []).map((clash) => [clash.output.flag, clash]));
+  const sum = (key: string) => workers.reduce((total, worker) => total + (worker.counts[key] ?? 0), 0);
+  return {
+    report: merged.report, gate: merged.report.gate, items: merged.items, incomplete: merged.incomplete,
+    counts: { ...merged.counts, uniqueImages: sum('uniqueImages'), scoreRequests: sum('scoreRequests') },
+    workers,
+    skippedOutputs: [...skipped.values()],
+  };
+}
+
+async function scoreManifests(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<ScoredManifests> {
   validateEvalOptions(options);
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
   checkModelFlags(main.rows, options);
   const allValidationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : undefined;
   const run = evalRunIdentity(main.rows, allValidationRows);
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
-  await refuseOutputsNamingInputs(options.outputs ?? [], evalInputs(options, [...main.rows, ...(allValidationRows ?? [])]));
+  const inputs = [...evalInputs(options, [...main.rows, ...(allValidationRows ?? [])])];
+  await refuseOutputsNamingInputs(options.outputs ?? [], inputs);
+  const skippedOutputs = await outputsToSkip(options.optionalOutputs ?? [], options.outputs ?? [], inputs);
   const validationRows = selectShard(allValidationRows ?? [], options.shard, evalShardKey);
   const plan = await planRequests([...mainRows, ...validationRows]);
-  const owned = options.scorer ? null : await Scorer.open(options);
+  const owned = options.scorer ? null : await Scorer.open(scoring);
   const scorer: EvalScorer = options.scorer ?? owned!;
   try {
     const results = new Map<string, ScoredItem>();
@@ -131,7 +175,7 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
       },
     };
     return {
-      input, items: scored.items, validationItems: validation.items, run,
+      input, items: scored.items, validationItems: validation.items, run, skippedOutputs,
       counts: { rows: mainRows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length, notReached: scored.notReached },
     };
   } finally {
@@ -140,7 +184,7 @@ async function scoreManifests(options: EvalOptions): Promise<ScoredManifests> {
 }
 
 /** Every file eval reads: the manifests and every image they name (all shards': a shard must not overwrite another's). */
-function* evalInputs(options: EvalOptions, rows: readonly ManifestRow[]): Generator<NamedInput> {
+function* evalInputs(options: EvalQuery, rows: readonly ManifestRow[]): Generator<NamedInput> {
   for (const manifest of options.manifests) yield { role: `the manifest ${manifest}`, path: manifest };
   if (options.validation !== undefined) yield { role: `the --validation manifest ${options.validation}`, path: options.validation };
   for (const row of rows) {
@@ -150,7 +194,7 @@ function* evalInputs(options: EvalOptions, rows: readonly ManifestRow[]): Genera
 }
 
 /** Flag checks that need no data, made before any file is read or model loaded. */
-function validateEvalOptions(o: EvalOptions): void {
+function validateEvalOptions(o: EvalQuery): void {
   if (o.tieThreshold !== undefined && !(o.tieThreshold >= 0 && o.tieThreshold <= 1)) {
     throw new UsageError(expectedMessage('a number from 0 to 1', '--tie-threshold', o.tieThreshold));
   }
@@ -164,7 +208,7 @@ function validateEvalOptions(o: EvalOptions): void {
 }
 
 /** Before any scoring: --baseline and --candidate must name models of the manifests (all rows, not one shard's). */
-function checkModelFlags(rows: readonly ManifestRow[], o: EvalOptions): void {
+function checkModelFlags(rows: readonly ManifestRow[], o: EvalQuery): void {
   const models = [...new Set(rows.filter((r): r is PointwiseRow => r.kind === 'pointwise').map((r) => r.model ?? UNNAMED_MODEL))];
   if (o.baseline !== undefined) requireModel(o.baseline, '--baseline', models);
   if (o.candidate !== undefined) requireModel(o.candidate, '--candidate', models);

@@ -19,12 +19,15 @@ import { buildReport, type EvalReport, type PairScore, type PointScore, type Rep
 import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../score/rank.js';
 import type { ManifestRow } from '../io/manifest.js';
-import { READ_LIMITS, readFailureText, readRegularFile } from '../io/regular-file.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 import type { RankRecord } from '../io/writers/record.js';
 import type { Provenance, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { digestKeys, formatShard, parseShard, type EvalRunIdentity, type KeySetDigest, type RankRunIdentity, type Shard } from '../shard.js';
-import { rankRecords, type RankResult } from './rank.js';
-import { refuseOutputsNamingInputs, type NamedOutput } from '../io/same-file.js';
+import { galleryThumbnails } from './gallery.js';
+import { rankRecords } from './rank-records.js';
+import type { ThumbnailFn } from '../io/html-gallery.js';
+import { outputsToSkip, refuseOutputsNamingInputs, type NamedOutput, type OutputClash } from '../io/same-file.js';
 
 export interface MergeOptions {
   /** Part files written by sharded runs: `rank --format json`, or any sharded `eval`. */
@@ -33,6 +36,8 @@ export interface MergeOptions {
   top?: number;
   /** Files the caller will write with the result (the CLI's --out and --scores): refused when one of them is a part. */
   outputs?: NamedOutput[];
+  /** Files the caller will also write if it can (a job summary): one that names a part or an output is listed in skippedOutputs instead. */
+  optionalOutputs?: NamedOutput[];
 }
 
 /** A shard part of a rank run as read from disk. */
@@ -46,7 +51,16 @@ export interface RankPart {
   incomplete: boolean;
 }
 
-export type MergedRank = Pick<RankResult, 'records' | 'provenance' | 'incomplete' | 'stats'> & { kind: 'rank'; shardCount: number };
+export interface MergedRank {
+  kind: 'rank';
+  records: RankRecord[];
+  provenance: Provenance;
+  incomplete: boolean;
+  stats: ScorerStats;
+  /** The HTML gallery's thumbnails, of the images as the shards read them. */
+  thumbnail: ThumbnailFn;
+  shardCount: number;
+}
 
 export interface MergedEval {
   kind: 'eval';
@@ -58,7 +72,8 @@ export interface MergedEval {
   shardCount: number;
 }
 
-export type MergeResult = MergedRank | MergedEval;
+/** A merge, with the optional outputs that are not to be written (they name a part or an output). */
+export type MergeResult = (MergedRank | MergedEval) & { skippedOutputs: OutputClash[] };
 
 /**
  * Provenance fields that are not the result's: one shard's process (shard, stats, device: dropped or
@@ -73,16 +88,18 @@ export async function runMerge(options: MergeOptions): Promise<MergeResult> {
   if (options.top !== undefined && !(Number.isInteger(options.top) && options.top > 0)) {
     throw new UsageError(expectedMessage('a positive integer', '--top', options.top));
   }
-  await refuseOutputsNamingInputs(options.outputs ?? [], options.parts.map((part) => ({ role: `the part ${part}`, path: part })));
+  const inputs = options.parts.map((part) => ({ role: `the part ${part}`, path: part }));
+  await refuseOutputsNamingInputs(options.outputs ?? [], inputs);
+  const skippedOutputs = await outputsToSkip(options.optionalOutputs ?? [], options.outputs ?? [], inputs);
   const parts = await Promise.all(options.parts.map(readPart));
   const evalParts = parts.filter((part): part is EvalPartFile => 'points' in part);
-  if (evalParts.length === 0) return mergeRankParts(parts as RankPart[], options.top);
+  if (evalParts.length === 0) return { ...mergeRankParts(parts as RankPart[], options.top), skippedOutputs };
   if (evalParts.length < parts.length) {
     const rank = parts.find((part) => !('points' in part))!;
     throw new InputError(`${rank.file} is a rank output but ${evalParts[0].file} is an eval part: merge the parts of one run`);
   }
   if (options.top !== undefined) throw new UsageError('--top applies to rank outputs, but these parts come from eval');
-  return mergeEvalParts(evalParts);
+  return { ...mergeEvalParts(evalParts), skippedOutputs };
 }
 
 /** Pure: the merged records, provenance and stats of a complete set of rank parts. */
@@ -115,6 +132,7 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
     provenance: provenance as unknown as Provenance,
     incomplete,
     stats: sumStats(ordered),
+    thumbnail: galleryThumbnails(provenance as Partial<Provenance>).thumbnail,
     kind: 'rank',
     shardCount: ordered.length,
   };
@@ -260,18 +278,11 @@ function sumStats(parts: RankPart[]): ScorerStats {
 
 /** Reads one part file, rank or eval; every problem names the file (and the row). */
 export async function readPart(file: string): Promise<RankPart | EvalPartFile> {
-  let text: string;
-  try {
-    text = (await readRegularFile(file, READ_LIMITS.textList, 'a merge part')).toString('utf8');
-  } catch (err) {
-    throw new InputError(`Cannot read part ${file} (${readFailureText(err)})`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw new InputError(`${file} is not a JSON document: write rank shard parts with --format json (they carry the provenance and shard that merge checks)`);
-  }
+  const doc = await readJsonFile(file, {
+    what: 'a merge part', maxBytes: READ_LIMITS.textList, error: InputError,
+    unreadable: (reason) => `Cannot read part ${file} (${reason})`,
+    notJson: () => `${file} is not a JSON document: write rank shard parts with --format json (they carry the provenance and shard that merge checks)`,
+  });
   if (isObject(doc) && doc.format === EVAL_PART_FORMAT) return checkEvalPart(doc, file);
   if (isObject(doc) && doc.format === undefined && Array.isArray(doc.models) && doc.gate !== undefined) {
     throw new InputError(`${file} is an eval report, not a shard part: only eval runs with --shard write parts that merge can combine`);

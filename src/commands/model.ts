@@ -5,12 +5,12 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import type { AttentionImpl, Precision } from '../model/clip-graph.js';
-import { convertCheckpoint } from '../model/convert.js';
+import type { AttentionImpl, Precision } from '../model-format.js';
+import { convertCheckpoint } from '../convert/convert.js';
 import type { HubProgress, HubRetry } from '../model/hub.js';
-import { MANIFEST_FILE, readModelManifest, type ModelManifest } from '../model/manifest.js';
+import { CHECKSUM_FILE, MANIFEST_FILE, parseAttention, parsePrecision, readModelManifest, type ModelManifest } from '../model-format.js';
 import {
-  CHECKSUM_FILE, convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
+  convertedModels, identifyModel, knownModels, locateModel, resolveModel, type KnownModel,
 } from '../model/registry.js';
 import { sha256File } from '../io/file-hash.js';
 import { FileReadError, READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
@@ -44,15 +44,15 @@ export interface ModelPullOptions {
 export interface ModelPullResult extends ConvertedModel { alreadyPresent: boolean }
 
 export async function modelPull(opts: ModelPullOptions): Promise<ModelPullResult> {
-  const { dir } = await locateModel(opts.model, opts);
+  const precision = parsePrecision(opts.precision);
+  const attention = parseAttention(opts.attention ?? 'plain');
+  const { dir } = await locateModel(opts.model, { precision, attention });
   const alreadyPresent = await stat(path.join(dir, MANIFEST_FILE)).then(() => true, () => false);
-  const resolved = await resolveModel(opts.model, { precision: opts.precision, attention: opts.attention, onProgress: opts.onProgress, onRetry: opts.onRetry,
-    signal: opts.signal });
-  const attention = opts.attention ?? 'plain';
+  const resolved = await resolveModel(opts.model, { precision, attention, onProgress: opts.onProgress, onRetry: opts.onRetry, signal: opts.signal });
   // A converted folder is what it is: reporting it as pulled at another precision would mislead.
-  if (resolved.source.kind === 'converted' && (resolved.manifest.precision !== opts.precision || resolved.manifest.attention !== attention)) {
-    throw new UsageError(`${resolved.dir} is a converted model folder holding ${resolved.manifest.precision}/${resolved.manifest.attention} encoders, not ${opts.precision}/${attention}; `
-      + `\`pickscore model convert <checkpoint folder> --out <dir> --precision ${opts.precision}\` builds another precision`);
+  if (resolved.source.kind === 'converted' && (resolved.manifest.precision !== precision || resolved.manifest.attention !== attention)) {
+    throw new UsageError(`${resolved.dir} is a converted model folder holding ${resolved.manifest.precision}/${resolved.manifest.attention} encoders, not ${precision}/${attention}; `
+      + `\`pickscore model convert <checkpoint folder> --out <dir> --precision ${precision}\` builds another precision`);
   }
   return { ...(await withSize({ dir: resolved.dir, manifest: resolved.manifest })), alreadyPresent };
 }
@@ -171,10 +171,10 @@ async function checkSourceFiles(manifest: ModelManifest): Promise<VerifyCheck> {
 
 /** One prompt and one image through the encoders on CPU: the outputs must have the manifest's width and be finite. */
 async function smokeInference(dir: string, manifest: ModelManifest): Promise<VerifyCheck> {
-  const { openEncoders } = await import('../model/session.js');
+  const { openEncoders } = await import('../encoder/session.js');
   const { ClipTokenizer } = await import('../tokenizer/clip-tokenizer.js');
   const tokenizer = await ClipTokenizer.fromDir(dir);
-  const sessions = await openEncoders(dir, manifest, { device: 'cpu' });
+  const sessions = await openEncoders(dir, manifest, { device: { kind: 'cpu' } });
   try {
     const text = await sessions.encodeText(tokenizer.encodeBatch(['a photo of a cat']).inputIds, 1);
     const size = manifest.image.imageSize;
@@ -265,9 +265,11 @@ async function requireFolder(dir: string, role: string): Promise<void> {
 
 /** Converts a checkpoint folder into `out`, checksums included (the converter writes a temporary folder and renames it). */
 export async function modelConvert(opts: ModelConvertOptions): Promise<ConvertedModel> {
+  const precision = parsePrecision(opts.precision);
+  const attention = parseAttention(opts.attention ?? 'plain');
   await requireFolder(opts.src, 'The checkpoint folder');
   if (opts.tokenizerDir !== undefined) await requireFolder(opts.tokenizerDir, 'The tokenizer folder (--tokenizer)');
-  const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision: opts.precision, attention: opts.attention,
+  const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision, attention,
     tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true, openClipArchitecture: opts.openClipArchitecture });
   return withSize({ dir: path.resolve(opts.out), manifest });
 }

@@ -1,19 +1,26 @@
 /**
  * `rank`: score every image against its prompts and rank the images per prompt. Options in, data out:
- * printing, progress bars and exit codes belong to src/cli.
+ * printing, progress bars and exit codes belong to src/cli. With `device: 'cuda:all'` the run is split
+ * over every GPU (all-devices.ts) and merged; the result is the same.
  */
 import { BMP_SKIP_REASON, discoverImages, type DiscoveredImage } from '../io/discover.js';
-import type { ImageSource } from '../image/pool.js';
+import type { ImageSource } from '../image/image.js';
+import type { ThumbnailFn } from '../io/html-gallery.js';
 import { combinePrompts, promptForImage, readPromptsFile, sidecarPath, type PerImagePromptSource } from '../io/prompts.js';
 import { refuseOutputsNamingInputs, type NamedInput, type NamedOutput } from '../io/same-file.js';
-import { softmax } from '../score/similarity.js';
-import { compareCodePoints, groupBy, rankDescending } from '../score/rank.js';
 import type { RankRecord } from '../io/writers/record.js';
 import { digestKeys, selectShard, type RankRunIdentity, type Shard } from '../shard.js';
 import { UsageError, expectedMessage } from '../errors.js';
-import { Scorer, type Provenance, type ScoreRequest, type ScoredItem, type ScorerOptions, type ScorerStats } from '../pipeline/scorer.js';
+import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
+import { Scorer, type Provenance, type ScoreRequest, type ScoredItem, type ScorerStats } from '../pipeline/scorer.js';
+import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import { galleryThumbnails } from './gallery.js';
+import { rankRecords } from './rank-records.js';
 
-export interface RankOptions extends ScorerOptions {
+export { rankRecords } from './rank-records.js';
+
+/** What to rank; with the scoring options (RankOptions), a rank run. */
+export interface RankQuery {
   /** Files, folders and globs, as the user typed them. */
   inputs: string[];
   /** Prompts scored against every image (`--prompt`, repeatable). */
@@ -24,10 +31,16 @@ export interface RankOptions extends ScorerOptions {
   /** Keep the best K images per prompt. */
   top?: number;
   shard?: Shard;
+  /** Aborting stops the scoring after its current batch (the result is marked incomplete) and a model download at once. */
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
-  /** Each item as it is scored, in input order (the CLI starts the gallery's thumbnails early with it). */
+  /** Each item as it is scored, in input order. */
   onScored?: (item: ScoredItem) => void;
+  /**
+   * The result will be written as an HTML gallery: its thumbnails are made while the images are scored
+   * (a thumbnail needs only its image), so the gallery's final write is short.
+   */
+  galleryThumbnails?: boolean;
   /** An open scorer to use (the library API shares one); otherwise rank opens one and closes it. */
   scorer?: Scorer;
   /**
@@ -36,6 +49,9 @@ export interface RankOptions extends ScorerOptions {
    */
   outputs?: NamedOutput[];
 }
+
+/** A rank run: what to rank, and how to score (the scoring options, or options already resolved). */
+export type RankOptions = RankQuery & (RunScorerOptions | ResolvedScorerOptions);
 
 export type { RankRecord } from '../io/writers/record.js';
 
@@ -52,19 +68,26 @@ export interface RankResult {
   shard?: Shard;
   /** With a shard: what the whole run was given, which merge checks every part against. */
   run?: RankRunIdentity;
+  /** The HTML gallery's thumbnails, made from the images as this run read them. */
+  thumbnail: ThumbnailFn;
+  /** With `cuda:all`: what each worker did. */
+  workers?: WorkerOutcome[];
 }
 
 type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; source: PerImagePromptSource };
 
 export async function runRank(options: RankOptions): Promise<RankResult> {
   const top = validateRankOptions(options);
+  const { scoring, allDevices } = resolveRunOptions(options);
+  if (allDevices) return rankOnAllDevices(options, scoring, top);
   const plan = await planPrompts(options);
-  const discovered = await discoverSummarisingSkips(options);
+  const discovered = await discoverSummarisingSkips(options, scoring.log);
   const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
   await refuseOutputsNamingInputs(options.outputs ?? [], rankInputs(options, discovered));
   const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
-  const scorer = options.scorer ?? (await Scorer.open(options));
+  const scorer = options.scorer ?? (await Scorer.open(scoring));
   try {
+    const thumbnails = galleryThumbnails(scorer.provenance(), options.galleryThumbnails === true);
     const promptErrors: RankRecord[] = [];
     const total = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
     if (plan.kind === 'global') await scorer.embedTexts(plan.prompts);
@@ -75,6 +98,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
     });
     for await (const item of stream) {
       items.push(item);
+      if (item.error === null) thumbnails.prefetch?.add(item.key);
       options.onScored?.(item);
     }
     const incomplete = options.signal?.aborted === true;
@@ -95,14 +119,46 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       stats: scorer.stats(),
       shard: options.shard,
       run,
+      thumbnail: thumbnails.thumbnail,
     };
   } finally {
     if (!options.scorer) await scorer.close();
   }
 }
 
+/**
+ * `cuda:all`: the run's shards on every device, merged. What each worker did comes back beside the
+ * merged rows; its counters are summed.
+ */
+async function rankOnAllDevices(options: RankQuery, scoring: ResolvedScorerOptions, top: number | undefined): Promise<RankResult> {
+  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  const { inputs, prompts, promptsFile, promptFrom } = options;
+  const { merged, workers } = await runOnAllDevices({ command: 'rank', options: { inputs, prompts, promptsFile, promptFrom } }, scoring,
+    { outputs: options.outputs, signal: options.signal, top });
+  const errors = merged.records.filter((record) => record.error !== null).length;
+  const sum = (key: keyof RankCounts) => workers.reduce((total, worker) => total + (worker.counts[key] ?? 0), 0);
+  return {
+    records: merged.records,
+    provenance: merged.provenance,
+    incomplete: merged.incomplete,
+    counts: {
+      images: sum('images'), prompts: Math.max(0, ...workers.map((worker) => worker.counts.prompts ?? 0)),
+      rows: merged.records.length, scored: merged.records.length - errors, errors, notReached: sum('notReached'),
+    },
+    stats: sumStats(workers.map((worker) => worker.stats)),
+    thumbnail: merged.thumbnail,
+    workers,
+  };
+}
+
+function sumStats(all: (ScorerStats | undefined)[]): ScorerStats {
+  const total: Record<string, number> = {};
+  for (const stats of all) for (const [key, value] of Object.entries(stats ?? {})) total[key] = (total[key] ?? 0) + value;
+  return total as unknown as ScorerStats;
+}
+
 /** Every file rank reads: the prompts file, the images (all shards': a shard must not overwrite another's), their sidecars. */
-function* rankInputs(options: RankOptions, images: readonly DiscoveredImage[]): Generator<NamedInput> {
+function* rankInputs(options: RankQuery, images: readonly DiscoveredImage[]): Generator<NamedInput> {
   if (options.promptsFile !== undefined) yield { role: `--prompts-file ${options.promptsFile}`, path: options.promptsFile };
   for (const image of images) yield { role: `the input image ${image.path}`, path: image.rawAbsolute ?? image.absolute };
   if (options.promptFrom !== 'sidecar') return;
@@ -114,18 +170,18 @@ function* rankInputs(options: RankOptions, images: readonly DiscoveredImage[]): 
  * Files that are not images (the sidecar .txt files a shell's `out/*` also names) are passed over with
  * one informational line for all of them; a folder that cannot be read is a warning of its own.
  */
-async function discoverSummarisingSkips(options: RankOptions): Promise<DiscoveredImage[]> {
+async function discoverSummarisingSkips(options: RankQuery, log: (line: string) => void): Promise<DiscoveredImage[]> {
   const notImages: string[] = [];
   const bitmaps: string[] = [];
   const images = await discoverImages(options.inputs, {
-    onSkip: (p, reason) => (reason === NOT_AN_IMAGE ? notImages.push(p) : reason === BMP_SKIP_REASON ? bitmaps.push(p) : options.log?.(`warning: skipped ${p}: ${reason}`)),
+    onSkip: (p, reason) => (reason === NOT_AN_IMAGE ? notImages.push(p) : reason === BMP_SKIP_REASON ? bitmaps.push(p) : log(`warning: skipped ${p}: ${reason}`)),
   });
   const list = (paths: string[]): string => paths.slice(0, 3).join(', ') + (paths.length > 3 ? ', ...' : '');
   if (notImages.length > 0) {
-    options.log?.(`skipped ${notImages.length} file${notImages.length === 1 ? '' : 's'} without an image extension: ${list(notImages)}`);
+    log(`skipped ${notImages.length} file${notImages.length === 1 ? '' : 's'} without an image extension: ${list(notImages)}`);
   }
   if (bitmaps.length > 0) {
-    options.log?.(`warning: skipped ${bitmaps.length} BMP file${bitmaps.length === 1 ? '' : 's'} (BMP is not supported; convert to PNG to score): ${list(bitmaps)}`);
+    log(`warning: skipped ${bitmaps.length} BMP file${bitmaps.length === 1 ? '' : 's'} (BMP is not supported; convert to PNG to score): ${list(bitmaps)}`);
   }
   return images;
 }
@@ -133,7 +189,7 @@ async function discoverSummarisingSkips(options: RankOptions): Promise<Discovere
 /** The reason discoverImages gives for a file it passes over by extension. */
 const NOT_AN_IMAGE = 'not an image file extension';
 
-function validateRankOptions(options: RankOptions): number | undefined {
+function validateRankOptions(options: RankQuery): number | undefined {
   if (!Array.isArray(options.inputs) || options.inputs.length === 0) {
     throw new UsageError(expectedMessage('at least one image path, folder or glob', 'inputs', options.inputs));
   }
@@ -169,7 +225,7 @@ function rankRunIdentity(images: DiscoveredImage[], plan: PromptPlan): RankRunId
   };
 }
 
-async function planPrompts(options: RankOptions): Promise<PromptPlan> {
+async function planPrompts(options: RankQuery): Promise<PromptPlan> {
   if (options.promptFrom) return { kind: 'per-image', source: options.promptFrom };
   const fromFile = options.promptsFile !== undefined ? await readPromptsFile(options.promptsFile) : [];
   return { kind: 'global', prompts: combinePrompts(options.prompts ?? [], fromFile) };
@@ -198,27 +254,4 @@ async function* requestsFor(images: DiscoveredImage[], plan: PromptPlan, promptE
  */
 function imageSource(image: DiscoveredImage): ImageSource {
   return { path: image.rawAbsolute ?? image.absolute };
-}
-
-/**
- * Groups items by prompt (first-seen order), ranks each group by score with ties broken by path, and
- * turns scores into the model card's probabilities. Rows that failed follow their prompt's ranked
- * rows, by path; `top` keeps the best K scored rows of each prompt and every failed one.
- */
-export function rankRecords(items: ScoredItem[], top?: number): RankRecord[] {
-  const byPrompt = groupBy(items, (item) => item.prompt);
-  const records: RankRecord[] = [];
-  for (const [prompt, group] of byPrompt) {
-    const scored = group.filter((item): item is ScoredItem & { score: number } => item.score !== null);
-    const probs = softmax(scored.map((item) => item.score));
-    const ranked = rankDescending(scored.map((item, i) => ({ key: item.key, score: item.score, prob: probs[i], item })));
-    for (const { rank, prob, item } of ranked.slice(0, top ?? ranked.length)) {
-      records.push({ path: item.key, prompt, score: item.score, prob, rank, width: item.width, height: item.height, error: null, contentHash: item.contentHash });
-    }
-    const failed = group.filter((item) => item.score === null).sort((a, b) => compareCodePoints(a.key, b.key));
-    for (const item of failed) {
-      records.push({ path: item.key, prompt, score: null, prob: null, rank: null, width: item.width, height: item.height, error: item.error, contentHash: item.contentHash });
-    }
-  }
-  return records;
 }

@@ -1,40 +1,94 @@
 /**
- * The eval report as GitHub-flavoured Markdown, short enough for a pull-request comment or the job
- * summary: the gate verdict first, then per-model figures, comparisons and preference accuracy.
+ * The eval report as GitHub-flavoured Markdown, for a pull-request comment or the job summary
+ * ($GITHUB_STEP_SUMMARY): the gate's verdict first, then every model against the baseline, the
+ * per-prompt means of the prompts with the largest differences (the bottom and top 10), and preference
+ * accuracy. Its size is bounded whatever the run (models, prompts and names are capped and shortened,
+ * MARKDOWN_LIMITS), far inside GitHub's 1 MiB per step; the JSON report holds everything.
  */
-import type { EvalReport, GateDecision, Interval95 } from './report.js';
+import { describeGate, type EvalReport, type GateDecision, type Interval95 } from './report.js';
+import { focusComparison, modelLabels, modelRows, promptGrid, shortenEnd, shortenMiddle, type GridRow } from './report-view.js';
+
+export const MARKDOWN_LIMITS = {
+  /** Rows of the models table. */
+  models: 50,
+  /** Prompts at each end of the per-prompt table. */
+  promptsEachEnd: 10,
+  /** Characters of a prompt, and of a model name or path, as shown. */
+  promptChars: 160,
+  nameChars: 60,
+} as const;
 
 export function renderMarkdown(report: EvalReport): string {
+  const labels = modelLabels(report.models.map((m) => m.model), MARKDOWN_LIMITS.nameChars);
+  const name = (model: string): string => labels.get(model) ?? shortenMiddle(model, MARKDOWN_LIMITS.nameChars);
   const out: string[] = ['## PickScore eval', ''];
   if (report.incomplete) out.push('> **Incomplete:** the run was interrupted; the figures cover the rows scored before it stopped.', '');
-  if (report.gate) out.push(`**Gate:** ${gateIcon(report.gate)} ${cell(report.gate.reason)}`, '');
-  if (report.models.length > 0) {
-    out.push('| model | n | mean | std | median | 95% CI of the mean | errors |', '| --- | ---: | ---: | ---: | ---: | --- | ---: |');
-    for (const m of report.models) {
-      out.push(`| ${cell(m.model)} | ${m.n} | ${num(m.mean)} | ${num(m.std)} | ${num(m.median)} | ${ci(m.ci95)} | ${m.errors} |`);
-    }
-    out.push('');
-  }
-  if (report.comparisons.length > 0) {
-    out.push('| candidate vs baseline | prompts | win rate | W / L / T | mean diff | 95% CI | sign test p |',
-      '| --- | ---: | ---: | --- | ---: | --- | ---: |');
-    for (const c of report.comparisons) {
-      out.push(`| ${cell(c.candidate)} vs ${cell(c.baseline)} | ${c.prompts} | ${pct(c.winRate)} | ${c.wins} / ${c.losses} / ${c.ties} | ${signed(c.meanDiff)} | ${ci(c.ci95)} | ${pValue(c.signTestP)} |`);
-    }
-    out.push('', 'Pairs are prompts: each model\'s mean score over its images for a prompt. A tie counts half a win.', '');
-  }
+  if (report.gate) out.push(`**Gate:** ${gateIcon(report.gate)} ${describeGate(report.gate, (model) => text(name(model)))}`, '');
+  modelsTable(report, name, out);
+  promptsTable(report, name, out);
   const pw = report.pairwise;
   if (pw) {
-    const source = pw.thresholdSource === 'validation' ? `chosen on ${cell(pw.validation!.manifest)} (${pw.validation!.n} pairs)` : pw.thresholdSource;
+    const source = pw.validation ? `chosen on ${text(shortenMiddle(pw.validation.manifest, MARKDOWN_LIMITS.nameChars))} (${pw.validation.n} pairs)` : pw.thresholdSource;
     out.push('| pairwise accuracy | accuracy | counts |', '| --- | ---: | --- |',
       `| paper protocol (tie threshold ${pw.threshold}, ${source}) | ${pct(pw.paper.accuracy)} | ${pw.paper.points} points / ${pw.paper.n} pairs; ${pw.paper.tieLabels} tie labels, ${pw.paper.predictedTies} predicted ties |`,
       `| ties excluded | ${pct(pw.tiesExcluded.accuracy)} | ${pw.tiesExcluded.correct} / ${pw.tiesExcluded.n} pairs |`, '');
+    if (pw.mistakes.length > 0) out.push(`${pw.mistakes.length} pairs earned less than a point; the HTML report shows them side by side.`, '');
   }
   const counts = report.counts;
   out.push(`${counts.pointwise} pointwise and ${counts.pairwise} pairwise rows; ${counts.errors} with errors; ${counts.skippedLines} invalid lines skipped.`);
   const p = report.provenance;
-  if (p) out.push('', `<sub>${cell(p.model)} · ${p.precision} · ${p.executionProvider} (${p.device}) · exif ${p.exif} · resize ${p.resize} · onnxruntime ${p.onnxruntimeVersion} · pickscore ${p.pickscoreVersion} · seed ${report.settings.seed}</sub>`);
+  if (p) out.push('', `<sub>${text(shortenMiddle(p.model, MARKDOWN_LIMITS.nameChars))} · ${p.precision} · ${p.executionProvider} (${p.device}) · exif ${p.exif} · resize ${p.resize} · onnxruntime ${p.onnxruntimeVersion} · pickscore ${p.pickscoreVersion} · seed ${report.settings.seed}</sub>`);
   return `${out.join('\n')}\n`;
+}
+
+/** One row per model: its figures, and for every model but the baseline its paired comparison with it. */
+function modelsTable(report: EvalReport, name: (model: string) => string, out: string[]): void {
+  const rows = modelRows(report);
+  if (rows.length === 0) return;
+  const compared = report.comparisons.length > 0;
+  const reference = rows.find((r) => r.isReference)?.model.model;
+  if (compared && reference !== undefined) out.push(`### Models against ${text(name(reference))}, ${report.gate ? 'the baseline' : 'the first model'}`, '');
+  out.push(compared
+    ? '| model | images | mean | 95% CI | mean diff | paired 95% CI | win rate | W / L / T | sign test p | prompts | errors |'
+    : '| model | images | mean | 95% CI | std | median | errors |');
+  out.push(compared ? '| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |' : '| --- | ---: | ---: | --- | ---: | ---: | ---: |');
+  const shown = rows.slice(0, MARKDOWN_LIMITS.models);
+  // The baseline always has its row, wherever it stands in the report.
+  if (compared && !shown.some((r) => r.isReference)) shown.splice(shown.length - 1, 1, rows.find((r) => r.isReference)!);
+  for (const { model: m, isReference, comparison: c } of shown) {
+    const figures = `${m.n} | ${num(m.mean)} | ${ci(m.ci95)}`;
+    if (!compared) out.push(`| ${text(name(m.model))} | ${figures} | ${num(m.std)} | ${num(m.median)} | ${m.errors} |`);
+    else if (isReference) out.push(`| ${text(name(m.model))} (baseline) | ${figures} | | | | | | | ${m.errors} |`);
+    else if (c === null) out.push(`| ${text(name(m.model))} | ${figures} | – | – | – | – | – | – | ${m.errors} |`);
+    else out.push(`| ${text(name(m.model))} | ${figures} | ${signed(c.meanDiff)} | ${ci(c.ci95)} | ${pct(c.winRate)} | ${c.wins} / ${c.losses} / ${c.ties} | ${pValue(c.signTestP)} | ${c.prompts} | ${m.errors} |`);
+  }
+  out.push('');
+  if (rows.length > shown.length) out.push(`_The first ${shown.length} of ${rows.length} models are listed; all are in the JSON report._`, '');
+  if (compared) out.push('Pairs are prompts: each model\'s mean score over its images for a prompt, on the prompts both have. A tie counts half a win.', '');
+}
+
+/** The per-prompt means of the focus comparison's prompts with the lowest and the highest differences. */
+function promptsTable(report: EvalReport, name: (model: string) => string, out: string[]): void {
+  const focus = focusComparison(report);
+  const grid = promptGrid(report);
+  if (!focus || grid.baseline === null || grid.candidate === null) return;
+  const rows = grid.rows.filter((r) => r.diff !== null);
+  if (rows.length === 0) return;
+  const each = MARKDOWN_LIMITS.promptsEachEnd;
+  const [baseline, candidate] = [name(focus.baseline), name(focus.candidate)].map(text);
+  const line = (r: GridRow): string =>
+    `| ${text(shortenEnd(r.prompt, MARKDOWN_LIMITS.promptChars))} | ${num(r.cells[grid.baseline!]!.mean)} | ${num(r.cells[grid.candidate!]!.mean)} | ${signed(r.diff)} |`;
+  out.push(`### Per prompt: ${candidate} − ${baseline}`, '',
+    rows.length > 2 * each
+      ? `The ${each} prompts where ${candidate} fell furthest below ${baseline}, then the ${each} where it rose furthest (of ${rows.length}); each figure is the mean over that model's images for the prompt.`
+      : `Every prompt both have, the largest drop first; each figure is the mean over that model's images for the prompt.`,
+    '', `| prompt | ${baseline} | ${candidate} | difference |`, '| --- | ---: | ---: | ---: |');
+  if (rows.length > 2 * each) {
+    out.push(...rows.slice(0, each).map(line), `| _… ${rows.length - 2 * each} prompts between_ | | | |`, ...rows.slice(-each).map(line));
+  } else {
+    out.push(...rows.map(line));
+  }
+  out.push('');
 }
 
 /** An interrupted run's gate has no difference to judge: it is neither a pass nor a fail. */
@@ -43,9 +97,19 @@ function gateIcon(gate: GateDecision): string {
   return gate.worse ? '❌' : '✅';
 }
 
-/** Table cells cannot hold a raw pipe or a line break. */
-function cell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
+
+/**
+ * Text from the run made inert in Markdown and in a table cell: HTML is shown, not rendered; Markdown
+ * syntax is escaped; line breaks and control characters become spaces; bidirectional controls, which
+ * could reorder the rest of a line, are shown by their code point.
+ */
+function text(raw: string): string {
+  return raw
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(BIDI_CONTROLS, (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}>`)
+    .replace(/[\\`*_[\]~|]/g, (c) => `\\${c}`)
+    .replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
 }
 
 function num(x: number | null): string {

@@ -6,11 +6,11 @@ import { UsageError, InputError, expectedMessage } from '../errors.js';
 import {
   mean, std, median, bootstrapMeanCI, pairedBootstrapCI, signTestP, winRate, DEFAULT_BOOTSTRAP,
 } from '../score/stats.js';
-import { pairwiseAccuracy, chooseTieThreshold, PAPER_THRESHOLDS, type PairLabel, type ScoredPair } from '../score/pairwise.js';
+import { pairwiseAccuracy, chooseTieThreshold, judgePair, PAPER_THRESHOLDS, type PairLabel, type ScoredPair } from '../score/pairwise.js';
 import { groupBy, rankDescending } from '../score/rank.js';
 import type { Provenance } from '../pipeline/scorer.js';
 
-export const REPORT_SCHEMA_VERSION = 1;
+export const REPORT_SCHEMA_VERSION = 2;
 /** The model name of pointwise rows that do not give one. */
 export const UNNAMED_MODEL = 'default';
 /** Examples kept per model (best and worst) and per comparison (largest gains and drops). */
@@ -56,10 +56,14 @@ export interface ReportInput {
 
 export interface Interval95 { low: number | null; high: number | null }
 export interface Example { prompt: string; image: string; path: string; score: number }
+/** One image and its score: `image` as the manifest wrote it, `path` where it was read. */
+export interface ImageScore { image: string; path: string; score: number }
+/** A model's images for one prompt: how many, their mean score, and the best of them. */
+export interface PromptSummary { prompt: string; n: number; mean: number; best: ImageScore }
 export interface ModelSummary {
   model: string; n: number; errors: number;
   mean: number | null; std: number | null; median: number | null; ci95: Interval95;
-  perPrompt: { prompt: string; n: number; mean: number }[];
+  perPrompt: PromptSummary[];
   best: Example[]; worst: Example[];
   /** Counts of scores in equal bins over [low, high], the same range for every model so that plots compare. */
   histogram: Histogram;
@@ -73,16 +77,30 @@ export interface Comparison {
   meanDiff: number | null; ci95: Interval95; signTestP: number;
   largestGains: SideBySide[]; largestDrops: SideBySide[];
 }
+/** A scored pair that earned less than a point under the paper's protocol, with what the scorer saw. */
+export interface PairMistake {
+  prompt: string; image0: string; image1: string; path0: string; path1: string; label0: PairLabel;
+  score0: number; score1: number; prob0: number; prob1: number;
+  /** The scorer's call in the label's terms: 1 image 0, 0 image 1, 0.5 a tie. */
+  predicted: PairLabel;
+  /** 0 (the other image, or no tie on a tie label's opposite) or 0.5 (a tie on exactly one side). */
+  points: number;
+}
 export interface PairwiseSummary {
   n: number; errors: number;
   threshold: number; thresholdSource: 'flag' | 'validation' | 'default';
   validation: { manifest: string; n: number; table: { threshold: number; accuracy: number }[] } | null;
   paper: { accuracy: number | null; points: number; n: number; tieLabels: number; predictedTies: number };
   tiesExcluded: { accuracy: number | null; correct: number; n: number };
+  /** Every pair that earned less than a point: wrong ones (0) first, then half-right ones; most confident first within each. */
+  mistakes: PairMistake[];
 }
 export interface GateDecision {
   baseline: string; candidate: string; maxDrop: number;
-  worse: boolean; meanDiff: number | null; ci95: Interval95; reason: string;
+  worse: boolean; meanDiff: number | null; ci95: Interval95;
+  /** Prompts both models scored: the pairs the interval is over. */
+  prompts: number;
+  reason: string;
 }
 export interface EvalReport {
   schemaVersion: typeof REPORT_SCHEMA_VERSION;
@@ -147,7 +165,10 @@ function summarizeModel(model: string, points: PointScore[], bootstrap: { seed: 
     model, n: scores.length, errors: points.length - scored.length,
     mean: finite(mean(scores)), std: finite(std(scores)), median: finite(median(scores)),
     ci95: interval(bootstrapMeanCI(scores, bootstrap)),
-    perPrompt: [...perPromptGroups(scored)].map(([prompt, group]) => ({ prompt, n: group.length, mean: mean(group.map((p) => p.score)) })),
+    perPrompt: [...perPromptGroups(scored)].map(([prompt, group]) => {
+      const { image, path, score } = bestOf(group);
+      return { prompt, n: group.length, mean: mean(group.map((p) => p.score)), best: { image, path, score } };
+    }),
     best: ranked.slice(0, EXAMPLE_COUNT).map(example),
     worst: ranked.slice(-EXAMPLE_COUNT).reverse().filter((p) => p.rank > EXAMPLE_COUNT).map(example),
     histogram: histogram(scores, range),
@@ -171,19 +192,23 @@ function histogram(scores: number[], { low, high }: { low: number; high: number 
   return { low, high, counts };
 }
 
-/** --baseline pairs the baseline with every other model (or just --candidate); otherwise every pair, in order of appearance. */
+/**
+ * Every other model against the reference: --baseline, else the first model, in order of appearance.
+ * One comparison per model, not one per pair: a run of many models stays linear, and every comparison
+ * is against the same model, as the report's table shows them.
+ */
 function comparisonPairs(models: string[], opts: ReportOptions): [string, string][] {
   if (opts.baseline !== undefined) {
     requireModel(opts.baseline, '--baseline', models);
     if (opts.candidate !== undefined) {
       requireModel(opts.candidate, '--candidate', models);
       if (opts.candidate === opts.baseline) throw new UsageError('--baseline and --candidate name the same model');
-      return [[opts.baseline, opts.candidate]];
     }
-    return models.filter((m) => m !== opts.baseline).map((m) => [opts.baseline!, m]);
+  } else if (opts.candidate !== undefined) {
+    throw new UsageError('--candidate needs --baseline');
   }
-  if (opts.candidate !== undefined) throw new UsageError('--candidate needs --baseline');
-  return models.flatMap((a, i) => models.slice(i + 1).map((b): [string, string] => [a, b]));
+  const reference = opts.baseline ?? models[0];
+  return models.filter((m) => m !== reference).map((m): [string, string] => [reference, m]);
 }
 
 /** A --baseline or --candidate must name a model of the manifests. */
@@ -240,7 +265,24 @@ function summarizePairs(pairs: PairScore[], opts: ReportOptions): PairwiseSummar
     n: scored.length, errors: pairs.length - scored.length, threshold, thresholdSource, validation,
     paper: { accuracy: finite(acc.accuracy), points: acc.points, n: acc.n, tieLabels: acc.tieLabels, predictedTies: acc.predictedTies },
     tiesExcluded: { ...acc.tiesExcluded, accuracy: finite(acc.tiesExcluded.accuracy) },
+    mistakes: pairMistakes(pairs, threshold),
   };
+}
+
+/** The pairs that earned less than a point, wrong before half-right, the most confident call first, then in manifest order. */
+function pairMistakes(pairs: PairScore[], threshold: number): PairMistake[] {
+  const mistakes: PairMistake[] = [];
+  for (const p of pairs) {
+    if (p.error !== null || p.score0 === null || p.score1 === null) continue;
+    const judged = judgePair({ score0: p.score0, score1: p.score1, label0: p.label0 }, threshold);
+    if (judged.points === 1) continue;
+    mistakes.push({
+      prompt: p.prompt, image0: p.image0, image1: p.image1, path0: p.path0, path1: p.path1, label0: p.label0,
+      score0: p.score0, score1: p.score1, ...judged,
+    });
+  }
+  // Array.prototype.sort is stable: equal keys keep manifest order.
+  return mistakes.sort((a, b) => a.points - b.points || Math.abs(b.prob0 - b.prob1) - Math.abs(a.prob0 - a.prob1));
 }
 
 /**
@@ -255,21 +297,32 @@ function gateDecision(comparisons: Comparison[], opts: ReportOptions, incomplete
   const maxDrop = opts.maxDrop ?? 0;
   if (!(Number.isFinite(maxDrop) && maxDrop >= 0)) throw new UsageError(expectedMessage('a number >= 0', '--max-drop', maxDrop));
   const c = comparisons.find((x) => x.baseline === opts.baseline && x.candidate === opts.candidate)!;
-  const { baseline, candidate } = c;
+  const { baseline, candidate, prompts } = c;
   if (c.prompts === 0 || c.ci95.high === null || c.ci95.low === null || c.meanDiff === null) {
     // An interrupted run still writes its report; the exit code (130) already says it is not a verdict.
     if (incomplete) {
-      return { baseline, candidate, maxDrop, worse: false, meanDiff: null, ci95: c.ci95,
-        reason: `UNDECIDED: interrupted before any prompt was scored for both ${baseline} and ${candidate}` };
+      const undecided = { baseline, candidate, maxDrop, worse: false, meanDiff: null, ci95: c.ci95, prompts };
+      return { ...undecided, reason: describeGate(undecided) };
     }
     throw new InputError(`Cannot gate: ${candidate} and ${baseline} have no scored prompt in common`);
   }
-  const range = `mean(${candidate} - ${baseline}) = ${fmt(c.meanDiff)} over ${c.prompts} prompts, 95% CI [${fmt(c.ci95.low)}, ${fmt(c.ci95.high)}]`;
-  const worse = c.ci95.high < -maxDrop;
-  const reason = worse
+  const decided = { baseline, candidate, maxDrop, worse: c.ci95.high < -maxDrop, meanDiff: c.meanDiff, ci95: c.ci95, prompts };
+  return { ...decided, reason: describeGate(decided) };
+}
+
+/**
+ * The gate's verdict as one sentence (the `reason`). `name` shortens model names for a page that must
+ * stay readable; the report itself names them in full.
+ */
+export function describeGate(gate: Omit<GateDecision, 'reason'>, name: (model: string) => string = (model) => model): string {
+  const baseline = name(gate.baseline);
+  const candidate = name(gate.candidate);
+  const { meanDiff, ci95: { low, high }, maxDrop } = gate;
+  if (meanDiff === null || low === null || high === null) return `UNDECIDED: interrupted before any prompt was scored for both ${baseline} and ${candidate}`;
+  const range = `mean(${candidate} - ${baseline}) = ${fmt(meanDiff)} over ${gate.prompts} prompts, 95% CI [${fmt(low)}, ${fmt(high)}]`;
+  return gate.worse
     ? `FAIL: ${candidate} is worse than ${baseline}: ${range}, whose upper end is below ${fmt(-maxDrop)}`
     : `PASS: ${candidate} is not worse than ${baseline} beyond ${fmt(maxDrop)}: ${range}, whose upper end is at or above ${fmt(-maxDrop)}`;
-  return { baseline, candidate, maxDrop, worse, meanDiff: c.meanDiff, ci95: c.ci95, reason };
 }
 
 /** Four decimals at most, and never "-0". */

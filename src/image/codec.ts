@@ -9,15 +9,13 @@
  * Every failure is an InputError whose message says what is wrong with the file.
  */
 import sharp from 'sharp';
-import { InputError, expectedMessage, errorMessage } from '../errors.js';
+import { InputError, errorMessage } from '../errors.js';
 import { shortSideSize } from './preprocess.js';
+import type { ExifMode, PillowModeGroup, RgbImage } from './image.js';
 
-export interface RgbImage { data: Uint8Array; width: number; height: number }
-export interface DecodeOptions { exif: 'apply' | 'ignore'; maxPixels: number }
+export type { PillowModeGroup, RgbImage } from './image.js';
+export interface DecodeOptions { exif: ExifMode; maxPixels: number }
 
-import { DEFAULT_MAX_PIXELS } from './limits.js';
-
-export { DEFAULT_MAX_PIXELS } from './limits.js';
 
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff']);
 
@@ -146,14 +144,8 @@ function toRgb(raw: RawSamples, cmyk: boolean): Uint8Array {
   return rgb;
 }
 
-function checkOptions(opts: DecodeOptions): void {
-  if (opts.exif !== 'apply' && opts.exif !== 'ignore') throw new TypeError(expectedMessage('"apply" or "ignore"', 'exif', opts.exif));
-  if (!Number.isInteger(opts.maxPixels) || opts.maxPixels < 1) throw new RangeError(expectedMessage('a positive integer', 'maxPixels', opts.maxPixels));
-}
-
 /** Decodes any supported image to interleaved RGB, as Pillow's `Image.open(...).convert("RGB")` would. */
 export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions): Promise<RgbImage & { format: string }> {
-  checkOptions(opts);
   const header = await readHeader(bytes, opts.maxPixels);
   return { ...(await decodeRgb(bytes, header, opts.exif)), format: header.format };
 }
@@ -172,7 +164,6 @@ async function decodeRgb(bytes: Uint8Array, header: Header, exif: DecodeOptions[
  * lets JPEG shrink on load. `sourceWidth`/`sourceHeight` give the decoded (oriented) size.
  */
 export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, size: number): Promise<RgbImage & { sourceWidth: number; sourceHeight: number }> {
-  checkOptions(opts);
   const header = await readHeader(bytes, opts.maxPixels);
   const plain = !header.sixteenBit && (header.space === 'srgb' || header.space === 'b-w') && (header.channels === 1 || header.channels === 3);
   let pipeline: ReturnType<typeof sharp>;
@@ -183,36 +174,50 @@ export async function decodeResizeFast(bytes: Uint8Array, opts: DecodeOptions, s
     oriented = opts.exif === 'apply' ? header.oriented : header;
   } else {
     const rgb = await decodeRgb(bytes, header, opts.exif);
-    pipeline = sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
+    pipeline = rawPipeline(rgb);
     oriented = rgb;
   }
-  const target = shortSideSize(oriented.width, oriented.height, size);
-  const left = Math.floor((target.width - size) / 2);
-  const top = Math.floor((target.height - size) / 2);
   try {
-    const { data, info } = await pipeline
-      .resize({ width: target.width, height: target.height, fit: 'fill', kernel: 'cubic' })
-      .extract({ left, top, width: size, height: size })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, sourceWidth: oriented.width, sourceHeight: oriented.height };
+    return { ...(await cubicResizeAndCrop(pipeline, oriented, size)), sourceWidth: oriented.width, sourceHeight: oriented.height };
   } catch (err) {
     throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
   }
 }
 
+/** The fast path for pixels already decoded (a library caller's RGB): sharp's cubic resize and the centre crop. */
+export async function resizeRgbFast(rgb: RgbImage, size: number): Promise<RgbImage> {
+  return cubicResizeAndCrop(rawPipeline(rgb), rgb, size);
+}
+
+function rawPipeline(rgb: RgbImage): ReturnType<typeof sharp> {
+  return sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
+}
+
+/** sharp's cubic resize of the short side to `size`, then the processor's centre crop to size x size. */
+async function cubicResizeAndCrop(pipeline: ReturnType<typeof sharp>, source: { width: number; height: number }, size: number): Promise<RgbImage> {
+  const target = shortSideSize(source.width, source.height, size);
+  const left = Math.floor((target.width - size) / 2);
+  const top = Math.floor((target.height - size) / 2);
+  const { data, info } = await pipeline
+    .resize({ width: target.width, height: target.height, fit: 'fill', kernel: 'cubic' })
+    .extract({ left, top, width: size, height: size })
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+}
+
 /**
- * A small WebP thumbnail (longest side at most maxSide) as a data URI, for self-contained HTML reports.
- * Encoder effort 0: a gallery makes one per image, and on photographs this halves the time of the
- * default effort for thumbnails about a quarter larger.
+ * A small WebP thumbnail (longest side at most maxSide) as a data URI, for self-contained HTML reports,
+ * read as the run read the image: EXIF orientation applied or not, and the same pixel limit. Encoder
+ * effort 0: a gallery makes one per image, and on photographs this halves the time of the default
+ * effort for thumbnails about a quarter larger.
  */
-export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif: 'apply' | 'ignore'): Promise<string> {
-  if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(expectedMessage('a positive integer', 'maxSide', maxSide));
-  const header = await readHeader(bytes, DEFAULT_MAX_PIXELS);
+export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, opts: DecodeOptions): Promise<string> {
+  const header = await readHeader(bytes, opts.maxPixels);
   let pipeline = sharp(bytes, { limitInputPixels: false, pages: 1 });
-  if (exif === 'apply') pipeline = pipeline.autoOrient();
+  if (opts.exif === 'apply') pipeline = pipeline.autoOrient();
   try {
     const webp = await pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true }).webp({ quality: 75, effort: 0 }).toBuffer();
     return `data:image/webp;base64,${webp.toString('base64')}`;
@@ -221,21 +226,10 @@ export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, exif:
   }
 }
 
-/**
- * What Pillow would open a file as, where it matters to a pipeline that resizes before converting to
- * RGB (OpenAI `clip`'s `_transform`, src/image/pillow-modes.ts): `palette` for "P" and "1" (Pillow
- * resizes those with NEAREST), `alpha` for "RGBA" and "LA" (resized premultiplied), `rgb` for modes
- * whose resize commutes with the conversion ("RGB", "L"), `other` for those it does not or that are
- * not checked against Pillow (CMYK, resized as 4 channels; 16-bit grey, resized as 32-bit integers;
- * 16-bit with alpha).
- */
-export type PillowModeGroup = 'rgb' | 'palette' | 'alpha' | 'other';
-
 /** decodeImage's RGB, with the alpha channel (for `alpha`) and the group of the mode Pillow opens the file in. */
 export interface ModalImage extends RgbImage { format: string; modeGroup: PillowModeGroup; alpha?: Uint8Array }
 
 export async function decodeImageWithMode(bytes: Uint8Array, opts: DecodeOptions): Promise<ModalImage> {
-  checkOptions(opts);
   const header = await readHeader(bytes, opts.maxPixels);
   const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   const rgb = await decodeRgb(bytes, header, opts.exif);

@@ -27,7 +27,7 @@
  * Pure: no I/O. Output: CHW float32, 3 x size x size.
  */
 import { InputError, expectedMessage } from '../errors.js';
-import type { RgbImage } from './codec.js';
+import type { RgbImage } from './image.js';
 
 export interface HpsTransformConfig {
   /** The longer side after resize, and the padded square's side. */

@@ -10,7 +10,7 @@
  *   `Image.resize` returns a copy and none of this happens.
  * Pure: no I/O.
  */
-import type { RgbImage } from './codec.js';
+import type { RgbImage } from './image.js';
 import { resizeBicubicRegion, type Region } from './resample.js';
 
 /** Pillow's NEAREST resize of `src` to width x height, computing only `region` of the result. */

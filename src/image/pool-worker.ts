@@ -1,5 +1,5 @@
 /**
- * Worker thread of ImagePool: prepares the images it is sent one after another, in arrival order, and
+ * Worker entry of ImagePool (entry code only: the messages are in pool-protocol.ts): prepares the images it is sent one after another, in arrival order, and
  * transfers the pixels back. The pool sends the next image before this one is done (its queue depth),
  * so the worker never waits for the main thread; one at a time keeps it to one core, as the pool sizes it.
  * Pixel buffers the pool hands back are written again, so that no image allocates a new one.
@@ -7,8 +7,8 @@
  * looked the hash up in the cache, asks to 'decode' it or to 'drop' it (a hit is never decoded).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { decodeRead, prepareImage, readImage, type PreparedImage, type PrepareOptions, type ReadImage } from './prepare-image.js';
-import type { PoolWorkerMessage, PoolWorkerReply } from './pool.js';
+import { decodeRead, prepareImage, readImage, type HashedImage, type ReadImage } from './prepare-image.js';
+import type { PoolWorkerMessage, PoolWorkerReply, PreparedImage, PrepareOptions } from './pool-protocol.js';
 
 const options = workerData as PrepareOptions;
 
@@ -17,7 +17,7 @@ const MAX_SPARE_BUFFERS = 8;
 const spare: Float32Array[] = [];
 
 /** Images read and hashed, by ticket, waiting for the pool to say 'decode' or 'drop'. */
-const held = new Map<number, Extract<ReadImage, { ok: true }>>();
+const held = new Map<number, HashedImage>();
 
 let previous: Promise<void> = Promise.resolve();
 

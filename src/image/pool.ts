@@ -12,30 +12,23 @@
  * the bytes (a miss) or to drop() them (a hit). The bytes never leave the worker.
  */
 import { Worker } from 'node:worker_threads';
-import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
+import { InternalError, UsageError, errorMessage } from '../errors.js';
+import type { ImageReadOptions, ImageSource } from './image.js';
+import type { PoolWorkerMessage, PoolWorkerReply, PreparedImage, PrepareOptions } from './pool-protocol.js';
 import type { PreprocessConfig } from './preprocess.js';
-import type { ImageSource, PreparedImage } from './prepare-image.js';
 
-export type { ImageSource, PreparedImage } from './prepare-image.js';
+export type { PreparedImage } from './pool-protocol.js';
 
+/** Typed and checked where the options were resolved (src/pipeline/options.ts): nothing here checks them again. */
 export interface ImagePoolOptions {
-  threads: number; preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number;
+  threads: number;
+  preprocess: PreprocessConfig;
+  image: ImageReadOptions;
   /** Images handed to one worker at a time (default 2): its next image is already there when it finishes one. */
   queueDepth?: number;
 }
 
 export const DEFAULT_QUEUE_DEPTH = 2;
-
-/** What the pool sends a worker. The first three are answered, one answer each, in the order sent. */
-export type PoolWorkerMessage =
-  | { op: 'prepare'; source: ImageSource }               // read, hash, decode: answered with the pixels
-  | { op: 'read'; source: ImageSource; ticket: number }  // read and hash, hold the bytes: answered with the hash
-  | { op: 'decode'; ticket: number }                     // decode the bytes held: answered with the pixels
-  | { op: 'drop'; ticket: number }                       // forget the bytes held
-  | { op: 'recycle'; buffer: ArrayBuffer };              // a pixel buffer to prepare a later image into
-
-/** A worker's answer: a prepared image, or the hash of an image it read and now holds. */
-export type PoolWorkerReply = PreparedImage | { ok: true; contentHash: string };
 
 /**
  * An image a worker has read and hashed and whose bytes it holds: call exactly one of decode() (the
@@ -51,16 +44,10 @@ interface Pending { message: AnsweredMessage; resolve: (reply: PoolWorkerReply, 
 /** A worker and its images in the order it answers them (it prepares them one after another). */
 interface Slot { worker: Worker; queue: Pending[]; outstanding: number; onIdle?: () => void }
 
-function checkOptions(opts: ImagePoolOptions): void {
-  if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new UsageError(expectedMessage('a positive integer', 'threads', opts.threads));
-  if (opts.exif !== 'apply' && opts.exif !== 'ignore') throw new UsageError(expectedMessage('"apply" or "ignore"', 'exif', opts.exif));
-  if (opts.resize !== 'exact' && opts.resize !== 'fast') throw new UsageError(expectedMessage('"exact" or "fast"', 'resize', opts.resize));
-  if (!Number.isInteger(opts.maxPixels) || opts.maxPixels < 1) throw new UsageError(expectedMessage('a positive integer', 'maxPixels', opts.maxPixels));
-  if (opts.queueDepth !== undefined && !(Number.isInteger(opts.queueDepth) && opts.queueDepth >= 1)) {
-    throw new UsageError(expectedMessage('a positive integer', 'queueDepth', opts.queueDepth));
-  }
+/** The fast resize crops a square of the resize size; a model whose processor crops otherwise cannot use it. */
+function checkModelFitsResize(opts: ImagePoolOptions): void {
   const { shortestEdge, cropWidth, cropHeight } = opts.preprocess;
-  if (opts.resize === 'fast' && (cropWidth !== shortestEdge || cropHeight !== shortestEdge)) {
+  if (opts.image.resize === 'fast' && (cropWidth !== shortestEdge || cropHeight !== shortestEdge)) {
     throw new UsageError(`--resize fast needs a square crop equal to the resize size, but this model crops ${cropWidth}x${cropHeight} after resizing to ${shortestEdge}`);
   }
 }
@@ -75,9 +62,14 @@ export class ImagePool {
   private nextTicket = 0;
   private closed = false;
 
+  /** The preprocessing the workers prepare images for. */
+  get preprocess(): PreprocessConfig {
+    return this.opts.preprocess;
+  }
+
   constructor(opts: ImagePoolOptions) {
-    checkOptions(opts);
-    this.opts = { ...opts, preprocess: { ...opts.preprocess } };
+    checkModelFitsResize(opts);
+    this.opts = { ...opts, preprocess: { ...opts.preprocess }, image: { ...opts.image } };
     this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
   }
 
@@ -129,6 +121,15 @@ export class ImagePool {
       if (slot.outstanding > 0) await new Promise<void>((settled) => { slot.onIdle = settled; slot.worker.once('exit', () => settled()); });
       await slot.worker.terminate();
     }));
+  }
+
+  /**
+   * Starts every worker now rather than with the first images, so that their start-up (a thread, its
+   * modules) overlaps whatever the caller does next, such as opening the encoders. Idle, they keep
+   * nothing alive.
+   */
+  warm(): void {
+    while (!this.closed && this.slots.length < this.opts.threads) this.startWorker().worker.unref();
   }
 
   /** An idle worker first, then a new one while under `threads`, then the least loaded one with room. */
@@ -193,8 +194,8 @@ export class ImagePool {
   }
 
   private startWorker(): Slot {
-    const { preprocess, exif, resize, maxPixels } = this.opts;
-    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, exif, resize, maxPixels } });
+    const { preprocess, image } = this.opts;
+    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, image } satisfies PrepareOptions });
     const slot: Slot = { worker, queue: [], outstanding: 0 };
     // The worker answers its images in the order it received them, so a reply answers the oldest.
     worker.on('message', (result: PoolWorkerReply) => {

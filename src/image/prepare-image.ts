@@ -1,22 +1,19 @@
 /**
- * One image from source to model input: read the file, hash it, decode, resize and crop, normalise.
- * Runs inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
+ * One image from source to model input, the one preparation path every kind of ImageSource takes: read
+ * the file (or take the caller's bytes or pixels), hash it, decode, resize and crop, normalise. Runs
+ * inside the pool's worker threads; never throws for a bad image, it returns the reason instead.
  * Reading and hashing is a step of its own, so that an image whose embedding is cached is never decoded.
  */
 import { createHash } from 'node:crypto';
 import { lstat } from 'node:fs/promises';
-import { PickScoreError, errorMessage } from '../errors.js';
-import { FileReadError, READ_LIMITS, fsPath, readRegularFile, type FilePath } from '../io/regular-file.js';
+import { PickScoreError, errorMessage, expectedMessage } from '../errors.js';
+import { FileReadError, READ_LIMITS, fsPath, readRegularFileSync, type FilePath } from '../io/regular-file.js';
 import type * as Codec from './codec.js';
-import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
+import { normalizeInto, resizeAndCrop } from './preprocess.js';
+import type { ImageSource, RgbImage } from './image.js';
+import type { PreparedImage, PrepareOptions } from './pool-protocol.js';
 
-/** `path` is text, or the exact bytes of a name that is not valid UTF-8 (its text would open another file). */
-export type ImageSource = { path: FilePath } | { bytes: Uint8Array; label: string };
-export type PreparedImage =
-  | { ok: true; pixels: Float32Array; width: number; height: number; contentHash: string }
-  | { ok: false; error: string; contentHash?: string };
-
-export interface PrepareOptions { preprocess: PreprocessConfig; exif: 'apply' | 'ignore'; resize: 'exact' | 'fast'; maxPixels: number }
+export type { PreparedImage, PrepareOptions } from './pool-protocol.js';
 
 async function readFailure(err: unknown, file: FilePath): Promise<string> {
   if (err instanceof FileReadError && err.code === 'ENOENT') {
@@ -41,27 +38,49 @@ function loadCodec(): Promise<typeof Codec> {
   return codecLoading;
 }
 
-async function decodeAndCrop(bytes: Uint8Array, opts: PrepareOptions) {
+/** The model's input crop and the size of the image it came from (after EXIF orientation, when applied). */
+async function decodeAndCrop(read: HashedImage, opts: PrepareOptions): Promise<{ crop: RgbImage; width: number; height: number }> {
+  const { resize, exif, maxPixels } = opts.image;
+  if ('rgb' in read) {
+    const { rgb } = read;
+    const crop = resize === 'fast' ? await (await loadCodec()).resizeRgbFast(rgb, opts.preprocess.shortestEdge) : resizeAndCrop(rgb, opts.preprocess);
+    return { crop, width: rgb.width, height: rgb.height };
+  }
   const { decodeImage, decodeResizeFast } = await loadCodec();
-  const decodeOptions = { exif: opts.exif, maxPixels: opts.maxPixels };
-  if (opts.resize === 'fast') {
-    const crop = await decodeResizeFast(bytes, decodeOptions, opts.preprocess.shortestEdge);
+  if (resize === 'fast') {
+    const crop = await decodeResizeFast(read.bytes, { exif, maxPixels }, opts.preprocess.shortestEdge);
     return { crop, width: crop.sourceWidth, height: crop.sourceHeight };
   }
-  const decoded = await decodeImage(bytes, decodeOptions);
+  const decoded = await decodeImage(read.bytes, { exif, maxPixels });
   return { crop: resizeAndCrop(decoded, opts.preprocess), width: decoded.width, height: decoded.height };
 }
 
-/** An image's bytes and their SHA-256 (the cache key), or why they could not be read. */
-export type ReadImage = { ok: true; bytes: Uint8Array; contentHash: string } | { ok: false; error: string };
+/** An image read and hashed: a file's bytes, or pixels handed over decoded, with the SHA-256 the cache keys it by. */
+export type HashedImage = ({ bytes: Uint8Array } | { rgb: RgbImage }) & { contentHash: string };
+/** An image read and hashed, or why it could not be. */
+export type ReadImage = ({ ok: true } & HashedImage) | { ok: false; error: string };
 
-/** Reads a file (or takes the caller's bytes) and hashes it: all a cache lookup needs, without decoding. */
+/**
+ * Pixels handed over decoded: checked, and hashed with their size (two images of one byte string and
+ * different sizes are different images).
+ */
+function readPixels({ rgb, label }: { rgb: RgbImage; label: string }): ReadImage {
+  const { width, height, data } = rgb;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
+    return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
+  }
+  return { ok: true, rgb, contentHash: createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex') };
+}
+
+/** Reads a file (or takes the caller's bytes or pixels) and hashes it: all a cache lookup needs, without decoding. */
 export async function readImage(source: ImageSource): Promise<ReadImage> {
+  if ('rgb' in source) return readPixels(source);
   let bytes: Uint8Array;
   if ('path' in source) {
     try {
-      // Non-blocking open, type checked on the handle, bounded read: see src/io/regular-file.ts.
-      bytes = await readRegularFile(source.path, READ_LIMITS.image, 'an image');
+      // Non-blocking open, type checked on the descriptor, bounded read: see src/io/regular-file.ts. This runs
+      // on a pool worker, which has nothing else to do meanwhile, so the read is synchronous.
+      bytes = readRegularFileSync(source.path, READ_LIMITS.image, 'an image');
     } catch (err) {
       return { ok: false, error: await readFailure(err, source.path) };
     }
@@ -72,10 +91,10 @@ export async function readImage(source: ImageSource): Promise<ReadImage> {
 }
 
 /** Decodes, resizes, crops and normalises bytes already read. `into`, when it has the right length, receives the pixels. */
-export async function decodeRead(read: Extract<ReadImage, { ok: true }>, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
-  const { bytes, contentHash } = read;
+export async function decodeRead(read: HashedImage, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
+  const { contentHash } = read;
   try {
-    const { crop, width, height } = await decodeAndCrop(bytes, opts);
+    const { crop, width, height } = await decodeAndCrop(read, opts);
     const cfg = opts.preprocess;
     const length = 3 * cfg.cropHeight * cfg.cropWidth;
     const pixels = into?.length === length ? into : new Float32Array(length);

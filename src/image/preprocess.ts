@@ -4,7 +4,7 @@
  * float32. Pure: no I/O.
  */
 import { InputError, InternalError, expectedMessage } from '../errors.js';
-import type { PillowModeGroup, RgbImage } from './codec.js';
+import type { PillowModeGroup, RgbImage } from './image.js';
 import { resizeNearestRegion, resizePremultipliedRegion } from './pillow-modes.js';
 import { resizeBicubicRegion, type Region } from './resample.js';
 

@@ -9,7 +9,7 @@
  *
  * Pure: no I/O. Buffers are allocated once per call, never per pixel.
  */
-import type { RgbImage } from './codec.js';
+import type { RgbImage } from './image.js';
 import { simdColumns, simdKernels, simdRows, type Taps } from './resample-simd.js';
 
 const PRECISION_BITS = 32 - 8 - 2;

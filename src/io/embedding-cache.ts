@@ -14,11 +14,24 @@
  * an EmbeddingCacheUnavailable naming the file: the pipeline then goes on without the cache, and the
  * `cache` commands report it.
  */
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import { closeSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { InputError, UsageError, errorMessage, expectedMessage } from '../errors.js';
 import { makeDirsSync } from './make-dirs.js';
+
+type SqliteModule = typeof Database;
+let sqlite: SqliteModule | undefined;
+
+/**
+ * better-sqlite3, loaded when the first cache opens: a command that uses no cache (--no-cache, --help,
+ * a merge) never loads the native addon. A CommonJS module, so require() keeps EmbeddingCache.open synchronous.
+ */
+function loadSqlite(): SqliteModule {
+  sqlite ??= createRequire(import.meta.url)('better-sqlite3') as SqliteModule;
+  return sqlite;
+}
 
 /** "PSEC" (pickscore embedding cache), stored in the SQLite header. */
 export const CACHE_APPLICATION_ID = 0x50534543;
@@ -126,7 +139,7 @@ function initialise(db: Database.Database): void {
 }
 
 function openChecked(file: string, settings: Settings): Database.Database {
-  const db = new Database(file, { timeout: settings.busyTimeoutMs });
+  const db = new (loadSqlite())(file, { timeout: settings.busyTimeoutMs });
   try {
     db.pragma(`busy_timeout = ${settings.busyTimeoutMs}`);
     if (settings.maxPages !== undefined) db.pragma(`max_page_count = ${settings.maxPages}`);
@@ -165,7 +178,7 @@ function isMovedAway(err: unknown): boolean {
 
 /** A failure of the file or the filesystem (SQLite's, or Node's errno), as opposed to a bug in the caller. */
 function isStorageFailure(err: unknown): boolean {
-  return err instanceof Database.SqliteError || /^E[A-Z]+$/.test(sqliteCode(err));
+  return (sqlite !== undefined && err instanceof sqlite.SqliteError) || /^E[A-Z]+$/.test(sqliteCode(err));
 }
 
 function moveAside(file: string): string {

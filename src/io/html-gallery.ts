@@ -3,10 +3,9 @@
  * and probability. Thumbnails are data URIs and a Content-Security-Policy forbids every other source,
  * so the page makes no network request. It follows the reader's light or dark colour scheme.
  */
-import { thumbnailDataUri } from '../image/codec.js';
 import { pathFromDisplay } from './path-text.js';
 import { escapeHtml } from './html-escape.js';
-import { READ_LIMITS, readRegularFile } from './regular-file.js';
+import type { FilePath } from './regular-file.js';
 import { groupBy } from '../score/rank.js';
 import { formatProb, formatScore, formatSize, type RankRecord } from './writers/record.js';
 
@@ -17,21 +16,19 @@ export interface GalleryOptions {
   title?: string;
   provenance?: object | null;
   incomplete?: boolean;
-  thumbnail?: ThumbnailFn;
+  thumbnail: ThumbnailFn;
 }
 
+/** The longest side of the gallery's thumbnails. */
 export const THUMBNAIL_MAX_SIDE = 256;
 
 /**
- * Reads the image and makes a thumbnail through the image codec (EXIF orientation applied). The path is
- * the shown form, so a name that is not UTF-8 opens by its bytes, and a FIFO or a huge file is refused
- * (regular-file.ts) rather than stall the page.
+ * A thumbnail function over records from one over files (src/image/thumbnail.ts makes those): the path
+ * is the shown form, so a name that is not UTF-8 opens by its bytes.
  */
-export async function fileThumbnail(file: string): Promise<string> {
-  return thumbnailDataUri(await readRegularFile(pathFromDisplay(file), READ_LIMITS.image, 'an image'), THUMBNAIL_MAX_SIDE, 'apply');
+export function recordThumbnails(make: (file: FilePath) => Promise<string>): ThumbnailFn {
+  return (rec) => make(pathFromDisplay(rec.path));
 }
-
-export const codecThumbnail: ThumbnailFn = (rec) => fileThumbnail(rec.path);
 
 /**
  * Renders the page, handing it to `emit` card by card as it goes, so the output streams to its file.
@@ -41,7 +38,7 @@ export const codecThumbnail: ThumbnailFn = (rec) => fileThumbnail(rec.path);
 export async function renderGallery(records: readonly RankRecord[], opts: GalleryOptions, emit: (html: string) => Promise<void>): Promise<void> {
   const title = opts.title ?? 'pickscore ranking';
   const groups = groupByPrompt(records);
-  const thumbnails = new ThumbnailQueue([...groups.values()].flat(), opts.thumbnail ?? codecThumbnail);
+  const thumbnails = new ThumbnailQueue([...groups.values()].flat(), opts.thumbnail);
 
   await emit(pageHead(title, opts.incomplete ?? false));
   for (const [prompt, group] of groups) {

@@ -20,7 +20,7 @@
  */
 import path from 'node:path';
 import { InputError, expectedMessage } from '../errors.js';
-import { promptFromPngText, readPngTextChunks } from '../image/png-text.js';
+import { promptFromPngText, readPngTextChunks } from './png-text.js';
 import { FileReadError, READ_LIMITS, readFailureText, readRegularFile, type FilePath } from './regular-file.js';
 
 export type PerImagePromptSource = 'sidecar' | 'png';

@@ -39,6 +39,11 @@ async function inodeOf(file: string | Buffer): Promise<string | null> {
   }
 }
 
+/** Whether two outputs land in one file: the same inode now, or the same resolved path to come. */
+function sameFile(a: OutputIdentity, b: OutputIdentity): boolean {
+  return (a.inode !== null && a.inode === b.inode) || (a.resolved !== null && a.resolved === b.resolved);
+}
+
 /**
  * Refuses (UsageError, exit 2) two outputs that are one file, and an output that is one of the inputs.
  * Inputs are looked at only when an output already exists: a file that is not there yet cannot be an
@@ -49,7 +54,7 @@ export async function refuseOutputsNamingInputs(outputs: readonly NamedOutput[],
   for (let i = 0; i < identities.length; i++) {
     for (let j = 0; j < i; j++) {
       const [a, b] = [identities[i], identities[j]];
-      if ((a.inode !== null && a.inode === b.inode) || (a.resolved !== null && a.resolved === b.resolved)) {
+      if (sameFile(a, b)) {
         throw new UsageError(`${a.output.flag} names the same file as ${b.output.flag} (${b.output.path}): give each output its own file`);
       }
     }
@@ -61,6 +66,33 @@ export async function refuseOutputsNamingInputs(outputs: readonly NamedOutput[],
   if (clash) {
     throw new UsageError(`${clash.output.flag} names the same file as ${clash.input.role}: writing it would destroy that input; choose another output file`);
   }
+}
+
+/** An output that names an input or another output: which, in the words messages use (a role, or `--out report.md`). */
+export interface OutputClash { output: NamedOutput; names: string }
+
+/**
+ * Outputs a run skips rather than be refused for (a job summary appended beside the report): each
+ * that names one of `outputs` or an input, with what it names. Nothing is thrown; the caller warns.
+ */
+export async function outputsToSkip(optional: readonly NamedOutput[], outputs: readonly NamedOutput[], inputs: Iterable<NamedInput> = []): Promise<OutputClash[]> {
+  if (optional.length === 0) return [];
+  // An optional output that cannot be written at all (a folder, a missing folder) is its writer's to report.
+  const lenient = (output: NamedOutput) => outputIdentity(output).catch(async () => ({ output, inode: await inodeOf(output.path), resolved: null }));
+  const [mine, theirs] = await Promise.all([Promise.all(optional.map(lenient)), Promise.all(outputs.map(outputIdentity))]);
+  const inputList = [...inputs];
+  const clashes: OutputClash[] = [];
+  for (const identity of mine) {
+    const output = theirs.find((other) => sameFile(identity, other));
+    if (output) {
+      clashes.push({ output: identity.output, names: `${output.output.flag} (${output.output.path})` });
+      continue;
+    }
+    if (identity.inode === null) continue;
+    const clash = await firstClash(inputList, new Map([[identity.inode, identity.output]]));
+    if (clash) clashes.push({ output: identity.output, names: clash.input.role });
+  }
+  return clashes;
 }
 
 /**

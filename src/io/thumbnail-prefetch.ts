@@ -7,7 +7,7 @@
  * A couple at a time, so the scoring keeps most of the threads; and no more than KEPT_BYTES of finished
  * thumbnails, so memory stays bounded: past that, the gallery makes the rest itself when it writes.
  */
-import { fileThumbnail, type ThumbnailFn } from './html-gallery.js';
+import type { ThumbnailFn } from './html-gallery.js';
 
 /** Thumbnails being made at once while the run scores. */
 const IN_FLIGHT = 2;
@@ -21,8 +21,8 @@ export class ThumbnailPrefetch {
   private keptBytes = 0;
   private writing = false;
 
-  /** `make`: the thumbnail of the image file at a path (rank records carry the path the gallery reads). */
-  constructor(private readonly make: (file: string) => Promise<string> = fileThumbnail) {}
+  /** `make`: the thumbnail of the image at a record's path (the path as rank records show it). */
+  constructor(private readonly make: (file: string) => Promise<string>) {}
 
   /** An image that was scored: its thumbnail is made soon, unless the budget is spent or the write has begun. */
   add(file: string): void {

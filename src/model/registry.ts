@@ -10,19 +10,21 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, ModelError, UsageError, expectedMessage } from '../errors.js';
-import type { AttentionImpl, Precision } from './clip-graph.js';
-import { PREPROCESSOR_FILE, TOKENIZER_FILES, convertCheckpoint } from './convert.js';
-export { CHECKSUM_FILE } from './convert.js';
+import type { AttentionImpl, Precision } from '../model-format.js';
+import { convertCheckpoint } from '../convert/convert.js';
 import {
   HubNotFoundError, HubOfflineError, HubUnreachableError, REPO_ID_SOURCE, exists, hubDownload, withLockFile, type HubDownloadOptions, type HubProgress, type HubRetry,
 } from './hub.js';
-import { MANIFEST_FILE, readModelManifest, type ModelManifest } from './manifest.js';
-import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
+import { MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, readModelManifest, type ModelManifest } from '../model-format.js';
+import { readJsonFile } from '../io/json-file.js';
+import { READ_LIMITS } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
+import { modelsHome } from './home.js';
+
+export { embeddingsHome, modelsHome, pickscoreHome } from './home.js';
 
 export interface KnownModel {
   name: string;
@@ -51,21 +53,6 @@ const WEIGHT_FALLBACKS: Readonly<Record<string, string>> = { 'model.safetensors'
 /** Processor files a Hub repository given as `org/repo` may hold; whichever exist are fetched. */
 const PROCESSOR_FILES = [PREPROCESSOR_FILE, ...TOKENIZER_FILES];
 const HUB_REPO_PATTERN = new RegExp(String.raw`^(${REPO_ID_SOURCE})(?:@([\w./-]+))?$`);
-
-export function pickscoreHome(): string {
-  if (process.env.PICKSCORE_HOME) return path.resolve(process.env.PICKSCORE_HOME);
-  const cache = process.env.XDG_CACHE_HOME ? path.resolve(process.env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache');
-  return path.join(cache, 'pickscore');
-}
-
-export function modelsHome(): string {
-  return path.join(pickscoreHome(), 'models');
-}
-
-/** The default embedding cache folder (`--cache-dir` overrides it). */
-export function embeddingsHome(): string {
-  return path.join(pickscoreHome(), 'embeddings');
-}
 
 /**
  * The package's models/ folder. From dist/model/registry.js it is ../../models; walking up also finds it
@@ -114,12 +101,7 @@ export async function knownModels(): Promise<KnownModel[]> {
   const models: KnownModel[] = [];
   for (const name of files) {
     const file = path.join(dir, name);
-    let json: unknown;
-    try {
-      json = JSON.parse(await readRegularTextFile(file, READ_LIMITS.config, 'a model description'));
-    } catch (err) {
-      throw new ModelError(`${file} is not valid JSON: ${readFailureText(err)}`, { cause: err });
-    }
+    const json = await readJsonFile(file, { what: 'a model description', maxBytes: READ_LIMITS.config, error: ModelError, unreadable: (reason) => `${file} is not valid JSON: ${reason}` });
     models.push(parseKnownModel(json, file));
   }
   return models;

@@ -1,12 +1,21 @@
+/**
+ * The one resolve step of the scoring options: what a caller gives (the CLI's flags, the library's
+ * options) is checked and turned here, once, into typed values (the device, the precision, how images
+ * are read, batch size, threads, the cache folder). Everything below takes those values and checks
+ * nothing again. Each option is checked by one function: parseDevice (encoder/device.ts),
+ * parsePrecision (model-format.ts), parseExifMode and parseResizeMode (image/image.ts), and the counts
+ * here; the CLI's flag choices are the same const arrays.
+ */
 import os from 'node:os';
+import { check, is, positiveInteger } from '../checks.js';
 import { UsageError, expectedMessage } from '../errors.js';
-import { parseDeviceRequest, type DeviceRequest } from '../model/device.js';
-import type { ModelManifest } from '../model/convert.js';
+import { parseDevice, type ALL_DEVICES, type Device, type DeviceRequest } from '../encoder/device.js';
+import { parsePrecision, type PrecisionChoice } from '../model-format.js';
 import type { HubProgress } from '../model/hub.js';
+import { embeddingsHome } from '../model/home.js';
+import { DEFAULT_MAX_PIXELS, parseExifMode, parseResizeMode, type ExifMode, type ImageReadOptions, type ResizeMode } from '../image/image.js';
 
-import { DEFAULT_MAX_PIXELS } from '../image/limits.js';
-
-export type Precision = ModelManifest['precision'];
+export type { Precision } from '../model-format.js';
 
 export const DEFAULT_BATCH_SIZE = 16;
 /** A GPU needs big batches to fill its tensor cores; 128 is where PyTorch and onnxruntime peak for CLIP-H on an H100. */
@@ -15,10 +24,10 @@ export const DEFAULT_CUDA_BATCH_SIZE = 128;
 export interface ScorerOptions {
   model?: string;
   device?: DeviceRequest;
-  precision?: Precision | 'auto';
+  precision?: PrecisionChoice;
   batchSize?: number;
-  exif?: 'apply' | 'ignore';
-  resize?: 'exact' | 'fast';
+  exif?: ExifMode;
+  resize?: ResizeMode;
   maxPixels?: number;
   threads?: number;
   cacheDir?: string | false;
@@ -29,26 +38,22 @@ export interface ScorerOptions {
   signal?: AbortSignal;
 }
 
+/** The scoring options, checked and typed: what the engine and everything below it take. */
 export interface ResolvedScorerOptions {
+  /** Marks options that went through resolveScorerOptions, which then hands them back as they are. */
+  readonly resolved: true;
   model: string | undefined;
-  device: DeviceRequest;
-  precision: Precision | 'auto';
+  device: Device;
+  precision: PrecisionChoice;
   /** Undefined when not given: the default depends on the device the encoders end up on. */
   batchSize: number | undefined;
-  exif: 'apply' | 'ignore';
-  resize: 'exact' | 'fast';
-  maxPixels: number;
+  image: ImageReadOptions;
   threads: number;
-  cacheDir: string | false | undefined;
+  /** The embedding cache folder, or false for none. */
+  cacheDir: string | false;
   log: (line: string) => void;
   onModelProgress: ((e: HubProgress) => void) | undefined;
   signal: AbortSignal | undefined;
-}
-
-function oneOf<T extends string>(value: unknown, allowed: readonly T[], subject: string, fallback: T): T {
-  if (value === undefined) return fallback;
-  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw new UsageError(expectedMessage(`one of ${allowed.join(', ')}`, subject, value));
 }
 
 /**
@@ -72,52 +77,55 @@ export function checkThreads(threads: number, subject: string): number {
     + 'more threads than cores decode no faster, and each decoding thread holds its image in memory (about 1 GB for a 13000x13000 image)');
 }
 
-export function positiveInteger(value: unknown, subject: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
-  throw new UsageError(expectedMessage('a positive integer', subject, value));
+/**
+ * Checks every option before any file or model is touched, so a typo fails fast with the option named.
+ * Options already resolved are returned as they are: a value is checked once, where it entered.
+ */
+export function resolveScorerOptions(opts: ScorerOptions | ResolvedScorerOptions): ResolvedScorerOptions {
+  if (isResolved(opts)) return opts;
+  return resolveWith(opts, parseDevice(opts.device ?? 'auto'));
 }
 
-/** Checked now, with the message the encoders would give, so a bad device fails before the model is touched. */
-function parseDevice(value: unknown): DeviceRequest {
-  if (value === undefined) return 'auto';
-  parseDeviceRequest(value);
-  return value as DeviceRequest;
+/** A run's device: one device, or `cuda:all`, a worker per GPU (src/commands/all-devices.ts). */
+export type RunDevice = DeviceRequest | typeof ALL_DEVICES;
+
+/**
+ * The options of a rank or eval run, which may also ask for `cuda:all`: then `allDevices` is set, and the
+ * options are those every worker shares (each is given its own device).
+ */
+export type RunScorerOptions = Omit<ScorerOptions, 'device'> & { device?: RunDevice };
+
+export function resolveRunOptions(opts: RunScorerOptions | ResolvedScorerOptions): { scoring: ResolvedScorerOptions; allDevices: boolean } {
+  if (isResolved(opts)) return { scoring: opts, allDevices: false };
+  const device = parseDevice(opts.device ?? 'auto', { all: true });
+  if (device.kind !== 'all') return { scoring: resolveWith(opts, device), allDevices: false };
+  return { scoring: resolveWith(opts, { kind: 'auto', request: 'auto' }), allDevices: true };
 }
 
-/** Checks every option before any file or model is touched, so a typo fails fast with the option named. */
-export function resolveScorerOptions(opts: ScorerOptions): ResolvedScorerOptions {
-  if (opts.model !== undefined && (typeof opts.model !== 'string' || opts.model === '')) {
-    throw new UsageError(expectedMessage('a model name or folder', 'model', opts.model));
-  }
-  if (opts.cacheDir !== undefined && opts.cacheDir !== false && (typeof opts.cacheDir !== 'string' || opts.cacheDir === '')) {
-    throw new UsageError(expectedMessage('a folder path or false', 'cacheDir', opts.cacheDir));
-  }
+function resolveWith(opts: Omit<ScorerOptions, 'device'>, device: Device): ResolvedScorerOptions {
+  if (opts.model !== undefined) check(is.nonEmptyString, 'a model name or folder', 'model', opts.model);
+  if (opts.cacheDir !== undefined && opts.cacheDir !== false) check(is.nonEmptyString, 'a folder path or false', 'cacheDir', opts.cacheDir);
   return {
+    resolved: true,
     model: opts.model,
-    device: parseDevice(opts.device),
-    precision: oneOf(opts.precision, ['auto', 'fp32', 'fp16', 'int8'] as const, 'precision', 'auto'),
-    batchSize: opts.batchSize === undefined ? undefined : positiveInteger(opts.batchSize, 'batchSize', DEFAULT_BATCH_SIZE),
-    exif: oneOf(opts.exif, ['apply', 'ignore'] as const, 'exif', 'apply'),
-    resize: oneOf(opts.resize, ['exact', 'fast'] as const, 'resize', 'exact'),
-    maxPixels: positiveInteger(opts.maxPixels, 'maxPixels', DEFAULT_MAX_PIXELS),
-    threads: checkThreads(positiveInteger(opts.threads, 'threads', os.availableParallelism()), 'threads'),
-    cacheDir: opts.cacheDir,
+    device,
+    precision: parsePrecision(opts.precision ?? 'auto', { auto: true }),
+    batchSize: opts.batchSize === undefined ? undefined : positiveInteger('batchSize', opts.batchSize),
+    image: {
+      exif: parseExifMode(opts.exif ?? 'apply'),
+      resize: parseResizeMode(opts.resize ?? 'exact'),
+      maxPixels: opts.maxPixels === undefined ? DEFAULT_MAX_PIXELS : positiveInteger('maxPixels', opts.maxPixels),
+    },
+    threads: checkThreads(opts.threads === undefined ? os.availableParallelism() : positiveInteger('threads', opts.threads), 'threads'),
+    cacheDir: opts.cacheDir === false ? false : opts.cacheDir ?? embeddingsHome(),
     log: opts.log ?? (() => undefined),
     onModelProgress: opts.onModelProgress,
     signal: opts.signal,
   };
 }
 
-export interface EncoderVariant { precision: Precision; attention: 'plain' | 'fused' }
-
-/**
- * Which encoders to run: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
- * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
- */
-export function encoderVariant(precision: Precision | 'auto', onCuda: boolean): EncoderVariant {
-  const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
-  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
+function isResolved<T extends object>(opts: T | ResolvedScorerOptions): opts is ResolvedScorerOptions {
+  return (opts as Partial<ResolvedScorerOptions>).resolved === true;
 }
 
 /** The batch size given, else one that suits the device the encoders run on. */

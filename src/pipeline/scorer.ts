@@ -12,34 +12,28 @@
  * it cannot be used (a full disk, a read-only folder, a lock held too long) the run warns once and
  * goes on without it.
  */
-import { createHash } from 'node:crypto';
-import { embeddingsHome, resolveModel } from '../model/registry.js';
-import { describeRetry, type HubRetry } from '../model/hub.js';
-import { cudaProviderInstalled, cudaProviderProblem, openEncoders, type EncoderSessions, type OpenEncodersOptions } from '../model/session.js';
-import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../model/threaded-encoders.js';
-import type { ModelManifest } from '../model/convert.js';
+import type { EncoderSessions } from '../encoder/session.js';
+import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
+import type { AttentionImpl, ModelManifest, Precision } from '../model-format.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
-import { DEFAULT_QUEUE_DEPTH, ImagePool, type ImageSource, type PreparedImage, type ReadResult } from '../image/pool.js';
-import { resizeAndCrop, normalizeInto } from '../image/preprocess.js';
-import type { RgbImage } from '../image/codec.js';
+import { DEFAULT_QUEUE_DEPTH, ImagePool, type PreparedImage, type ReadResult } from '../image/pool.js';
+import type { ExifMode, ImageSource, ResizeMode } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
 import { InternalError, UsageError, expectedMessage, errorMessage } from '../errors.js';
-import { batchSizeFor, encoderVariant, resolveScorerOptions, type Precision, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { batchSizeFor, resolveScorerOptions, type ResolvedScorerOptions, type ScorerOptions } from './options.js';
+import { openModel, type OpenEncoders, type Placement } from './open-model.js';
 import { ReadAheadWindow, groupConsecutive } from './window.js';
-import { PICKSCORE_VERSION } from './version.js';
+import { PICKSCORE_VERSION } from '../version.js';
 
 export type { ScorerOptions, Precision } from './options.js';
 
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-/** Decoded pixels handed over by a library caller: interleaved RGB, prepared on the calling thread. */
-export interface RawImageSource { rgb: RgbImage; label: string }
-/** What the engine accepts as an image: a file, its bytes, or raw RGB pixels. */
-export type ImageInput = ImageSource | RawImageSource;
+export type { ImageSource } from '../image/image.js';
 
-export interface ScoreRequest { prompt: string; image: ImageInput; key: string }
+export interface ScoreRequest { prompt: string; image: ImageSource; key: string }
 export interface ScoredItem {
   key: string; prompt: string; score: number | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
@@ -48,9 +42,9 @@ export interface ScoredItem {
 export interface Provenance {
   model: string; fingerprint: string; sourceFiles: { name: string; sha256: string }[]; precision: Precision;
   /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
-  attention: 'plain' | 'fused';
+  attention: AttentionImpl;
   executionProvider: string; device: string; onnxruntimeVersion: string; pickscoreVersion: string;
-  exif: 'apply' | 'ignore'; resize: 'exact' | 'fast';
+  exif: ExifMode; resize: ResizeMode;
   /** Images with more pixels were refused (error rows), so the limit decides which rows are scored. */
   maxPixels: number;
 }
@@ -86,7 +80,7 @@ export interface PipelineLayout { encoderThread: boolean; queueDepth: number; re
 const DEFAULT_LAYOUT: PipelineLayout = { encoderThread: true, queueDepth: DEFAULT_QUEUE_DEPTH, recyclePixels: true };
 
 /** One image to embed, with whatever the caller needs back beside its embedding. */
-export interface ImageJob<T> { source: ImageInput; payload: T }
+export interface ImageJob<T> { source: ImageSource; payload: T }
 export interface EmbeddedImage<T> {
   payload: T; embedding: Float32Array | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
@@ -99,7 +93,7 @@ interface CacheHit { ok: true; embedding: Float32Array; width: number; height: n
 type Prepared = PreparedImage | CacheHit;
 interface Started<T> { job: ImageJob<T>; prepared: Promise<Prepared> }
 interface BatchEntry<T> { job: ImageJob<T>; prepared: Prepared; slot: number | null; embedding: Float32Array | null }
-interface FreshImage { embedding: Float32Array; width: number; height: number }
+interface FreshImage { embedding: Float32Array; width: number; height: number; mode: string }
 /** An encoded batch whose fresh embeddings are still to be written to the cache. */
 interface EncodedBatch<T> { entries: BatchEntry<T>[]; fresh: Map<string, FreshImage> }
 /** A stream's two batch buffers (one filled while the other is with the encoder) and the end of its last run. */
@@ -111,7 +105,7 @@ const TEXT_MEMO_LIMIT = 4096;
 /** A batch of cache hits is closed at this many batches' worth of entries so records keep flowing. */
 const MAX_ENTRIES_PER_BATCH_FACTOR = 8;
 
-function sourceIdentity(source: ImageInput): unknown {
+function sourceIdentity(source: ImageSource): unknown {
   if ('path' in source) return source.path;
   if ('bytes' in source) return source.bytes;
   return source.rgb;
@@ -141,6 +135,7 @@ export class Scorer {
     private readonly opts: ResolvedScorerOptions,
     private readonly manifest: ModelManifest,
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
+    private readonly placement: Placement,
     private readonly tokenizer: ClipTokenizer,
     private readonly pool: ImagePool,
     /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
@@ -151,22 +146,37 @@ export class Scorer {
     this.embedDim = manifest.image.embedDim;
     const { cropHeight, cropWidth } = manifest.preprocess;
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
-    this.batchSize = batchSizeFor(opts.batchSize, sessions.device === 'cuda');
+    this.batchSize = batchSizeFor(opts.batchSize, placement.device.kind === 'cuda');
   }
 
-  static async open(options: ScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
+  static async open(options: ScorerOptions | ResolvedScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
-    const { manifest, sessions, tokenizer: tokenizing } = await openModel(opts, layout.encoderThread ? openEncodersInThread : openEncoders);
-    const opened: { close(): unknown }[] = [sessions];
+    const open: OpenEncoders<EncoderSessions | ThreadedEncoderSessions> = layout.encoderThread ? openEncodersInThread : onThisThread;
+    const newPool = (manifest: ModelManifest) => new ImagePool({
+      threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth,
+    });
+    // The image workers start, and the cache opens, while the encoders open: together they are most of
+    // a cached rerun's start-up.
+    let pool: ImagePool | undefined;
+    let cache: EmbeddingCache | null = null;
+    const opened: { close(): unknown }[] = [];
     try {
-      const tokenizer = await tokenizing;
-      const pool = new ImagePool({
-        threads: opts.threads, preprocess: manifest.preprocess, exif: opts.exif, resize: opts.resize, maxPixels: opts.maxPixels,
-        queueDepth: layout.queueDepth,
+      const { manifest, sessions, placement, tokenizer: tokenizing } = await openModel(opts, open, undefined, (resolved) => {
+        pool = newPool(resolved);
+        opened.push(pool);
+        pool.warm();
+        cache = opts.cacheDir === false ? null : openCache(opts.cacheDir, opts.log);
+        if (cache) opened.push(cache);
       });
-      opened.push(pool);
-      const cache = opts.cacheDir === false ? null : openCache(opts.cacheDir ?? embeddingsHome(), opts.log);
-      return new Scorer(opts, manifest, sessions, tokenizer, pool, cache, layout.recyclePixels ?? true);
+      opened.push(sessions);
+      const tokenizer = await tokenizing;
+      // A fallback to the CPU may run another variant of the model, whose images are prepared alike in practice.
+      if (!pool || !samePreprocess(pool.preprocess, manifest.preprocess)) {
+        await pool?.close();
+        pool = newPool(manifest);
+        opened.push(pool);
+      }
+      return new Scorer(opts, manifest, sessions, placement, tokenizer, pool, cache, layout.recyclePixels ?? true);
     } catch (err) {
       await Promise.allSettled(opened.map(async (resource) => resource.close()));
       throw err;
@@ -174,20 +184,20 @@ export class Scorer {
   }
 
   provenance(): Provenance {
-    const s = this.sessions;
+    const p = this.placement;
     return {
       model: this.manifest.name,
       fingerprint: this.manifest.fingerprint,
       sourceFiles: this.manifest.source.files.map(({ name, sha256 }) => ({ name, sha256 })),
       precision: this.manifest.precision,
       attention: this.manifest.attention,
-      executionProvider: s.executionProvider,
-      device: s.device === 'cuda' ? `cuda:${s.deviceId}` : 'cpu',
-      onnxruntimeVersion: s.onnxruntimeVersion,
+      executionProvider: p.executionProvider,
+      device: p.name,
+      onnxruntimeVersion: p.onnxruntimeVersion,
       pickscoreVersion: PICKSCORE_VERSION,
-      exif: this.opts.exif,
-      resize: this.opts.resize,
-      maxPixels: this.opts.maxPixels,
+      exif: this.opts.image.exif,
+      resize: this.opts.image.resize,
+      maxPixels: this.opts.image.maxPixels,
     };
   }
 
@@ -305,20 +315,26 @@ export class Scorer {
     if (this.closed) throw new UsageError('This scorer is closed; open a new one with Scorer.open()');
   }
 
-  private get imageMode(): string {
-    return `exif=${this.opts.exif};resize=${this.opts.resize}`;
+  /**
+   * How an image's embedding was made, part of its cache key. Pixels handed over decoded have no EXIF
+   * orientation to apply, and were resized on another path before the one preparation path took them
+   * too, so their rows are kept apart from files' rows.
+   */
+  private imageMode(source: ImageSource): string {
+    const { exif, resize } = this.opts.image;
+    return 'rgb' in source ? `rgb;resize=${resize}` : `exif=${exif};resize=${resize}`;
   }
 
   /**
-   * Starts an image on its way to the batch. With a cache, a worker first only reads and hashes it, and
-   * decoding is asked for only when the hash misses; without one, the worker does it all in one step.
+   * Starts an image on its way to the batch, every kind of source the same way. With a cache, a worker
+   * first only reads and hashes it, and decoding is asked for only when the hash misses; without one,
+   * the worker does it all in one step.
    */
-  private prepare(source: ImageInput): Promise<Prepared> {
+  private prepare(source: ImageSource): Promise<Prepared> {
     let prepared: Promise<Prepared>;
-    if ('rgb' in source) {
-      prepared = Promise.resolve().then(() => this.prepareRaw(source));
-    } else if (this.cache) {
-      prepared = this.pool.read(source).then((read) => this.decodeMiss(read));
+    if (this.cache) {
+      const mode = this.imageMode(source);
+      prepared = this.pool.read(source).then((read) => this.decodeMiss(read, mode));
     } else {
       this.counters.imagesDecoded++;
       prepared = this.pool.prepare(source);
@@ -327,11 +343,11 @@ export class Scorer {
   }
 
   /** A hit lets the worker drop the bytes it holds; a miss has that worker decode them. */
-  private decodeMiss(read: ReadResult): Prepared | Promise<Prepared> {
+  private decodeMiss(read: ReadResult, mode: string): Prepared | Promise<Prepared> {
     if (!read.ok) return read;
     let hit: CacheHit | undefined;
     try {
-      hit = this.cachedImage(read.contentHash);
+      hit = this.cachedImage(read.contentHash, mode);
     } catch (err) {
       read.drop();
       throw err;
@@ -345,25 +361,10 @@ export class Scorer {
   }
 
   /** The cache's row for an image, if it holds a usable one with the image's size. */
-  private cachedImage(contentHash: string): CacheHit | undefined {
-    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, this.imageMode));
+  private cachedImage(contentHash: string, mode: string): CacheHit | undefined {
+    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, mode));
     const embedding = this.checkedCacheRow('image', entry?.embedding);
     return entry && embedding && { ok: true, embedding, width: entry.width, height: entry.height, contentHash };
-  }
-
-  /** Raw pixels from a library caller: resized and normalised here with the same pure code the workers run, unless cached. */
-  private prepareRaw({ rgb, label }: RawImageSource): Prepared {
-    const { width, height, data } = rgb;
-    if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || !(data instanceof Uint8Array) || data.length !== width * height * 3) {
-      return { ok: false, error: expectedMessage(`RGB data of ${width}x${height}x3 bytes`, label, data) };
-    }
-    const contentHash = createHash('sha256').update(`rgb:${width}x${height}:`).update(data).digest('hex');
-    const hit = this.cachedImage(contentHash);
-    if (hit) return hit;
-    this.counters.imagesDecoded++;
-    const pixels = new Float32Array(this.pixelsPerImage);
-    normalizeInto(resizeAndCrop(rgb, this.manifest.preprocess), this.manifest.preprocess, pixels, 0);
-    return { ok: true, pixels, width, height, contentHash };
   }
 
   /**
@@ -430,7 +431,7 @@ export class Scorer {
       if (slot === null || !prepared.ok) continue;
       const embedding = raw.slice(slot * this.embedDim, (slot + 1) * this.embedDim);
       entry.embedding = embedding;
-      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height });
+      fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height, mode: this.imageMode(entry.job.source) });
     }
     return { entries, fresh };
   }
@@ -460,10 +461,9 @@ export class Scorer {
 
   /** Writes the batch's fresh embeddings to the cache and turns its entries into results. */
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
-    if (fresh.size > 0) {
-      const entries = [...fresh].map(([contentHash, image]) => ({ contentHash, ...image }));
-      this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, this.imageMode, entries));
-    }
+    const byMode = new Map<string, { contentHash: string; embedding: Float32Array; width: number; height: number }[]>();
+    for (const [contentHash, { mode, ...image }] of fresh) byMode.set(mode, [...(byMode.get(mode) ?? []), { contentHash, ...image }]);
+    for (const [mode, images] of byMode) this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, mode, images));
     return entries.map(({ job, prepared, embedding }) => prepared.ok
       ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
       : { payload: job.payload, embedding: null, width: null, height: null, contentHash: prepared.contentHash ?? null, error: prepared.error });
@@ -570,80 +570,19 @@ function openCache(dir: string, log: (line: string) => void): EmbeddingCache | n
   }
 }
 
+function samePreprocess(a: ModelManifest['preprocess'], b: ModelManifest['preprocess']): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The encoders on the calling thread (a benchmark's layout): onnxruntime is loaded only when they are asked for. */
+async function onThisThread(modelDir: string, manifest: ModelManifest, opts: Parameters<OpenEncoders>[2]): Promise<EncoderSessions> {
+  const { openEncoders } = await import('../encoder/session.js');
+  return openEncoders(modelDir, manifest, opts);
+}
+
 /** Epoch milliseconds, comparable with the encoder thread's timestamps. */
 function epochNow(): number {
   return performance.timeOrigin + performance.now();
-}
-
-type OpenEncoders = (modelDir: string, manifest: ModelManifest, opts: OpenEncodersOptions) => Promise<EncoderSessions>;
-
-/** Where onnxruntime-node's CUDA provider stands on this machine: it loads, it is not installed, or it is installed but cannot load. */
-export type CudaProviderState = 'loads' | 'absent' | 'unloadable';
-
-/**
- * The line `--device auto` prints when it ends on the CPU. A warning, printed even in CI, when the CUDA
- * provider's libraries load, for then a GPU run was evidently meant; an informational line (terminal
- * only) otherwise: one short line where the provider is simply not installed, the ordinary CPU machine
- * (`--device cuda` names what is missing), and the loader's reason where it is installed but cannot load.
- */
-export function autoFallbackNotice(sessions: Pick<EncoderSessions, 'executionProvider' | 'fallbackReason'>, provider: CudaProviderState): string | undefined {
-  if (!sessions.fallbackReason) return undefined;
-  if (provider === 'absent') return "device auto: using the CPU (onnxruntime-node's CUDA provider is not installed)";
-  return `${provider === 'loads' ? 'warning: ' : ''}device auto: using ${sessions.executionProvider} (${sessions.fallbackReason})`;
-}
-
-function cudaProviderState(): CudaProviderState {
-  if (cudaProviderProblem() === undefined) return 'loads';
-  return cudaProviderInstalled() ? 'unloadable' : 'absent';
-}
-
-/**
- * Opens the encoders that suit the device: fp16 with fused attention on CUDA, fp32 on CPU, unless a
- * precision is given. For `auto` the device is guessed first from whether the CUDA provider's libraries
- * load (cheap, no model needed; `cudaLoads` says it), so only one model variant is converted; if no GPU
- * session starts after all, the CPU variant is opened instead. A converted folder holds one variant and
- * runs as it is: one that lacks the precision asked for is refused, never run at another precision.
- * Whatever opens is what the provenance reports.
- */
-export async function openModel(opts: ResolvedScorerOptions, open: OpenEncoders, providerState: () => CudaProviderState = cudaProviderState): Promise<{ dir: string; manifest: ModelManifest; sessions: EncoderSessions; tokenizer: Promise<ClipTokenizer> }> {
-  const provider = opts.device === 'auto' ? providerState() : undefined;
-  const expectCuda = opts.device.startsWith('cuda') || provider === 'loads';
-  const onRetry = (e: HubRetry) => opts.log(`warning: ${describeRetry(e)}`);
-  const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
-  const first = await resolveModel(opts.model, { ...encoderVariant(opts.precision, expectCuda), ...pulling });
-  if (first.source.kind === 'converted') checkConvertedPrecision(opts.precision, first.dir, first.manifest);
-  // Read on this thread while the encoder thread builds its sessions: together they are most of a cached
-  // rerun's start-up. The caller awaits it once the sessions are open, so a session error is still the one reported.
-  const tokenizer = readTokenizer(first.dir);
-  const sessions = await open(first.dir, first.manifest, { device: opts.device, threads: opts.threads });
-  const notice = provider && autoFallbackNotice(sessions, provider);
-  if (notice) opts.log(notice);
-  const onCuda = sessions.device === 'cuda';
-  const wanted = encoderVariant(opts.precision, onCuda);
-  // Only a checkpoint or a named model can be converted again, into the variant that suits the CPU.
-  if (onCuda === expectCuda || first.source.kind === 'converted' || wanted.precision === first.manifest.precision) return { ...first, sessions, tokenizer };
-  await sessions.close();
-  const second = await resolveModel(opts.model, { ...wanted, ...pulling });
-  return { ...second, sessions: await open(second.dir, second.manifest, { device: 'cpu', threads: opts.threads }), tokenizer: readTokenizer(second.dir) };
-}
-
-/** The tokenizer, read now and awaited later; a rejection nobody awaits (the sessions failed first) is not an unhandled one. */
-function readTokenizer(dir: string): Promise<ClipTokenizer> {
-  const tokenizer = ClipTokenizer.fromDir(dir);
-  tokenizer.catch(() => undefined);
-  return tokenizer;
-}
-
-/** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */
-function checkConvertedPrecision(asked: Precision | 'auto', dir: string, manifest: ModelManifest): void {
-  if (asked === 'auto' || asked === manifest.precision) return;
-  const checkpoint = manifest.source.dir ?? '<checkpoint folder>';
-  const hub = manifest.source.repo ? ` or pass --model ${manifest.source.repo}${manifest.source.revision ? `@${manifest.source.revision}` : ''} --precision ${asked}, which converts into the cache;` : '';
-  throw new UsageError(
-    `--precision ${asked} was asked for, but the model folder ${dir} holds ${manifest.precision} encoders only, and a converted folder runs as it is. ` +
-      `Build ${asked} encoders from its checkpoint: \`pickscore model convert ${checkpoint} --tokenizer ${dir} --out <new folder> --precision ${asked}\` and pass that folder to --model;${hub} ` +
-      `or pass --precision ${manifest.precision} (or auto) to run the folder's ${manifest.precision} encoders`,
-  );
 }
 
 async function* mapAsync<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {

@@ -47,6 +47,17 @@ function points(label: Outcome, predicted: Outcome): number {
   return label === 'tie' || predicted === 'tie' ? 0.5 : 0;
 }
 
+/** One pair under the paper's protocol: its probabilities, the prediction and the points it earns. */
+export interface PairJudgement { prob0: number; prob1: number; predicted: PairLabel; points: number }
+
+const OUTCOME_LABEL: Record<Outcome, PairLabel> = { image0: 1, image1: 0, tie: 0.5 };
+
+export function judgePair(pair: ScoredPair, threshold: number): PairJudgement {
+  const [prob0, prob1] = softmax([pair.score0, pair.score1]);
+  const predicted = predictedOutcome(prob0, prob1, threshold);
+  return { prob0, prob1, predicted: OUTCOME_LABEL[predicted], points: points(labelOutcome(pair.label0), predicted) };
+}
+
 export function pairwiseAccuracy(pairs: readonly ScoredPair[], threshold: number): PairwiseAccuracy {
   if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(expectedMessage('a number from 0 to 1', 'the tie threshold', threshold));
   let total = 0;
@@ -54,13 +65,12 @@ export function pairwiseAccuracy(pairs: readonly ScoredPair[], threshold: number
   let predictedTies = 0;
   let strictCorrect = 0;
   for (const pair of pairs) {
-    const [prob0, prob1] = softmax([pair.score0, pair.score1]);
+    const { prob0, prob1, predicted, points: earned } = judgePair(pair, threshold);
     const label = labelOutcome(pair.label0);
-    const predicted = predictedOutcome(prob0, prob1, threshold);
-    total += points(label, predicted);
+    total += earned;
     if (label === 'tie') tieLabels++;
     else if (label === 'image0' ? prob0 > prob1 : prob1 > prob0) strictCorrect++;
-    if (predicted === 'tie') predictedTies++;
+    if (predicted === 0.5) predictedTies++;
   }
   const strictN = pairs.length - tieLabels;
   return {

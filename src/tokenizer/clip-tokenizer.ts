@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError, UsageError, expectedMessage } from '../errors.js';
+import { readJsonFile } from '../io/json-file.js';
 import { READ_LIMITS, readFailureText, readRegularTextFile } from '../io/regular-file.js';
 import { toByteLevel } from './byte-level.js';
 import { CLIP_NORMALIZER, field, normalizerFromJson, translateOnigurumaPattern, type NormalizeStep } from './normalize.js';
@@ -369,13 +370,8 @@ async function readTokenizerFile(file: string): Promise<string> {
   }
 }
 
-async function readJson(file: string): Promise<unknown> {
-  const text = await readTokenizerFile(file);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ModelError(`${file}: not valid JSON (${(err as Error).message})`);
-  }
+function readJson(file: string): Promise<unknown> {
+  return readJsonFile(file, { what: 'a tokenizer file', maxBytes: READ_LIMITS.config, error: ModelError, notJson: (detail) => `${file}: not valid JSON (${detail})` });
 }
 
 function stringOr<T>(value: unknown, fallback: T): string | T {

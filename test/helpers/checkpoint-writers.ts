@@ -5,7 +5,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import type { DType } from '../../src/model/checkpoint.js';
+import type { DType } from '../../src/convert/tensor-file.js';
 
 export interface RawTensor {
   name: string;

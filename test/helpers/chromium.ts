@@ -23,7 +23,7 @@ function skipNotice(): string {
   return reason;
 }
 
-const BASE_FLAGS = [
+export const BASE_FLAGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

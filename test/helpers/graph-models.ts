@@ -7,10 +7,11 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { CLIP_PREPROCESS } from '../../src/image/preprocess.js';
-import { openCheckpoint } from '../../src/model/checkpoint.js';
-import { readClipConfig, type ClipConfig } from '../../src/model/clip-config.js';
-import { writeClipTowerOnnx, type AttentionImpl, type Precision } from '../../src/model/clip-graph.js';
-import type { ModelManifest } from '../../src/model/convert.js';
+import { openCheckpoint } from '../../src/convert/checkpoint.js';
+import { readClipConfig, type ClipConfig } from '../../src/convert/clip-config.js';
+import { writeClipTowerOnnx } from '../../src/convert/clip-graph.js';
+import type { AttentionImpl, Precision } from '../../src/model-format.js';
+import type { ModelManifest } from '../../src/model-format.js';
 import { referenceDir } from './paths.js';
 
 export interface ReferencePrompt { prompt: string; input_ids: number[]; text_embeds: number[] }

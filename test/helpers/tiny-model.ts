@@ -2,7 +2,7 @@
  * The reference tiny CLIP, converted to a pickscore model folder once and shared by every test file.
  *
  * Test files run in parallel processes, so the folder lives at a fixed path under os.tmpdir(), keyed by
- * a hash of the source checkpoint, the tokenizer, pickscore's version and the converter's compiled
+ * a hash of the source checkpoint (its path and bytes), the tokenizer, pickscore's version and the converter's compiled
  * code (a converter change must not reuse an old conversion). It is converted into a private folder
  * and renamed into place; a process that loses the race uses the winner's folder.
  */
@@ -11,8 +11,8 @@ import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertCheckpoint } from '../../src/model/convert.js';
-import { PICKSCORE_VERSION } from '../../src/pipeline/version.js';
+import { convertCheckpoint } from '../../src/convert/convert.js';
+import { PICKSCORE_VERSION } from '../../src/version.js';
 import { referenceDir } from './paths.js';
 
 export const tinyClipDir = path.join(referenceDir, 'tiny-clip');
@@ -47,13 +47,16 @@ async function convertOnce(precision: 'fp32' | 'fp16' | 'int8'): Promise<string>
 }
 
 async function cacheKey(precision: string): Promise<string> {
-  const hash = createHash('sha256').update(`${PICKSCORE_VERSION}\0${precision}\0`);
+  // The folder records where it was converted from (messages name that checkpoint), so the source's
+  // path is part of the key: a checkout elsewhere on the same machine converts its own.
+  const hash = createHash('sha256').update(`${PICKSCORE_VERSION}\0${precision}\0${tinyClipDir}\0${clipTokenizerDir}\0`);
   for (const file of ['config.json', 'model.safetensors']) hash.update(await readFile(path.join(tinyClipDir, file)));
   for (const file of ['tokenizer.json', 'vocab.json', 'merges.txt']) hash.update(await readFile(path.join(clipTokenizerDir, file)));
-  const converterDir = fileURLToPath(new URL('../../src/model/', import.meta.url));
+  const converterDir = fileURLToPath(new URL('../../src/convert/', import.meta.url));
   for (const file of (await readdir(converterDir)).filter((f) => f.endsWith('.js')).sort()) {
     hash.update(file).update(await readFile(path.join(converterDir, file)));
   }
+  hash.update(await readFile(fileURLToPath(new URL('../../src/model-format.js', import.meta.url))));
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -25,14 +25,9 @@ export type { RankRecord } from './record.js';
 export type { WriterTarget } from './sink.js';
 export { JSON_SCHEMA_VERSION } from './json.js';
 
-export const OUTPUT_FORMATS = ['csv', 'json', 'jsonl', 'md', 'html', 'table'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+import type { OutputFormat } from './formats.js';
 
-/** The `--out` extensions each format is recognised by. */
-export const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
-  '.csv': 'csv', '.json': 'json', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.md': 'md', '.markdown': 'md',
-  '.html': 'html', '.htm': 'html', '.txt': 'table',
-};
+export { FORMAT_BY_EXTENSION, OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 
 export interface WriterMeta {
   /** Written into the JSON document and the gallery footer; see Provenance in src/pipeline. */
@@ -41,7 +36,7 @@ export interface WriterMeta {
   contentHash?: boolean;
   /** Gallery page title. */
   title?: string;
-  /** Gallery thumbnails; default: the image codec's WebP thumbnail of the file at the record's path. */
+  /** Gallery thumbnails: needed by the html format (src/image/thumbnail.ts makes them as the run read the images). */
   thumbnail?: ThumbnailFn;
 }
 
@@ -54,6 +49,7 @@ export interface RankWriter {
 }
 
 export async function openRankWriter(format: OutputFormat, target: WriterTarget, meta: WriterMeta = {}): Promise<RankWriter> {
+  if (format === 'html' && !meta.thumbnail) throw new InternalError('The HTML gallery was asked for without a thumbnail function');
   const sink = await openSink(target);
   const streaming = streamingFormat(format, meta);
   return streaming ? streamingWriter(streaming, sink) : bufferedWriter(format as 'html' | 'table', sink, meta);
@@ -101,7 +97,7 @@ function bufferedWriter(format: 'html' | 'table', sink: OutputSink, meta: Writer
     },
     async finish({ incomplete }) {
       if (format === 'table') await sink.write(renderTable(records, { incomplete }));
-      else await renderGallery(records, { title: meta.title, provenance: meta.provenance, incomplete, thumbnail: meta.thumbnail }, (html) => sink.write(html));
+      else await renderGallery(records, { title: meta.title, provenance: meta.provenance, incomplete, thumbnail: meta.thumbnail! }, (html) => sink.write(html));
       await sink.commit();
     },
   });
