@@ -26,7 +26,8 @@ export type HeadModule = 'linear' | 'dropout' | 'relu';
 export const LAION_AESTHETIC_LAYOUT: readonly HeadModule[] = Object.freeze(['linear', 'dropout', 'linear', 'dropout', 'linear', 'dropout', 'linear', 'linear']);
 
 /** The graph output a head adds beside `image_embeds`: [batch, out_features of the last Linear]. */
-export const IMAGE_SCORE_OUTPUT = 'image_score';
+import { IMAGE_SCORE_OUTPUT } from '../model-format.js';
+export { IMAGE_SCORE_OUTPUT };
 
 export interface HeadDescription {
   /** Module kinds of the Sequential, in order (default: the LAION aesthetic predictor's). */

@@ -52,3 +52,11 @@ export function parseResizeMode(value: unknown): ResizeMode {
  * 16-bit with alpha).
  */
 export type PillowModeGroup = 'rgb' | 'palette' | 'alpha' | 'other';
+
+/**
+ * How a scorer prepares an image (src/scorers/): transformers' CLIPImageProcessor (PickScore, the
+ * default), OpenAI `clip`'s `_transform` (CLIPScore, the aesthetic predictor: torchvision's half-even crop
+ * offset, and the resize in the image's own Pillow mode before RGB), or HPSv2's transform
+ * (src/image/hps-transform.ts: resize the longer side, pad black).
+ */
+export type ImageTransform = { kind: 'clip-processor' } | { kind: 'openai-clip' } | { kind: 'hps'; antialias: boolean };
