@@ -101,6 +101,7 @@ export interface EvalFlags extends ScorerFlags {
   baseline?: string;
   candidate?: string;
   maxDrop?: number;
+  gateScorer?: string;
   tieThreshold?: number;
   validation?: string;
   skipInvalid: boolean;
