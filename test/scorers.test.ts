@@ -22,6 +22,8 @@ import { torchAvailable, torchOpenClipForward } from './helpers/open-clip-torch.
 import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
 import { runCli } from './helpers/pipe-cli.js';
 import { torchvisionAvailable, torchvisionClip, torchvisionHps } from './helpers/torchvision-transforms.js';
+import { startHubServer } from './helpers/hub-server.js';
+import { copyFile, mkdir } from 'node:fs/promises';
 
 const TOLERANCE = 1e-4;
 const openClipDir = path.join(referenceDir, 'open_clip', 'tiny-openclip');
@@ -301,5 +303,34 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.equal(scorerModelProblem(scorerDescription('aesthetic'), await readModelManifest(aestheticDir)), undefined);
     assert.equal(scorerModelProblem(scorerDescription('clipscore'), await readModelManifest(aestheticDir)), undefined);
     assert.match(scorerModelProblem(scorerDescription('clipscore'), await readModelManifest(hpsDir)) ?? '', /open_clip/);
+  });
+
+  test('model pull hpsv2.1 downloads HPSv2\'s .pt and converts it as the architecture its description names; the aesthetic head is checked before any download', async () => {
+    // A loopback Hub where the tiny HPSv2-style .pt stands in for HPS_v2.1_compressed.pt (its architecture is tiny, so it is named by a config here).
+    const root = path.join(scratch, 'hub');
+    await mkdir(path.join(root, 'xswu', 'HPSv2'), { recursive: true });
+    await mkdir(path.join(root, 'laion', 'CLIP-ViT-H-14-laion2B-s32B-b79K'), { recursive: true });
+    await copyFile(path.join(referenceDir, 'open_clip', 'tiny-hpsv2', 'tiny_hps.pt'), path.join(root, 'xswu', 'HPSv2', 'HPS_v2.1_compressed.pt'));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt']) await copyFile(path.join(tokenizerDir, f), path.join(root, 'laion', 'CLIP-ViT-H-14-laion2B-s32B-b79K', f));
+    const server = await startHubServer(root);
+    try {
+      const env = { PICKSCORE_HOME: path.join(scratch, 'home'), HF_HOME: path.join(scratch, 'hf'), HF_ENDPOINT: server.endpoint };
+      // The real description names ViT-H-14, which the tiny .pt is not: the converter refuses it, naming the tensor that does not fit.
+      const pulled = await runCli(['model', 'pull', 'hpsv2.1', '--precision', 'fp32', '-q'], { env });
+      assert.equal(pulled.code, 5, pulled.stderr);
+      assert.match(pulled.stderr, /ViT-H-14/);
+      const before = server.requests.length;
+      const aesthetic = await runCli(['model', 'pull', 'laion-aesthetic-l14', '-q'], { env });
+      assert.equal(aesthetic.code, 5, aesthetic.stderr);
+      assert.match(aesthetic.stderr, /github\.com.*heads\/sac\+logos\+ava1-l14-linearMSE\.pth.*21dd590f/s);
+      assert.equal(server.requests.length, before, 'nothing is downloaded for a model whose head is missing');
+      await mkdir(path.join(env.PICKSCORE_HOME, 'heads'), { recursive: true });
+      await copyFile(headFile, path.join(env.PICKSCORE_HOME, 'heads', 'sac+logos+ava1-l14-linearMSE.pth'));
+      const wrong = await runCli(['model', 'pull', 'laion-aesthetic-l14', '-q'], { env });
+      assert.equal(wrong.code, 5, wrong.stderr);
+      assert.match(wrong.stderr, /has SHA-256 [0-9a-f]{64}, not the 21dd590f/);
+    } finally {
+      await server.close();
+    }
   });
 });
