@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -238,6 +239,7 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
       [['--scorer', 'pickscore,hpsv2.1', '--model', hpsDir], /several scorers.*--model pickscore=/s],
       [['--scorer', 'hpsv2.1', '--model', `aesthetic=${aestheticDir}`], /aesthetic, which this run does not use/],
       [['--scorer', 'imagereward'], /imagereward/],
+      [['--scorer', 'hpsv2.1,aesthetic', '--device', 'cuda:all'], /cuda:all runs one scorer/],
     ];
     for (const [args, message] of cases) {
       const run = await cli(['rank', imageFiles[0], '--prompt', 'x', '--no-cache', '-q', ...args]);
@@ -247,6 +249,17 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     const gate = await cli(['eval', path.join(fixturesDir, 'eval', 'checkpoints.jsonl'), '--scorer', 'hpsv2.1', '--model', hpsDir, '--gate-scorer', 'aesthetic', '-q']);
     assert.equal(gate.code, 2, gate.stderr);
     assert.match(gate.stderr, /--gate-scorer.*aesthetic/);
+    const shard = await cli(['eval', path.join(fixturesDir, 'eval', 'checkpoints.jsonl'), '--scorer', 'hpsv2.1,aesthetic', '--shard', '0/2', '-q', '--out', path.join(scratch, 'never.json')]);
+    assert.equal(shard.code, 2, shard.stderr);
+    assert.match(shard.stderr, /sharded eval runs one scorer/);
+    // --head must name a regular file: a folder, a FIFO or a missing path is refused before any weights are read.
+    const fifo = path.join(scratch, 'head.fifo');
+    execFileSync('mkfifo', [fifo]);
+    for (const [head, message] of [[scratch, /is not a regular file/], [fifo, /is not a regular file/], [path.join(scratch, 'missing.pth'), /does not exist/]] as const) {
+      const run = await cli(['model', 'convert', tinyClipDir, '--tokenizer', tokenizerDir, '--head', head, '--out', path.join(scratch, 'never'), '-q']);
+      assert.equal(run.code, 4, run.stderr);
+      assert.match(run.stderr, message);
+    }
   });
 
   test('caches are kept apart per scorer: a head\'s score is never read back as an embedding of the same folder', async () => {
