@@ -18,6 +18,7 @@ import { parseScorers, scorerDescription, scorerModelProblem, scorerCacheTag } f
 import { scoreFromCosine } from '../src/score/scorer-formula.js';
 import { modelFlags } from '../src/cli/scoring.js';
 import { readModelManifest } from '../src/model-format.js';
+import { ClipTokenizer } from '../src/tokenizer/clip-tokenizer.js';
 import { makeHead, torchHead } from './helpers/aesthetic-head.js';
 import { torchAvailable, torchOpenClipForward } from './helpers/open-clip-torch.js';
 import { fixturesDir, referenceDir, skipWithoutReference } from './helpers/paths.js';
@@ -185,6 +186,36 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     for (const p of PROMPTS) imageFiles.forEach((file, ii) => { worst = Math.max(worst, Math.abs(scoreOf(result, file, p.prompt) - expectedAesthetic[ii]) / Math.max(1, Math.abs(expectedAesthetic[ii]))); });
     t.diagnostic(`aesthetic: largest relative difference from PyTorch ${worst.toExponential(2)} over ${IMAGES.length} images (scores ${expectedAesthetic.map((v) => v.toFixed(3)).join(', ')})`);
     assert.ok(worst < TOLERANCE, `largest relative difference from PyTorch ${worst}`);
+  });
+
+  test('rank --scorer clipscore gives 2.5 * max(cos, 0) with "A photo depicts " before the prompt, under clip\'s transform', async (t) => {
+    // The tiny CLIP in transformers' layout runs as clipscore; the reference is the same weights in PyTorch, on torchvision's
+    // clip transform, with the ids of the prefixed prompt from the transformers tokenizer (checked against transformers elsewhere).
+    const tokenizer = await ClipTokenizer.fromDir(tokenizerDir);
+    const prompts = ['a cat', 'a photo of an astronaut riding a horse on the moon'];
+    const ids = prompts.map((p) => tokenizer.encode(`A photo depicts ${p}`).inputIds);
+    const cfg = (JSON.parse(await readFile(path.join(openClipDir, 'open_clip_config.json'), 'utf8')) as { model_cfg: object }).model_cfg;
+    const pixels = await Promise.all(torchvisionClip(imageFiles, path.join(scratch, 'clipscore.f32')).map(async (tensor, i) => {
+      const file = path.join(scratch, `clipscore-${i}.f32`);
+      await writeFile(file, Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength));
+      return file;
+    }));
+    const ref = torchOpenClipForward(path.join(openClipDir, 'open_clip_model.safetensors'), cfg, ids, pixels);
+    const dim = ref.text.length / prompts.length;
+    const run = await cli(['rank', ...imageFiles, ...prompts.flatMap((p) => ['--prompt', p]), '--scorer', 'clipscore', '--model', clipDir,
+      '--exif', 'ignore', '--format', 'json', '--no-cache', '-q']);
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as JsonRank;
+    let worst = 0;
+    let clamped = 0;
+    prompts.forEach((p, pi) => imageFiles.forEach((file, ii) => {
+      const cos = cosine(ref.text.slice(pi * dim, (pi + 1) * dim), ref.image.slice(ii * dim, (ii + 1) * dim));
+      if (cos <= 0) clamped++;
+      worst = Math.max(worst, Math.abs(scoreOf(result, file, p) - 2.5 * Math.max(cos, 0)));
+    }));
+    t.diagnostic(`clipscore: largest |difference| from PyTorch ${worst.toExponential(2)} over ${prompts.length * IMAGES.length} scores, ${clamped} clamped at 0`);
+    assert.ok(worst < TOLERANCE, `largest difference from PyTorch ${worst}`);
+    assert.ok(clamped < prompts.length * IMAGES.length, 'some cosines are positive, so the weight is checked, not only the clamp');
   });
 
   test('several scorers: a column each, ranked by the first, each equal to its own run; one decode per image per scorer', async () => {
