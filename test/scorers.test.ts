@@ -218,7 +218,7 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.ok(clamped < prompts.length * IMAGES.length, 'some cosines are positive, so the weight is checked, not only the clamp');
   });
 
-  test('several scorers: a column each, ranked by the first, each equal to its own run; one decode per image per scorer', async () => {
+  test('several scorers: a column each, ranked by the first, each equal to its own run; one decode per image per distinct transform', async () => {
     const run = await cli(['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--no-cache', '--format', 'csv', '--stats', '-q',
       '--scorer', 'aesthetic,hpsv2.1', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`]);
     assert.equal(run.code, 0, run.stderr);
@@ -236,6 +236,35 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     // Two scorers with different transforms: each image is decoded once for each, never more.
     const stats = JSON.parse(run.stderr.trim().split('\n').pop()!) as { stats: { imagesDecoded: number } };
     assert.equal(stats.stats.imagesDecoded, 2 * imageFiles.length);
+  });
+
+  test('scorers that prepare images alike share one decode per image, with or without a cache, and score as they do alone', async () => {
+    const runSet = async (scorers: string, models: string[], cacheArgs: string[]) => {
+      const run = await cli(['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--format', 'json', '--stats', '-q',
+        '--scorer', scorers, ...models.flatMap((m) => ['--model', m]), ...cacheArgs]);
+      assert.equal(run.code, 0, run.stderr);
+      const stats = (JSON.parse(run.stderr.trim().split('\n').pop()!) as { stats: { imagesDecoded: number; imageCacheHits: number } }).stats;
+      return { rows: (JSON.parse(run.stdout) as JsonRank).rows, stats };
+    };
+    // clipscore and aesthetic both use OpenAI clip's transform at 224 with the same mean and std; hpsv2.1 has its own.
+    const models = [`clipscore=${clipDir}`, `aesthetic=${aestheticDir}`, `hpsv2.1=${hpsDir}`];
+    const together = await runSet('clipscore,aesthetic,hpsv2.1', models, ['--no-cache']);
+    assert.equal(together.stats.imagesDecoded, 2 * imageFiles.length, 'two distinct transforms: two decodes per image');
+    const alone = await runSet('clipscore', [clipDir], ['--no-cache']);
+    for (const row of together.rows) {
+      assert.equal(row.scores?.clipscore, alone.rows.find((r) => r.path === row.path)!.score);
+      const i = imageFiles.indexOf(row.path);
+      assert.ok(Math.abs(row.scores!.aesthetic! - expectedAesthetic[i]) / Math.max(1, Math.abs(expectedAesthetic[i])) < TOLERANCE);
+      assert.ok(Math.abs(row.scores!['hpsv2.1']! - expectedHps[0][i]) < TOLERANCE);
+    }
+    // With a cache: the misses are read once and decoded once for both; a rerun decodes nothing.
+    const cacheArgs = ['--cache-dir', path.join(scratch, 'shared-cache')];
+    const cold = await runSet('clipscore,aesthetic', models.slice(0, 2), cacheArgs);
+    assert.equal(cold.stats.imagesDecoded, imageFiles.length);
+    const warm = await runSet('clipscore,aesthetic', models.slice(0, 2), cacheArgs);
+    assert.equal(warm.stats.imagesDecoded, 0);
+    assert.equal(warm.stats.imageCacheHits, 2 * imageFiles.length);
+    assert.deepEqual(warm.rows, cold.rows);
   });
 
   test('eval with several scorers reports each one and gates on --gate-scorer', async () => {

@@ -97,11 +97,9 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
     const total = rows * scorers.length;
     if (plan.kind === 'global') for (const each of scorers) if (!each.scoresImagesAlone) await each.embedTexts(plan.prompts);
     const items: ScoredItem[] = [];
-    // Each scorer reads the prompts anew; the per-image prompt errors are kept from the last reading.
-    const stream = scoreWithEach(scorers, () => {
-      promptErrors.length = 0;
-      return requestsFor(images, plan, promptErrors);
-    }, {
+    // Each scorer reads the prompts anew; the per-image prompt errors are kept from the first scorer's reading.
+    let readings = 0;
+    const stream = scoreWithEach(scorers, () => requestsFor(images, plan, readings++ === 0 ? promptErrors : []), {
       signal: options.signal,
       onProgress: (done) => options.onProgress?.(Math.min(total, done + promptErrors.length), total),
     });
@@ -125,7 +123,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
         errors,
         notReached: rows - items.length - promptErrors.length,
       },
-      stats: sumStats(scorers.map((each) => each.stats())),
+      stats: set ? set.stats() : scorer.stats(),
       shard: options.shard,
       run,
       thumbnail: thumbnails.thumbnail,

@@ -20,6 +20,7 @@ import { OpenClipTokenizer } from '../tokenizer/open-clip-tokenizer.js';
 import { scorerCacheTag, type ScorerDescription, type ScorerName } from '../scorers/scorers.js';
 import { scoreFromCosine } from '../score/scorer-formula.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type PreparedImage, type ReadResult } from '../image/pool.js';
+import type { ImageSupply } from '../image/shared-pool.js';
 import type { ExifMode, ImageSource, ResizeMode } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
@@ -157,7 +158,7 @@ export class Scorer {
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
     private readonly placement: Placement,
     private readonly tokenizer: PromptTokenizer,
-    private readonly pool: ImagePool,
+    private pool: ImageSupply,
     /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
     private cache: EmbeddingCache | null,
     private readonly recyclePixels: boolean,
@@ -234,6 +235,29 @@ export class Scorer {
 
   get dimension(): number {
     return this.embedDim;
+  }
+
+  /**
+   * How this scorer prepares an image (transform, preprocessing, how files are read): scorers that give
+   * the same string prepare every image alike and can share one decode (src/image/shared-pool.ts).
+   */
+  get imagePreparation(): string {
+    return JSON.stringify({ transform: this.description.transform, preprocess: this.pool.preprocess, image: this.opts.image });
+  }
+
+  /** The pool this scorer's images come from, to share with scorers whose imagePreparation is the same. */
+  get imagePool(): ImageSupply {
+    return this.pool;
+  }
+
+  /**
+   * Takes images from `supply` from now on (a view of a pool shared with other scorers); this scorer's
+   * own pool is closed unless the shared one is built on it.
+   */
+  async useImages(supply: ImageSupply, opts: { closeOwn: boolean }): Promise<void> {
+    const own = this.pool;
+    this.pool = supply;
+    if (opts.closeOwn) await own.close();
   }
 
   /** Whether this scorer's images give a score of their own (the aesthetic head), so the prompt is not read. */
