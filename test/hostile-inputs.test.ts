@@ -308,3 +308,36 @@ test('lone surrogates in prompts are named in a warning: they score as U+FFFD', 
     assert.doesNotMatch(result.stderr, /"x\\ufffd"|"x\uFFFD" holds/);
   });
 });
+
+// Found by running every reproduction again by hand after the fixes above: two inputs that still crashed.
+
+test('a 100,000-character --prompt is scored when ORT_DISABLE_TELEMETRY is 0, false or empty (those kept the telemetry on: exit 139)', { skip: skipWithoutReference }, async () => {
+  await withTempDir('long-arg-telemetry', async (dir) => {
+    await onePng(dir);
+    for (const value of ['0', 'false', '']) {
+      const result = await runUnlessHung(['rank', dir, '--prompt', LONG_ARGUMENT, ...await modelArgs(dir), '--format', 'jsonl'],
+        { env: { ...desktopEnv(), ORT_DISABLE_TELEMETRY: value } });
+      assert.equal(result.hung, false, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}`);
+      assert.equal(result.signal, null, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}: ${result.stderr}`);
+      assert.equal(result.code, 0, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}: ${result.stderr}`);
+      const rows = jsonlRows(result.stdout);
+      assert.equal(rows.length, 1);
+      assert.equal(typeof rows[0].score, 'number');
+    }
+  });
+});
+
+test('--batch-size beyond 1024 is a usage error naming the limit, in the CLI and in the library (100,000,000 was an internal error, exit 70)', { skip: skipWithoutReference }, async () => {
+  await withTempDir('batch-size', async (dir) => {
+    await onePng(dir);
+    const result = await runUnlessHung(['rank', dir, '--prompt', 'x', ...await modelArgs(dir), '--batch-size', '100000000', '--format', 'jsonl']);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /Expected at most 1024 for --batch-size but received number 100000000: each image of a batch holds its pixels twice/);
+    assert.doesNotMatch(result.stderr, /internal error|RangeError/);
+    await assert.rejects(PickScore.load({ batchSize: 100_000_000, model: '/nonexistent' }),
+      (e: unknown) => e instanceof UsageError && /at most 1024 for batchSize/.test(e.message));
+    const atLimit = await runUnlessHung(['rank', dir, '--prompt', 'x', ...await modelArgs(dir), '--batch-size', '1024', '--format', 'jsonl']);
+    assert.equal(atLimit.code, 0, atLimit.stderr);
+    assert.equal(jsonlRows(atLimit.stdout).length, 1);
+  });
+});
