@@ -9,7 +9,7 @@ import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
 import { Scorer, type ScoreRequest, type ScoredItem } from '../pipeline/scorer.js';
 import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
-import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import { allDevicesWithShardError, runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
 import { outputsToSkip, refuseOutputsNamingInputs, type NamedInput, type NamedOutput, type OutputClash } from '../io/same-file.js';
@@ -99,7 +99,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
  */
 export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
   const { scoring, allDevices } = resolveRunOptions(options);
-  if (allDevices) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (allDevices) throw allDevicesWithShardError();
   const scored = await scoreManifests(options, scoring);
   const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems, scored.run);
   const errors = scored.input.points.filter((p) => p.error !== null).length + scored.input.pairs.filter((p) => p.error !== null).length;
@@ -121,7 +121,7 @@ interface ScoredManifests {
  * comes back beside it.
  */
 async function evalOnAllDevices(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<EvalResult> {
-  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (options.shard) throw allDevicesWithShardError();
   validateEvalOptions(options);
   const { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } = options;
   const { merged, workers } = await runOnAllDevices({ command: 'eval', options: { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } },
