@@ -45,6 +45,33 @@ export { renderMarkdown } from './eval/render-markdown.js';
 export type { OutputFormat } from './io/writers/formats.js';
 export type { Shard } from './shard.js';
 
+// Every type the signatures above name, so that a caller can name it too (test/index-types.test.ts).
+export type { Device, PlacedDevice } from './encoder/device.js';
+export type { RunScorerOptions } from './pipeline/options.js';
+export type { StreamOptions, ImageJob, EmbeddedImage, PipelineLayout } from './pipeline/scorer.js';
+export type { ImageReadOptions } from './image/image.js';
+export type { PreprocessConfig } from './image/preprocess.js';
+export type { FilePath } from './io/regular-file.js';
+export type { HubProgress, HubRetry } from './model/hub.js';
+export type { KnownModel } from './model/registry.js';
+export type { VerifyCheck } from './commands/model.js';
+export type { RankQuery as RankRunQuery } from './commands/rank.js';
+export type { EvalScorer } from './commands/eval.js';
+export type { EvalPart, EvalPartSettings, Located } from './commands/merge.js';
+export type { WorkerCounts } from './commands/device-protocol.js';
+export type { PerImagePromptSource } from './io/prompts.js';
+export type { NamedOutput, OutputClash } from './io/same-file.js';
+export type { ThumbnailFn } from './io/html-gallery.js';
+export type { WriterTarget } from './io/writers/sink.js';
+export type { AtomicFs, AtomicFileHandle } from './io/atomic.js';
+export type { EmbeddingCacheInfo, CacheModelRows } from './io/embedding-cache.js';
+export type { RankRunIdentity, EvalRunIdentity, RankPromptIdentity, KeySetDigest } from './shard.js';
+export type {
+  ModelSummary, Interval95, PromptSummary, ImageScore, Example, Histogram, Comparison, SideBySide, PairwiseSummary, PairMistake, PointScore, PairScore,
+} from './eval/report.js';
+export type { PairLabel } from './score/pairwise.js';
+export type { ItemRecord } from './eval/scores-file.js';
+
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
 export type ImageLike = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
 

@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { EXIF_MODES, RESIZE_MODES, type ExifMode, type ResizeMode } from '../image/image.js';
 import type { EvalFormat } from './formats.js';
 import { PRECISION_CHOICES, type AttentionImpl, type Precision, type PrecisionChoice } from '../model-format.js';
-import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
+import { MAX_BATCH_SIZE, THREADS_PER_CORE, checkBatchSize, checkThreads } from '../pipeline/options.js';
 import { SCORER_NAMES } from '../scorers/scorers.js';
 
 export interface ScorerFlags {
@@ -40,7 +40,8 @@ export function addScorerFlags(command: Command, shardHelp: string): Command {
     .option('--scorer <names>', `comma list of ${SCORER_NAMES.join(', ')} (default: pickscore); the first ranks and gates. See docs/scorers.md`)
     .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
     .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(PRECISION_CHOICES).default('auto'))
-    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
+    .option('-b, --batch-size <n>', `images per encoder call (at most ${MAX_BATCH_SIZE}; memory grows with it: about 2.4 MB an image at 224 px)`,
+      (value) => checkBatchSize(parsePositiveInteger(value), '--batch-size'))
     .option('--threads <n>', `threads for image decoding and for the CPU encoder (default: CPU cores; at most ${THREADS_PER_CORE} per core). `
       + 'Each decoding thread holds the image it decodes: about 1 GB for a 13000x13000 image', (value) => checkThreads(parsePositiveInteger(value), '--threads'))
     .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(EXIF_MODES).default('apply'))

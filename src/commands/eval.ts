@@ -10,7 +10,7 @@ import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } 
 import type { Scorer, ScoreRequest, ScoredItem } from '../pipeline/scorer.js';
 import { openScorerSet, scoreWithEach, setProvenance } from './scorer-set.js';
 import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
-import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import { allDevicesWithShardError, runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
 import { outputsToSkip, refuseOutputsNamingInputs, type NamedInput, type NamedOutput, type OutputClash } from '../io/same-file.js';
@@ -119,7 +119,7 @@ function gateScorerIndex(scorings: ResolvedScorerOptions[], gateScorer: string |
  */
 export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
   const { scorings, allDevices } = resolveRunOptions(options);
-  if (allDevices) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (allDevices) throw allDevicesWithShardError();
   if (scorings.length > 1) throw new UsageError('A sharded eval runs one scorer: run the shards of each scorer apart, or several scorers unsharded');
   gateScorerIndex(scorings, options.gateScorer);
   const scored = await scoreManifests(options, scorings);
@@ -146,7 +146,7 @@ interface ScoredManifests {
  * comes back beside it.
  */
 async function evalOnAllDevices(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<EvalResult> {
-  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (options.shard) throw allDevicesWithShardError();
   validateEvalOptions(options);
   const { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } = options;
   const { merged, workers } = await runOnAllDevices({ command: 'eval', options: { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } },

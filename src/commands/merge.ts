@@ -15,6 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
+import { positiveInteger } from '../checks.js';
+import { parseExifMode, parseResizeMode } from '../image/image.js';
 import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../score/rank.js';
@@ -270,7 +272,19 @@ export function commonProvenance(parts: { file: string; provenance: Record<strin
       if (a !== b) throw new InputError(`${first.file} and ${part.file} differ in provenance.${key} (${a} vs ${b}): they are not parts of one run`);
     }
   }
+  checkImageProvenance(merged, first.file);
   return merged;
+}
+
+/**
+ * How the parts' run read its images, which the merged output repeats and its HTML thumbnails follow:
+ * checked by the functions that checked the run's options, each failure an InputError naming the part.
+ */
+function checkImageProvenance(provenance: Record<string, unknown>, file: string): void {
+  const field = (name: string) => `${file}: provenance.${name}`;
+  if (provenance.exif !== undefined) parseExifMode(provenance.exif, field('exif'), InputError);
+  if (provenance.resize !== undefined) parseResizeMode(provenance.resize, field('resize'), InputError);
+  if (provenance.maxPixels !== undefined) positiveInteger(field('maxPixels'), provenance.maxPixels, InputError);
 }
 
 function sumStats(parts: RankPart[]): ScorerStats {

@@ -14,7 +14,7 @@ import { UsageError, expectedMessage } from '../errors.js';
 import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
 import type { Scorer, Provenance, ScoreRequest, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
 import { openScorerSet, scoreWithEach, setProvenance, sumStats } from './scorer-set.js';
-import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import { allDevicesWithShardError, runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { galleryThumbnails } from './gallery.js';
 import { rankRecords } from './rank-records.js';
 
@@ -138,7 +138,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
  * merged rows; its counters are summed.
  */
 async function rankOnAllDevices(options: RankQuery, scoring: ResolvedScorerOptions, top: number | undefined): Promise<RankResult> {
-  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (options.shard) throw allDevicesWithShardError();
   const { inputs, prompts, promptsFile, promptFrom } = options;
   const { merged, workers } = await runOnAllDevices({ command: 'rank', options: { inputs, prompts, promptsFile, promptFrom } }, scoring,
     { outputs: options.outputs, signal: options.signal, top });

@@ -2,7 +2,8 @@
  * What an image is to pickscore, and how it may be read. No I/O and no decoder here, so that option
  * parsing, the CLI's flag choices and the pure image code can all name these without loading sharp.
  */
-import { oneOf } from '../checks.js';
+import { oneOf, type ErrorClass } from '../checks.js';
+import { UsageError } from '../errors.js';
 import type { FilePath } from '../io/regular-file.js';
 
 /** Decoded pixels: interleaved RGB, three bytes per pixel, row after row. */
@@ -33,14 +34,17 @@ export const DEFAULT_MAX_PIXELS = 178_956_970;
 /** How images are read, decoded and resized: one value, resolved once from the options, for every image of a run. */
 export interface ImageReadOptions { exif: ExifMode; resize: ResizeMode; maxPixels: number }
 
-/** The one check of an EXIF mode (`--exif`, `exif:`). */
-export function parseExifMode(value: unknown): ExifMode {
-  return oneOf(EXIF_MODES, 'exif', value);
+/**
+ * The one check of an EXIF mode: an option (`--exif`, `exif:`), or what a merge part's provenance says
+ * its run used (then `subject` names the part's field and the error is an InputError).
+ */
+export function parseExifMode(value: unknown, subject = 'exif', Kind: ErrorClass = UsageError): ExifMode {
+  return oneOf(EXIF_MODES, subject, value, Kind);
 }
 
-/** The one check of a resize mode (`--resize`, `resize:`). */
-export function parseResizeMode(value: unknown): ResizeMode {
-  return oneOf(RESIZE_MODES, 'resize', value);
+/** The one check of a resize mode (`--resize`, `resize:`, or a merge part's provenance). */
+export function parseResizeMode(value: unknown, subject = 'resize', Kind: ErrorClass = UsageError): ResizeMode {
+  return oneOf(RESIZE_MODES, subject, value, Kind);
 }
 
 /**

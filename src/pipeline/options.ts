@@ -84,6 +84,22 @@ export function checkThreads(threads: number, subject: string): number {
 }
 
 /**
+ * The largest batch. Each image of a batch holds its preprocessed pixels in two buffers (a batch is filled
+ * while the one before it is encoded: 1.2 MB an image at 224x224), and twice as many images are read
+ * ahead, so memory grows with the batch before a single image is read: --batch-size 100000000 asked
+ * for a 60 TB buffer and ended in an internal error (RangeError), exit 70. A GPU is full well below it
+ * (128 is the CUDA default).
+ */
+export const MAX_BATCH_SIZE = 1024;
+
+/** A batch size within MAX_BATCH_SIZE, else a UsageError that names the limit and why. */
+export function checkBatchSize(batchSize: number, subject: string): number {
+  if (batchSize <= MAX_BATCH_SIZE) return batchSize;
+  throw new UsageError(`${expectedMessage(`at most ${MAX_BATCH_SIZE}`, subject, batchSize)}: `
+    + 'each image of a batch holds its pixels twice, and twice as many images are read ahead (about 2.4 MB an image at 224x224 pixels, 2.4 GB at the limit)');
+}
+
+/**
  * Checks every option before any file or model is touched, so a typo fails fast with the option named.
  * Options already resolved are returned as they are: a value is checked once, where it entered.
  */
@@ -161,7 +177,7 @@ function resolveWith(opts: Omit<ScorerOptions, 'device'>, device: Device): Resol
     model: opts.model ?? scorer.model,
     device,
     precision: parsePrecision(opts.precision ?? 'auto', { auto: true }),
-    batchSize: opts.batchSize === undefined ? undefined : positiveInteger('batchSize', opts.batchSize),
+    batchSize: opts.batchSize === undefined ? undefined : checkBatchSize(positiveInteger('batchSize', opts.batchSize), 'batchSize'),
     image: {
       exif: parseExifMode(opts.exif ?? 'apply'),
       resize,
