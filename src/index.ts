@@ -16,6 +16,7 @@ import { Scorer, type ImageSource, type Provenance, type ScorerOptions, type Sco
 import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
 import { softmax } from './score/similarity.js';
 import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
+import type { ScorerName } from './scorers/scorers.js';
 
 export { PickScoreError, UsageError, InputError, ModelError, InternalError, InterruptedError, expectedMessage, type ErrorKind } from './errors.js';
 export { Scorer } from './pipeline/scorer.js';
@@ -25,6 +26,7 @@ export type {
 export type { ResolvedScorerOptions, RunDevice } from './pipeline/options.js';
 export type { PrecisionChoice, AttentionImpl, ModelManifest } from './model-format.js';
 export type { DeviceRequest } from './encoder/device.js';
+export { SCORER_NAMES, type ScorerName } from './scorers/scorers.js';
 export type { ExifMode, ResizeMode, RgbImage } from './image/image.js';
 
 // Commands: options in, data out, as the CLI runs them.
@@ -55,6 +57,12 @@ export type { KnownModel } from './model/registry.js';
 export type { VerifyCheck } from './commands/model.js';
 export type { RankQuery as RankRunQuery } from './commands/rank.js';
 export type { EvalScorer } from './commands/eval.js';
+export type { ScorerDescription } from './scorers/scorers.js';
+export type { TokenizerMode } from './model-format.js';
+export type { ImageTransform } from './image/image.js';
+export type { ScoreFormula } from './score/scorer-formula.js';
+export type { ImageSupply } from './image/shared-pool.js';
+export type { PreparedImage, ReadResult, HeldImage } from './image/pool.js';
 export type { EvalPart, EvalPartSettings, Located } from './commands/merge.js';
 export type { WorkerCounts } from './commands/device-protocol.js';
 export type { PerImagePromptSource } from './io/prompts.js';
@@ -88,9 +96,18 @@ export interface RankQuery {
 export class PickScore {
   private constructor(private readonly scorer: Scorer) {}
 
-  /** Resolves the model (converting it on first use), opens the encoders, tokenizer and worker pool. */
+  /**
+   * Resolves the model (converting it on first use), opens the encoders, tokenizer and worker pool.
+   * `scorer` picks another score than PickScore (hpsv2.1, clipscore, clipscore-l14, aesthetic; see
+   * docs/scorers.md), with its own model; `score` and `rank` then give that scorer's values.
+   */
   static async load(options: PickScoreOptions = {}): Promise<PickScore> {
     return new PickScore(await Scorer.open(options));
+  }
+
+  /** The scorer this instance runs (pickscore unless `load` was given another). */
+  get scorerName(): ScorerName {
+    return this.scorer.description.name;
   }
 
   get logitScale(): number {
@@ -117,8 +134,9 @@ export class PickScore {
     return scores;
   }
 
-  /** The model card's calc_probs: softmax of the scores over these images. */
+  /** The model card's calc_probs: softmax of the scores over these images. PickScore only: of another score the softmax means nothing. */
   async probs(prompt: string, images: ImageLike[]): Promise<number[]> {
+    if (this.scorer.description.name !== 'pickscore') throw new UsageError(`probs() is PickScore's softmax over logit-scaled scores; the ${this.scorer.description.name} scorer has none: use score()`);
     return softmax(await this.score(prompt, images));
   }
 
@@ -128,7 +146,10 @@ export class PickScore {
     return splitRows(await this.scorer.embedTexts(prompts), this.scorer.dimension);
   }
 
-  /** L2-normalised image embeddings, one Float32Array per image, in input order. A bad image throws an InputError naming it. */
+  /**
+   * L2-normalised image embeddings, one Float32Array per image, in input order (for the aesthetic
+   * scorer, each image's head output instead). A bad image throws an InputError naming it.
+   */
   async embedImages(images: ImageLike[]): Promise<Float32Array[]> {
     const inputs = toInputs(images);
     const out: Float32Array[] = [];

@@ -131,3 +131,21 @@ test('the README library examples type-check, strictly, against the package as a
   });
   assert.deepEqual(problems, []);
 });
+
+test('the README\'s other-scorers example runs with an open_clip folder and prints the scorer and its cosines', { skip: skipWithoutReference }, async () => {
+  const [example] = codeBlocks(await readFile(path.join(repoRoot, 'README.md'), 'utf8'), 'Other scorers');
+  assert.ok(example?.includes("scorer: 'hpsv2.1'"), 'the example loads a scorer');
+  const work = await makeTempDir('readme-scorers');
+  const images = path.join(referenceDir, 'images');
+  await copyFile(path.join(images, 'astronaut.jpg'), path.join(work, 'a.png'));
+  await copyFile(path.join(images, 'coffee.png'), path.join(work, 'b.png'));
+  const { convertCheckpoint } = await import('../src/convert/convert.js');
+  await convertCheckpoint(path.join(referenceDir, 'open_clip', 'tiny-openclip'), { outDir: path.join(work, 'hps-model'), precision: 'fp32', tokenizerDir: path.join(referenceDir, 'clip-tokenizer') });
+  const index = new URL('../src/index.js', import.meta.url).href;
+  await writeFile(path.join(work, 'example.mjs'), example.replace("from 'pickscore'", `from ${JSON.stringify(index)}`));
+  const { stdout } = await promisify(execFile)(process.execPath, ['example.mjs'], { cwd: work, env: { ...process.env, PICKSCORE_HOME: path.join(work, 'home') } });
+  assert.match(stdout, /^hpsv2\.1 \[/);
+  const numbers = (stdout.slice('hpsv2.1'.length).match(/-?\d+\.\d+(e-?\d+)?/g) ?? []).map(Number);
+  assert.equal(numbers.length, 2, stdout);
+  assert.ok(numbers.every((n) => n >= -1 && n <= 1), `cosines: ${stdout}`);
+});

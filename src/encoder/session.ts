@@ -13,7 +13,7 @@
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InternalError, ModelError, errorMessage } from '../errors.js';
-import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
+import { IMAGE_INPUT, IMAGE_OUTPUT, IMAGE_SCORE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
 import { CudaUnavailableError, cudaFailure } from './cuda-provider.js';
 import type { PlacedDevice } from './device.js';
 import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
@@ -34,6 +34,11 @@ export interface OpenEncodersOptions {
   device: PlacedDevice;
   /** Intra-op threads for the CPU provider; onnxruntime picks one per physical core when omitted. */
   threads?: number;
+  /**
+   * What encodeImages returns: the image embeddings (the default), or the head's score of a folder
+   * converted with one (its manifest's imageScore), [batch, outFeatures].
+   */
+  imageOutput?: 'embeds' | 'score';
 }
 
 export const onnxruntimeVersion: string = ort.env.versions.node ?? ort.env.versions.common;
@@ -87,14 +92,14 @@ export async function openEncoders(modelDir: string, manifest: ModelManifest, op
   if (device.kind === 'cuda') {
     try {
       const pair = await createPair(dir, manifest, 'cuda', device.id, opts.threads);
-      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider');
+      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider', opts.imageOutput);
     } catch (err) {
       throw new CudaUnavailableError(cudaFailure(err), { cause: err });
     }
   }
   try {
     const pair = await createPair(dir, manifest, 'cpu', 0, opts.threads);
-    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider');
+    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider', opts.imageOutput);
   } catch (err) {
     throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${errorMessage(err)}`, { cause: err });
   }
@@ -108,7 +113,10 @@ class OrtEncoders implements EncoderSessions {
     private readonly image: ort.InferenceSession,
     private readonly manifest: ModelManifest,
     readonly executionProvider: 'CPUExecutionProvider' | 'CUDAExecutionProvider',
-  ) {}
+    private readonly imageOutput: 'embeds' | 'score' = 'embeds',
+  ) {
+    if (imageOutput === 'score' && !manifest.imageScore) throw new ModelError(`The model ${manifest.name} has no ${IMAGE_SCORE_OUTPUT} output: it was converted without a head`);
+  }
 
   async encodeText(inputIds: BigInt64Array, batch: number): Promise<Float32Array> {
     const contextLength = this.manifest.text.contextLength;
@@ -121,6 +129,7 @@ class OrtEncoders implements EncoderSessions {
     const size = this.manifest.image.imageSize;
     checkBatch(pixels.length, batch, 3 * size * size, 'pixel values');
     const feeds = { [IMAGE_INPUT]: new ort.Tensor('float32', pixels, [batch, 3, size, size]) };
+    if (this.imageOutput === 'score') return this.embeddings(await this.image.run(feeds, [IMAGE_SCORE_OUTPUT]), IMAGE_SCORE_OUTPUT, batch, this.manifest.imageScore!.outFeatures);
     return this.embeddings(await this.image.run(feeds), IMAGE_OUTPUT, batch, this.manifest.image.embedDim);
   }
 

@@ -46,3 +46,21 @@ export function parseExifMode(value: unknown, subject = 'exif', Kind: ErrorClass
 export function parseResizeMode(value: unknown, subject = 'resize', Kind: ErrorClass = UsageError): ResizeMode {
   return oneOf(RESIZE_MODES, subject, value, Kind);
 }
+
+/**
+ * What Pillow would open a file as, where it matters to a pipeline that resizes before converting to
+ * RGB (OpenAI `clip`'s `_transform`, src/image/pillow-modes.ts): `palette` for "P" and "1" (Pillow
+ * resizes those with NEAREST), `alpha` for "RGBA" and "LA" (resized premultiplied), `rgb` for modes
+ * whose resize commutes with the conversion ("RGB", "L"), `other` for those it does not or that are
+ * not checked against Pillow (CMYK, resized as 4 channels; 16-bit grey, resized as 32-bit integers;
+ * 16-bit with alpha).
+ */
+export type PillowModeGroup = 'rgb' | 'palette' | 'alpha' | 'other';
+
+/**
+ * How a scorer prepares an image (src/scorers/): transformers' CLIPImageProcessor (PickScore, the
+ * default), OpenAI `clip`'s `_transform` (CLIPScore, the aesthetic predictor: torchvision's half-even crop
+ * offset, and the resize in the image's own Pillow mode before RGB), or HPSv2's transform
+ * (src/image/hps-transform.ts: resize the longer side, pad black).
+ */
+export type ImageTransform = { kind: 'clip-processor' } | { kind: 'openai-clip' } | { kind: 'hps'; antialias: boolean };
