@@ -16,6 +16,7 @@ import { Scorer, type ImageSource, type Provenance, type ScorerOptions, type Sco
 import { runRank, type RankOptions, type RankRecord } from './commands/rank.js';
 import { softmax } from './score/similarity.js';
 import { InputError, UsageError, describeValue, expectedMessage } from './errors.js';
+import type { ScorerName } from './scorers/scorers.js';
 
 export { PickScoreError, UsageError, InputError, ModelError, InternalError, InterruptedError, expectedMessage, type ErrorKind } from './errors.js';
 export { Scorer } from './pipeline/scorer.js';
@@ -25,6 +26,7 @@ export type {
 export type { ResolvedScorerOptions, RunDevice } from './pipeline/options.js';
 export type { PrecisionChoice, AttentionImpl, ModelManifest } from './model-format.js';
 export type { DeviceRequest } from './encoder/device.js';
+export { SCORER_NAMES, type ScorerName } from './scorers/scorers.js';
 export type { ExifMode, ResizeMode, RgbImage } from './image/image.js';
 
 // Commands: options in, data out, as the CLI runs them.
@@ -42,6 +44,39 @@ export type { EvalReport, GateDecision } from './eval/report.js';
 export { renderMarkdown } from './eval/render-markdown.js';
 export type { OutputFormat } from './io/writers/formats.js';
 export type { Shard } from './shard.js';
+
+// Every type the signatures above name, so that a caller can name it too (test/index-types.test.ts).
+export type { Device, PlacedDevice } from './encoder/device.js';
+export type { RunScorerOptions } from './pipeline/options.js';
+export type { StreamOptions, ImageJob, EmbeddedImage, PipelineLayout } from './pipeline/scorer.js';
+export type { ImageReadOptions } from './image/image.js';
+export type { PreprocessConfig } from './image/preprocess.js';
+export type { FilePath } from './io/regular-file.js';
+export type { HubProgress, HubRetry } from './model/hub.js';
+export type { KnownModel } from './model/registry.js';
+export type { VerifyCheck } from './commands/model.js';
+export type { RankQuery as RankRunQuery } from './commands/rank.js';
+export type { EvalScorer } from './commands/eval.js';
+export type { ScorerDescription } from './scorers/scorers.js';
+export type { TokenizerMode } from './model-format.js';
+export type { ImageTransform } from './image/image.js';
+export type { ScoreFormula } from './score/scorer-formula.js';
+export type { ImageSupply } from './image/shared-pool.js';
+export type { PreparedImage, ReadResult, HeldImage } from './image/pool.js';
+export type { EvalPart, EvalPartSettings, Located } from './commands/merge.js';
+export type { WorkerCounts } from './commands/device-protocol.js';
+export type { PerImagePromptSource } from './io/prompts.js';
+export type { NamedOutput, OutputClash } from './io/same-file.js';
+export type { ThumbnailFn } from './io/html-gallery.js';
+export type { WriterTarget } from './io/writers/sink.js';
+export type { AtomicFs, AtomicFileHandle } from './io/atomic.js';
+export type { EmbeddingCacheInfo, CacheModelRows } from './io/embedding-cache.js';
+export type { RankRunIdentity, EvalRunIdentity, RankPromptIdentity, KeySetDigest } from './shard.js';
+export type {
+  ModelSummary, Interval95, PromptSummary, ImageScore, Example, Histogram, Comparison, SideBySide, PairwiseSummary, PairMistake, PointScore, PairScore,
+} from './eval/report.js';
+export type { PairLabel } from './score/pairwise.js';
+export type { ItemRecord } from './eval/scores-file.js';
 
 /** An image as a library caller holds it: a file path, the encoded file's bytes, or raw interleaved RGB. */
 export type ImageLike = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
@@ -61,9 +96,18 @@ export interface RankQuery {
 export class PickScore {
   private constructor(private readonly scorer: Scorer) {}
 
-  /** Resolves the model (converting it on first use), opens the encoders, tokenizer and worker pool. */
+  /**
+   * Resolves the model (converting it on first use), opens the encoders, tokenizer and worker pool.
+   * `scorer` picks another score than PickScore (hpsv2.1, clipscore, clipscore-l14, aesthetic; see
+   * docs/scorers.md), with its own model; `score` and `rank` then give that scorer's values.
+   */
   static async load(options: PickScoreOptions = {}): Promise<PickScore> {
     return new PickScore(await Scorer.open(options));
+  }
+
+  /** The scorer this instance runs (pickscore unless `load` was given another). */
+  get scorerName(): ScorerName {
+    return this.scorer.description.name;
   }
 
   get logitScale(): number {
@@ -90,8 +134,9 @@ export class PickScore {
     return scores;
   }
 
-  /** The model card's calc_probs: softmax of the scores over these images. */
+  /** The model card's calc_probs: softmax of the scores over these images. PickScore only: of another score the softmax means nothing. */
   async probs(prompt: string, images: ImageLike[]): Promise<number[]> {
+    if (this.scorer.description.name !== 'pickscore') throw new UsageError(`probs() is PickScore's softmax over logit-scaled scores; the ${this.scorer.description.name} scorer has none: use score()`);
     return softmax(await this.score(prompt, images));
   }
 
@@ -101,7 +146,10 @@ export class PickScore {
     return splitRows(await this.scorer.embedTexts(prompts), this.scorer.dimension);
   }
 
-  /** L2-normalised image embeddings, one Float32Array per image, in input order. A bad image throws an InputError naming it. */
+  /**
+   * L2-normalised image embeddings, one Float32Array per image, in input order (for the aesthetic
+   * scorer, each image's head output instead). A bad image throws an InputError naming it.
+   */
   async embedImages(images: ImageLike[]): Promise<Float32Array[]> {
     const inputs = toInputs(images);
     const out: Float32Array[] = [];

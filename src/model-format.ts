@@ -60,6 +60,11 @@ export const TEXT_INPUT = 'input_ids';
 export const TEXT_OUTPUT = 'text_embeds';
 export const IMAGE_INPUT = 'pixel_values';
 export const IMAGE_OUTPUT = 'image_embeds';
+/** The output an image head adds beside IMAGE_OUTPUT (the LAION aesthetic predictor's score): [batch, 1]. */
+export const IMAGE_SCORE_OUTPUT = 'image_score';
+/** How prompts become ids: transformers' CLIPTokenizer (the default), or open_clip's SimpleTokenizer for open_clip weights. */
+export const TOKENIZER_MODES = ['transformers', 'open_clip'] as const;
+export type TokenizerMode = (typeof TOKENIZER_MODES)[number];
 
 export const MANIFEST_FILE = 'pickscore-model.json';
 /** `sha256sum` format, so users can check a model folder with `sha256sum -c` too. */
@@ -83,6 +88,15 @@ export interface ModelManifest {
   tokenizerFiles: string[];
   pickscoreVersion: string;
   onnxOpset: number;
+  /** Written for open_clip weights only: absent means transformers, so older folders read as before. */
+  tokenizerMode?: TokenizerMode;
+  /** Written only when a head was appended: the image graph then also has IMAGE_SCORE_OUTPUT, [batch, outFeatures]. */
+  imageScore?: { output: typeof IMAGE_SCORE_OUTPUT; outFeatures: number; head: string };
+}
+
+/** A folder's tokenizer mode: transformers unless its manifest says otherwise. */
+export function tokenizerModeOf(manifest: ModelManifest): TokenizerMode {
+  return manifest.tokenizerMode ?? 'transformers';
 }
 
 export async function readModelManifest(dir: string): Promise<ModelManifest> {
@@ -135,6 +149,13 @@ export function validateManifest(json: unknown, file: string): ModelManifest {
   });
   check.string(m.pickscoreVersion, 'pickscoreVersion');
   check.count(m.onnxOpset, 'onnxOpset', 1);
+  if (m.tokenizerMode !== undefined && !(TOKENIZER_MODES as readonly unknown[]).includes(m.tokenizerMode)) check.fail(TOKENIZER_MODES.join(' | '), 'tokenizerMode', m.tokenizerMode);
+  if (m.imageScore !== undefined) {
+    const score = check.object(m.imageScore, 'imageScore');
+    if (score.output !== IMAGE_SCORE_OUTPUT) check.fail(`"${IMAGE_SCORE_OUTPUT}"`, 'imageScore.output', score.output);
+    check.count(score.outFeatures, 'imageScore.outFeatures', 1);
+    check.string(score.head, 'imageScore.head');
+  }
   return json as ModelManifest;
 }
 

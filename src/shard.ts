@@ -172,6 +172,8 @@ export interface RankRunIdentity {
   /** Every image the run was given, before sharding, by the path that keys the shard. */
   images: KeySetDigest;
   prompts: RankPromptIdentity;
+  /** The scorers, in order, when the run was not PickScore alone. */
+  scorers?: string[];
 }
 
 export interface EvalRunIdentity {
@@ -180,6 +182,8 @@ export interface EvalRunIdentity {
   rows: KeySetDigest;
   /** The same for the --validation manifest's pairs, or null without one. */
   validationRows: KeySetDigest | null;
+  /** The scorers, in order, when the run was not PickScore alone. */
+  scorers?: string[];
 }
 
 export type RunIdentity = RankRunIdentity | EvalRunIdentity;

@@ -27,7 +27,7 @@ describe('pickscore model and cache commands', () => {
     const list = await pickscore(['model', 'list', '--json'], env);
     assert.equal(list.code, 0, list.stderr);
     const names = (JSON.parse(list.stdout) as { name: string }[]).map((e) => e.name);
-    assert.deepEqual(names, ['clip-vit-h14-laion', 'openai-clip-vit-l14', 'pickscore-v1']);
+    assert.deepEqual(names, ['clip-vit-h14-laion', 'hpsv2.1', 'laion-aesthetic-l14', 'openai-clip-vit-b32', 'openai-clip-vit-l14', 'pickscore-v1']);
     const unknown = await pickscore(['model', 'info', 'no-such-model'], env);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /^error: Expected a known model .* but received "no-such-model"$/m);

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { modelConvert } from '../src/commands/model.js';
@@ -306,5 +306,65 @@ test('lone surrogates in prompts are named in a warning: they score as U+FFFD', 
     assert.match(result.stderr, /warning: prompt "x\\ud800" holds a lone surrogate \(U\+D800\), which is not a character; it was replaced by U\+FFFD/);
     assert.match(result.stderr, /warning: prompt "x\\udbff" holds a lone surrogate \(U\+DBFF\)/);
     assert.doesNotMatch(result.stderr, /"x\\ufffd"|"x\uFFFD" holds/);
+  });
+});
+
+// Found by running every reproduction again by hand after the fixes above: two inputs that still crashed.
+
+test('a 100,000-character --prompt is scored when ORT_DISABLE_TELEMETRY is 0, false or empty (those kept the telemetry on: exit 139)', { skip: skipWithoutReference }, async () => {
+  await withTempDir('long-arg-telemetry', async (dir) => {
+    await onePng(dir);
+    for (const value of ['0', 'false', '']) {
+      const result = await runUnlessHung(['rank', dir, '--prompt', LONG_ARGUMENT, ...await modelArgs(dir), '--format', 'jsonl'],
+        { env: { ...desktopEnv(), ORT_DISABLE_TELEMETRY: value } });
+      assert.equal(result.hung, false, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}`);
+      assert.equal(result.signal, null, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}: ${result.stderr}`);
+      assert.equal(result.code, 0, `ORT_DISABLE_TELEMETRY=${JSON.stringify(value)}: ${result.stderr}`);
+      const rows = jsonlRows(result.stdout);
+      assert.equal(rows.length, 1);
+      assert.equal(typeof rows[0].score, 'number');
+    }
+  });
+});
+
+test('--batch-size beyond 1024 is a usage error naming the limit, in the CLI and in the library (100,000,000 was an internal error, exit 70)', { skip: skipWithoutReference }, async () => {
+  await withTempDir('batch-size', async (dir) => {
+    await onePng(dir);
+    const result = await runUnlessHung(['rank', dir, '--prompt', 'x', ...await modelArgs(dir), '--batch-size', '100000000', '--format', 'jsonl']);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /Expected at most 1024 for --batch-size but received number 100000000: each image of a batch holds its pixels twice/);
+    assert.doesNotMatch(result.stderr, /internal error|RangeError/);
+    await assert.rejects(PickScore.load({ batchSize: 100_000_000, model: '/nonexistent' }),
+      (e: unknown) => e instanceof UsageError && /at most 1024 for batchSize/.test(e.message));
+    const atLimit = await runUnlessHung(['rank', dir, '--prompt', 'x', ...await modelArgs(dir), '--batch-size', '1024', '--format', 'jsonl']);
+    assert.equal(atLimit.code, 0, atLimit.stderr);
+    assert.equal(jsonlRows(atLimit.stdout).length, 1);
+  });
+});
+
+test('an image file over 1 GiB (a sparse 2 GiB file) is an error row saying so, without reading it; the other image is scored', { skip: skipWithoutReference }, async () => {
+  await withTempDir('huge-image', async (dir) => {
+    await onePng(dir);
+    const huge = path.join(dir, 'huge.png');
+    await writeFile(huge, '');
+    await truncate(huge, 2 * 1024 ** 3);
+    const result = await runUnlessHung(['rank', dir, '--prompt', 'x', ...await modelArgs(dir), '--format', 'jsonl']);
+    assert.equal(result.code, 3, result.stderr);
+    const rows = jsonlRows(result.stdout);
+    assert.equal(rows.length, 2);
+    assert.equal(rows.find((r) => r.path.endsWith('huge.png'))?.error, 'cannot read file: too large: 2147483648 bytes, over the limit of 1 GiB for an image');
+    assert.equal(typeof rows.find((r) => r.path.endsWith('a.png'))?.score, 'number');
+  });
+});
+
+test('--out naming a block device is exit 4 before any work, and the node stays a block device', { skip: process.getuid?.() === 0 ? skipWithoutReference : 'mknod needs root' }, async () => {
+  await withTempDir('block-out', async (dir) => {
+    await onePng(dir);
+    const device = path.join(dir, 'disk');
+    execFileSync('mknod', [device, 'b', '7', '200']);
+    const result = await runUnlessHung(['rank', path.join(dir, 'a.png'), '--prompt', 'x', '--model', path.join(dir, 'no-model'), '--out', device, '--format', 'csv']);
+    assert.equal(result.code, 4, result.stderr);
+    assert.match(result.stderr, /Cannot write output file .*disk: it is a block device/);
+    assert.ok((await lstat(device)).isBlockDevice());
   });
 });

@@ -103,6 +103,7 @@ const LAYERS: string[][] = [
   ['io/'],
   ['tokenizer/', 'image/'],
   ['model-format.ts'],
+  ['scorers/'],
   ['encoder/', 'convert/'],
   ['model/'],
   ['pipeline/'],

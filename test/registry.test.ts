@@ -46,7 +46,8 @@ describe('knownModels', () => {
     assert.equal(defaults[0].weights.repo, 'yuvalkirstain/PickScore_v1');
     assert.equal(defaults[0].processor.repo, 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K');
     assert.ok(models.some((m) => m.name === 'clip-vit-h14-laion' && m.weights.repo === 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K'));
-    for (const m of models) assert.ok(m.weights.files.includes('config.json'), `${m.name} fetches config.json`);
+    // open_clip weights (HPSv2's .pt) come without config.json: their architecture is named instead.
+    for (const m of models) assert.ok(m.weights.files.includes('config.json') || m.openClip !== undefined, `${m.name} fetches config.json or names its open_clip architecture`);
   });
 });
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FileReadError, formatSize, readFailureText, readRegularFile, readRegularTextFile } from '../src/io/regular-file.js';
+import { FileReadError, formatSize, readFailureText, readRegularFile, readRegularFileSync, readRegularTextFile } from '../src/io/regular-file.js';
 import { withTempDir } from './helpers/temp-dir.js';
 
 async function refusal(file: string | Buffer, maxBytes = 1024): Promise<FileReadError> {
@@ -56,6 +56,11 @@ test('a file that reports size 0 but has content (/proc) is read, and stopped on
   assert.match(status, /^Name:/);
   const err = await refusal('/proc/self/status', 16);
   assert.equal(err.reason, 'too large: more than 16 bytes, over the limit of 16 bytes for a test file');
+  // The synchronous reader (the image pool's) grows its buffer and stops at the same byte.
+  assert.match(readRegularFileSync('/proc/self/status', 1 << 20, 'a test file').toString('utf8'), /^Name:/);
+  assert.throws(() => readRegularFileSync('/proc/self/status', 16, 'a test file'),
+    (thrown: unknown) => thrown instanceof FileReadError && thrown.reason === 'too large: more than 16 bytes, over the limit of 16 bytes for a test file');
+  assert.throws(() => readRegularFileSync('/dev/zero', 16, 'a test file'), (thrown: unknown) => thrown instanceof FileReadError && /not a regular file/.test(thrown.reason));
 });
 
 test('sizes in messages are exact, with a binary unit when it is a round one', () => {

@@ -69,6 +69,7 @@ function evalOptions(manifests: string[], flags: EvalFlags, console: Console, si
     baseline: flags.baseline,
     candidate: flags.candidate,
     maxDrop: flags.maxDrop,
+    gateScorer: flags.gateScorer,
     signal,
     onProgress: progressReporter(console, 'eval'),
   };

@@ -26,6 +26,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--baseline <model>', 'the model the others are compared with; with --candidate, the gate')
     .option('--candidate <model>', 'the model the gate judges against --baseline')
     .option('--max-drop <x>', 'gate margin in score units (default 0)', parseNonNegativeNumber)
+    .option('--gate-scorer <name>', 'with several --scorer, the one the report leads with and the gate follows (default: the first)')
     .option('--tie-threshold <t>', 'pairwise: a predicted tie when |prob_1 - prob_0| <= t (default 0)', parseNumber)
     .option('--validation <manifest>', 'pairwise manifest on which to choose the tie threshold (0, 0.1, ..., 1)')
     .option('--skip-invalid', 'skip bad manifest lines (reported and counted) instead of stopping', false)

@@ -8,10 +8,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { EXIF_MODES, RESIZE_MODES, type ExifMode, type ResizeMode } from '../image/image.js';
 import type { EvalFormat } from './formats.js';
 import { PRECISION_CHOICES, type AttentionImpl, type Precision, type PrecisionChoice } from '../model-format.js';
-import { THREADS_PER_CORE, checkThreads } from '../pipeline/options.js';
+import { MAX_BATCH_SIZE, THREADS_PER_CORE, checkBatchSize, checkThreads } from '../pipeline/options.js';
+import { SCORER_NAMES } from '../scorers/scorers.js';
 
 export interface ScorerFlags {
-  model?: string;
+  /** `--model`, repeatable: a model, or `<scorer>=<model>` per scorer. */
+  model: string[];
+  /** `--scorer`, as typed (a comma list): the library checks it. */
+  scorer?: string;
   /** auto, cpu, cuda, cuda:N or cuda:all, as typed: the library parses it. */
   device: string;
   precision: PrecisionChoice;
@@ -31,10 +35,13 @@ export interface ScorerFlags {
 /** Adds the shared flags; `shardHelp` says what a shard run writes, which differs between commands. */
 export function addScorerFlags(command: Command, shardHelp: string): Command {
   return command
-    .option('-m, --model <name|dir>', 'known model name or model folder (default: PickScore v1)')
+    .option('-m, --model <name|dir>', "known model name or model folder (default: the scorer's own, PickScore v1 for pickscore); "
+      + 'with several scorers, <scorer>=<name|dir> for each one not run on its default model (repeatable)', collect, [])
+    .option('--scorer <names>', `comma list of ${SCORER_NAMES.join(', ')} (default: pickscore); the first ranks and gates. See docs/scorers.md`)
     .option('--device <device>', 'auto, cpu, cuda, cuda:N, or cuda:all (one worker per GPU, merged)', 'auto')
     .addOption(new Option('--precision <precision>', 'encoder precision; auto is fp16 on CUDA, fp32 on CPU').choices(PRECISION_CHOICES).default('auto'))
-    .option('-b, --batch-size <n>', 'images per encoder call', parsePositiveInteger)
+    .option('-b, --batch-size <n>', `images per encoder call (at most ${MAX_BATCH_SIZE}; memory grows with it: about 2.4 MB an image at 224 px)`,
+      (value) => checkBatchSize(parsePositiveInteger(value), '--batch-size'))
     .option('--threads <n>', `threads for image decoding and for the CPU encoder (default: CPU cores; at most ${THREADS_PER_CORE} per core). `
       + 'Each decoding thread holds the image it decodes: about 1 GB for a 13000x13000 image', (value) => checkThreads(parsePositiveInteger(value), '--threads'))
     .addOption(new Option('--exif <mode>', 'apply EXIF orientation, or ignore it as the model card code does').choices(EXIF_MODES).default('apply'))
@@ -95,6 +102,7 @@ export interface EvalFlags extends ScorerFlags {
   baseline?: string;
   candidate?: string;
   maxDrop?: number;
+  gateScorer?: string;
   tieThreshold?: number;
   validation?: string;
   skipInvalid: boolean;
@@ -114,4 +122,4 @@ export interface CommonFlags { quiet: boolean; verbose: boolean; json?: boolean 
 
 export interface PullFlags extends CommonFlags { precision: Precision; attention: AttentionImpl }
 
-export interface ConvertFlags extends CommonFlags { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string }
+export interface ConvertFlags extends CommonFlags { out: string; precision: Precision; attention: AttentionImpl; tokenizer?: string; name?: string; openClipModel?: string; head?: string }

@@ -58,7 +58,7 @@ export async function convertAction(dir: string, flags: ConvertFlags): Promise<v
   const console = createConsole(flags);
   const bar = console.progress('convert', 'bytes');
   const result = await modelConvert({ src: dir, out: flags.out, precision: flags.precision, attention: flags.attention, tokenizerDir: flags.tokenizer,
-    name: flags.name, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
+    name: flags.name, openClipArchitecture: flags.openClipModel, head: flags.head, onProgress: (done, total) => bar.update(done, total) }).finally(() => bar.stop());
   if (flags.json) return printJson(result);
   await printText(`converted: ${result.manifest.name}  ${describeConverted(result)}`);
 }

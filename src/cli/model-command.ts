@@ -36,6 +36,8 @@ export function registerModelCommand(program: Command): void {
     .addOption(attentionOption())
     .option('--tokenizer <dir>', 'folder with the tokenizer and preprocessor files, when the checkpoint lacks them')
     .option('--name <name>', 'model name recorded in the manifest')
+    .option('--open-clip-model <name>', 'open_clip architecture (ViT-H-14, ViT-L-14, ViT-B-32) of open_clip weights without open_clip_config.json, such as HPSv2\'s .pt')
+    .option('--head <file>', "an image head's .pth appended to the image graph (the LAION aesthetic predictor's sac+logos+ava1-l14-linearMSE.pth), for --scorer aesthetic")
     .option('--json', 'print the result as JSON', false))
     .action(async (dir: string, flags: ConvertFlags) => (await actions()).convertAction(dir, flags));
 

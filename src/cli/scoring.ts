@@ -6,12 +6,17 @@
 import type { WorkerOutcome } from '../commands/all-devices.js';
 import type { RunScorerOptions } from '../pipeline/options.js';
 import type { ScorerFlags } from './flags.js';
+import { UsageError } from '../errors.js';
+import { SCORER_NAMES, type ScorerName } from '../scorers/scorers.js';
 import { modelProgress, type Console } from './output.js';
 
 /** The scoring options from the shared flags, with log lines and progress going to the console. */
 export function scorerOptionsFromFlags(flags: ScorerFlags, console: Console): RunScorerOptions {
+  const { model, models } = modelFlags(flags.model);
   return {
-    model: flags.model,
+    scorers: flags.scorer,
+    model,
+    models,
     device: flags.device as RunScorerOptions['device'],
     precision: flags.precision,
     batchSize: flags.batchSize,
@@ -23,6 +28,27 @@ export function scorerOptionsFromFlags(flags: ScorerFlags, console: Console): Ru
     log: (line) => console.log(line),
     onModelProgress: modelProgress(console).onProgress,
   };
+}
+
+/**
+ * `--model` values: `<scorer>=<name|dir>` names a scorer's model (the text before `=` is a scorer
+ * name, else the whole value is a model); a bare value names the model of the single scorer.
+ */
+export function modelFlags(values: readonly string[]): { model?: string; models?: Partial<Record<ScorerName, string>> } {
+  let model: string | undefined;
+  const models: Partial<Record<ScorerName, string>> = {};
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    const name = eq > 0 ? value.slice(0, eq) : '';
+    if ((SCORER_NAMES as readonly string[]).includes(name)) {
+      if (models[name as ScorerName] !== undefined) throw new UsageError(`--model ${name}= is given twice`);
+      models[name as ScorerName] = value.slice(eq + 1);
+    } else {
+      if (model !== undefined) throw new UsageError(`--model is given twice (${model} and ${value}); with several scorers write --model <scorer>=<name|dir>`);
+      model = value;
+    }
+  }
+  return { ...(model !== undefined ? { model } : {}), ...(Object.keys(models).length > 0 ? { models } : {}) };
 }
 
 /** Progress for `done` of `total` rows, closing the bar at the end. */

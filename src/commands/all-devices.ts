@@ -24,6 +24,11 @@ import { formatShard, type Shard } from '../shard.js';
 import type { DeviceJob, EvalJobOptions, ParentMessage, PortableScoring, RankJobOptions, WorkerCounts, WorkerMessage } from './device-protocol.js';
 import { runMerge, type MergedEval, type MergedRank } from './merge.js';
 
+/** `cuda:all` shards the run itself: a shard of it is refused, by rank and eval alike, with these words. */
+export function allDevicesWithShardError(): UsageError {
+  return new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+}
+
 /**
  * The devices `cuda:all` spreads over: PICKSCORE_DEVICES (comma-separated cpu or cuda:N) when set, else
  * the GPUs CUDA_VISIBLE_DEVICES makes visible, else those `nvidia-smi -L` lists.

@@ -7,9 +7,10 @@ import { buildReport, requireModel, UNNAMED_MODEL, type EvalReport, type GateDec
 import { pairwiseRecord, pointwiseRecord, type ItemRecord } from '../eval/scores-file.js';
 import { InputError, UsageError, expectedMessage } from '../errors.js';
 import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
-import { Scorer, type ScoreRequest, type ScoredItem } from '../pipeline/scorer.js';
+import type { Scorer, ScoreRequest, ScoredItem } from '../pipeline/scorer.js';
+import { openScorerSet, scoreWithEach, setProvenance } from './scorer-set.js';
 import { digestKeys, selectShard, type EvalRunIdentity, type Shard } from '../shard.js';
-import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import { allDevicesWithShardError, runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { buildEvalPart, evalShardKey, type EvalPart } from './merge.js';
 import { sha256File } from '../io/file-hash.js';
 import { outputsToSkip, refuseOutputsNamingInputs, type NamedInput, type NamedOutput, type OutputClash } from '../io/same-file.js';
@@ -26,6 +27,8 @@ export interface EvalQuery {
   baseline?: string;
   candidate?: string;
   maxDrop?: number;
+  /** With several scorers, the one the report and the gate follow (default: the first). */
+  gateScorer?: string;
   /** Aborting stops the scoring after its current batch (the report covers what was scored) and a model download at once. */
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -50,7 +53,7 @@ export interface EvalQuery {
 export type EvalOptions = EvalQuery & (RunScorerOptions | ResolvedScorerOptions);
 
 /** What eval needs of the engine. */
-export type EvalScorer = Pick<Scorer, 'scoreStream' | 'provenance'>;
+export type EvalScorer = Pick<Scorer, 'scoreStream' | 'provenance' | 'description'>;
 
 export interface EvalCounts {
   rows: number;
@@ -84,12 +87,29 @@ export interface EvalPartResult {
 }
 
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
-  const { scoring, allDevices } = resolveRunOptions(options);
+  const { scoring, scorings, allDevices } = resolveRunOptions(options);
+  const gateIndex = gateScorerIndex(scorings, options.gateScorer);
   if (allDevices) return evalOnAllDevices(options, scoring);
   if (options.shard) throw new UsageError('A sharded eval writes a part for merge: call runEvalPart');
-  const scored = await scoreManifests(options, scoring);
-  const report = buildReport(scored.input);
-  return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors: report.counts.errors }, skippedOutputs: scored.skippedOutputs };
+  const scored = await scoreManifests(options, scorings);
+  if (scored.inputs.length === 1) {
+    const report = buildReport(scored.input);
+    return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors: report.counts.errors }, skippedOutputs: scored.skippedOutputs };
+  }
+  const names = scorings.map((s) => s.scorerDescription.name);
+  const reports = Object.fromEntries(scored.inputs.map((input, i) => [names[i], buildReport(input)]));
+  const report: EvalReport = { ...reports[names[gateIndex]], scorers: { gate: names[gateIndex], reports } };
+  const errors = Math.max(...Object.values(reports).map((r) => r.counts.errors));
+  return { report, gate: report.gate, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors }, skippedOutputs: scored.skippedOutputs };
+}
+
+/** `--gate-scorer`: one of the run's scorers (default the first), checked before anything is read. */
+function gateScorerIndex(scorings: ResolvedScorerOptions[], gateScorer: string | undefined): number {
+  if (gateScorer === undefined) return 0;
+  const names = scorings.map((s) => s.scorerDescription.name as string);
+  const index = names.indexOf(gateScorer);
+  if (index < 0) throw new UsageError(expectedMessage(`one of this run's scorers (${names.join(', ')})`, '--gate-scorer', gateScorer));
+  return index;
 }
 
 /**
@@ -98,16 +118,21 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
  * here: a shard alone may lack a baseline's rows or every validation pair.
  */
 export async function runEvalPart(options: EvalOptions & { shard: Shard }): Promise<EvalPartResult> {
-  const { scoring, allDevices } = resolveRunOptions(options);
-  if (allDevices) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
-  const scored = await scoreManifests(options, scoring);
+  const { scorings, allDevices } = resolveRunOptions(options);
+  if (allDevices) throw allDevicesWithShardError();
+  if (scorings.length > 1) throw new UsageError('A sharded eval runs one scorer: run the shards of each scorer apart, or several scorers unsharded');
+  gateScorerIndex(scorings, options.gateScorer);
+  const scored = await scoreManifests(options, scorings);
   const part = buildEvalPart(options.shard, scored.input, scored.items, scored.validationItems, scored.run);
   const errors = scored.input.points.filter((p) => p.error !== null).length + scored.input.pairs.filter((p) => p.error !== null).length;
   return { part, items: scored.items, incomplete: scored.input.incomplete, counts: { ...scored.counts, errors }, skippedOutputs: scored.skippedOutputs };
 }
 
 interface ScoredManifests {
+  /** The first scorer's report input (the only one for one scorer). */
   input: ReportInput;
+  /** One report input per scorer, in the run's order. */
+  inputs: ReportInput[];
   items: ItemRecord[];
   validationItems: ItemRecord[];
   counts: Omit<EvalCounts, 'errors'>;
@@ -121,7 +146,7 @@ interface ScoredManifests {
  * comes back beside it.
  */
 async function evalOnAllDevices(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<EvalResult> {
-  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (options.shard) throw allDevicesWithShardError();
   validateEvalOptions(options);
   const { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } = options;
   const { merged, workers } = await runOnAllDevices({ command: 'eval', options: { manifests, validation, skipInvalid, seed, resamples, tieThreshold, baseline, candidate, maxDrop, optionalOutputs } },
@@ -136,34 +161,40 @@ async function evalOnAllDevices(options: EvalQuery, scoring: ResolvedScorerOptio
   };
 }
 
-async function scoreManifests(options: EvalQuery, scoring: ResolvedScorerOptions): Promise<ScoredManifests> {
+async function scoreManifests(options: EvalQuery, scorings: ResolvedScorerOptions[]): Promise<ScoredManifests> {
   validateEvalOptions(options);
   const main = await readManifests(options.manifests, { skipInvalid: options.skipInvalid });
   checkModelFlags(main.rows, options);
   const allValidationRows = options.validation ? await readValidation(options.validation, options.skipInvalid) : undefined;
-  const run = evalRunIdentity(main.rows, allValidationRows);
+  const run = evalRunIdentity(main.rows, allValidationRows, scorings.map((s) => s.scorerDescription.name));
   const mainRows = selectShard(main.rows, options.shard, evalShardKey);
   const inputs = [...evalInputs(options, [...main.rows, ...(allValidationRows ?? [])])];
   await refuseOutputsNamingInputs(options.outputs ?? [], inputs);
   const skippedOutputs = await outputsToSkip(options.optionalOutputs ?? [], options.outputs ?? [], inputs);
   const validationRows = selectShard(allValidationRows ?? [], options.shard, evalShardKey);
   const plan = await planRequests([...mainRows, ...validationRows]);
-  const owned = options.scorer ? null : await Scorer.open(scoring);
-  const scorer: EvalScorer = options.scorer ?? owned!;
+  const owned = options.scorer ? null : await openScorerSet(scorings);
+  const scorers: EvalScorer[] = owned?.scorers ?? [options.scorer!];
   try {
     const results = new Map<string, ScoredItem>();
-    const stream = scorer.scoreStream(plan.requests, {
+    const stream = scoreWithEach(scorers, () => plan.requests, {
       signal: options.signal,
-      onProgress: (done) => options.onProgress?.(done, plan.requests.length),
+      onProgress: (done) => options.onProgress?.(done, plan.requests.length * scorers.length),
     });
     for await (const item of stream) results.set(item.key, item);
     const lookup = (path: string, prompt: string): ScoredItem | undefined => results.get(plan.keyOf(path, prompt));
     const scored = scoreRows(mainRows, lookup);
     const validation = scoreRows(validationRows, lookup);
+    const inputFor = (scorer: EvalScorer, index: number): ReportInput => {
+      // Each scorer's report reads its own score of every row; the first's rows are the ones above.
+      const own = index === 0 ? { scored, validation } : ownScores(scorer.description.name, results, plan, mainRows, validationRows);
+      return { ...input, points: own.scored.points, pairs: own.scored.pairs, provenance: scorer.provenance(),
+        options: { ...input.options, validation: options.validation ? { manifest: options.validation, pairs: own.validation.pairs } : undefined } };
+    };
     const input: ReportInput = {
       points: scored.points,
       pairs: scored.pairs,
-      provenance: scorer.provenance(),
+      provenance: setProvenance(scorers),
       incomplete: options.signal?.aborted === true,
       manifests: options.manifests,
       skippedLines: main.skipped,
@@ -174,8 +205,9 @@ async function scoreManifests(options: EvalQuery, scoring: ResolvedScorerOptions
         baseline: options.baseline, candidate: options.candidate, maxDrop: options.maxDrop,
       },
     };
+    const inputs = scorers.length === 1 ? [input] : scorers.map(inputFor);
     return {
-      input, items: scored.items, validationItems: validation.items, run, skippedOutputs,
+      input: inputs[0], inputs, items: scored.items, validationItems: validation.items, run, skippedOutputs,
       counts: { rows: mainRows.length, skippedLines: main.skipped, uniqueImages: plan.uniqueImages, scoreRequests: plan.requests.length, notReached: scored.notReached },
     };
   } finally {
@@ -228,7 +260,7 @@ async function readValidation(file: string, skipInvalid: boolean | undefined): P
  * and the fields passed through to --scores. Resolved paths are left out, so machines that mount the
  * data elsewhere still agree.
  */
-export function evalRunIdentity(rows: readonly ManifestRow[], validationRows: readonly ManifestRow[] | undefined): EvalRunIdentity {
+export function evalRunIdentity(rows: readonly ManifestRow[], validationRows: readonly ManifestRow[] | undefined, scorers: string[] = ['pickscore']): EvalRunIdentity {
   const keyOf = (row: ManifestRow): string => JSON.stringify(row.kind === 'pointwise'
     ? [row.manifest, row.line, 'pointwise', row.prompt, row.image.given, row.model, row.id, row.extra]
     : [row.manifest, row.line, 'pairwise', row.prompt, row.image0.given, row.image1.given, row.label0, row.id, row.extra]);
@@ -236,7 +268,18 @@ export function evalRunIdentity(rows: readonly ManifestRow[], validationRows: re
     command: 'eval',
     rows: digestKeys(rows.map(keyOf)),
     validationRows: validationRows === undefined ? null : digestKeys(validationRows.map(keyOf)),
+    // PickScore alone leaves the identity as it was, so its parts merge as before.
+    ...(scorers.length === 1 && scorers[0] === 'pickscore' ? {} : { scorers }),
   };
+}
+
+/** The rows scored by one scorer of several: each joined item's own score of that scorer. */
+function ownScores(name: string, results: Map<string, ScoredItem>, plan: RequestPlan, mainRows: readonly ManifestRow[], validationRows: readonly ManifestRow[]): { scored: ScoredRows; validation: ScoredRows } {
+  const lookup = (path: string, prompt: string): ScoredItem | undefined => {
+    const item = results.get(plan.keyOf(path, prompt));
+    return item && { ...item, score: item.error === null ? item.scores?.[name] ?? null : null };
+  };
+  return { scored: scoreRows(mainRows, lookup), validation: scoreRows(validationRows, lookup) };
 }
 
 interface RequestPlan {

@@ -15,6 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { InputError, InternalError, UsageError, expectedMessage, describeValue } from '../errors.js';
+import { positiveInteger } from '../checks.js';
+import { parseExifMode, parseResizeMode } from '../image/image.js';
 import { buildReport, type EvalReport, type PairScore, type PointScore, type ReportInput } from '../eval/report.js';
 import type { ItemRecord } from '../eval/scores-file.js';
 import { compareCodePoints } from '../score/rank.js';
@@ -121,12 +123,15 @@ export function mergeRankParts(parts: RankPart[], top?: number): MergedRank {
       seen.set(identity, part.file);
       // A row without a prompt is an image whose own prompt could not be read; rank lists those last.
       if (row.prompt === '' && row.error !== null) promptErrors.push(row);
-      else items.push({ key: row.path, prompt: row.prompt, score: row.score, width: row.width, height: row.height, contentHash: row.contentHash ?? null, error: row.error });
+      else items.push({ key: row.path, prompt: row.prompt, score: row.score, width: row.width, height: row.height, contentHash: row.contentHash ?? null, error: row.error,
+        ...(row.scores ? { scores: row.scores } : {}) });
     }
   }
   const incomplete = ordered.some((part) => part.incomplete);
   if (!incomplete) checkEveryImageCovered(ordered);
-  const records = rankRecords(inUnshardedOrder(items, ordered), top).concat(promptErrors.sort((a, b) => compareCodePoints(a.path, b.path)));
+  // The probabilities are PickScore's: a part of another scorer (provenance.scorer) has none.
+  const probabilities = provenance.scorer === undefined;
+  const records = rankRecords(inUnshardedOrder(items, ordered), top, { probabilities }).concat(promptErrors.sort((a, b) => compareCodePoints(a.path, b.path)));
   return {
     records,
     provenance: provenance as unknown as Provenance,
@@ -155,12 +160,16 @@ function checkEveryImageCovered(parts: RankPart[]): void {
 /** How each field of a run's identity reads in a message, so that a refusal says what differs. */
 type IdentityFields = Record<string, { label: string; describe: (value: never) => string }>;
 
+const describeScorers = (scorers: string[] | undefined): string => (scorers ?? ['pickscore']).join(', ');
+
 const RANK_IDENTITY_FIELDS: IdentityFields = {
+  scorers: { label: 'scorers', describe: describeScorers },
   prompts: { label: 'prompts', describe: describePrompts },
   images: { label: 'images (the inputs before sharding)', describe: (d: KeySetDigest) => `${d.count} image${d.count === 1 ? '' : 's'}` },
 };
 
 const EVAL_IDENTITY_FIELDS: IdentityFields = {
+  scorers: { label: 'scorers', describe: describeScorers },
   rows: { label: 'manifest rows', describe: (d: KeySetDigest) => `${d.count} valid row${d.count === 1 ? '' : 's'}` },
   validationRows: { label: 'validation rows', describe: (d: KeySetDigest | null) => (d === null ? 'no --validation' : `${d.count} valid row${d.count === 1 ? '' : 's'}`) },
 };
@@ -263,7 +272,19 @@ export function commonProvenance(parts: { file: string; provenance: Record<strin
       if (a !== b) throw new InputError(`${first.file} and ${part.file} differ in provenance.${key} (${a} vs ${b}): they are not parts of one run`);
     }
   }
+  checkImageProvenance(merged, first.file);
   return merged;
+}
+
+/**
+ * How the parts' run read its images, which the merged output repeats and its HTML thumbnails follow:
+ * checked by the functions that checked the run's options, each failure an InputError naming the part.
+ */
+function checkImageProvenance(provenance: Record<string, unknown>, file: string): void {
+  const field = (name: string) => `${file}: provenance.${name}`;
+  if (provenance.exif !== undefined) parseExifMode(provenance.exif, field('exif'), InputError);
+  if (provenance.resize !== undefined) parseResizeMode(provenance.resize, field('resize'), InputError);
+  if (provenance.maxPixels !== undefined) positiveInteger(field('maxPixels'), provenance.maxPixels, InputError);
 }
 
 function sumStats(parts: RankPart[]): ScorerStats {
@@ -320,15 +341,23 @@ function checkDigest(value: unknown, where: string): KeySetDigest {
   return { count: value.count as number, sha256: value.sha256 };
 }
 
+/** The scorer list of a run identity: absent for PickScore alone, else a non-empty list of names. */
+function checkScorers(value: unknown, where: string): { scorers?: string[] } {
+  if (value === undefined) return {};
+  if (!Array.isArray(value) || value.length === 0 || !value.every((s) => typeof s === 'string' && s !== '')) throw new InputError(expectedMessage('a non-empty array of scorer names', where, value));
+  return { scorers: value as string[] };
+}
+
 function checkRankIdentity(value: unknown, file: string): RankRunIdentity {
   if (value === undefined) throw missingIdentity(file, 'provenance.run');
   if (!isObject(value) || value.command !== 'rank') throw new InputError(expectedMessage('a rank run identity {"command": "rank", ...}', `${file}: provenance.run`, value));
   const images = checkDigest(value.images, `${file}: provenance.run.images`);
+  const scorers = checkScorers(value.scorers, `${file}: provenance.run.scorers`);
   const prompts = value.prompts;
   const where = `${file}: provenance.run.prompts`;
-  if (isObject(prompts) && (prompts.from === 'sidecar' || prompts.from === 'png')) return { command: 'rank', images, prompts: { from: prompts.from } };
+  if (isObject(prompts) && (prompts.from === 'sidecar' || prompts.from === 'png')) return { command: 'rank', images, prompts: { from: prompts.from }, ...scorers };
   if (isObject(prompts) && prompts.from === 'list' && Array.isArray(prompts.prompts) && prompts.prompts.every((p) => typeof p === 'string')) {
-    return { command: 'rank', images, prompts: { from: 'list', prompts: prompts.prompts as string[] } };
+    return { command: 'rank', images, prompts: { from: 'list', prompts: prompts.prompts as string[] }, ...scorers };
   }
   throw new InputError(expectedMessage('{"from": "list", "prompts": [...]} or {"from": "sidecar" | "png"}', where, prompts));
 }
@@ -340,6 +369,7 @@ function checkEvalIdentity(value: unknown, file: string): EvalRunIdentity {
     command: 'eval',
     rows: checkDigest(value.rows, `${file}: run.rows`),
     validationRows: value.validationRows === null ? null : checkDigest(value.validationRows, `${file}: run.validationRows`),
+    ...checkScorers(value.scorers, `${file}: run.scorers`),
   };
 }
 
@@ -362,6 +392,11 @@ function checkRow(row: unknown, where: string): RankRecord {
     error: field('error', stringOrNull, 'a string or null'),
   };
   if ('contentHash' in row) record.contentHash = field('contentHash', stringOrNull, 'a string or null');
+  if ('scores' in row) {
+    const scores = row.scores;
+    if (!isObject(scores) || !Object.values(scores).every(numberOrNull)) throw new InputError(expectedMessage('an object of scores (numbers or null) by scorer', `${where}.scores`, scores));
+    record.scores = scores as Record<string, number | null>;
+  }
   if (record.score === null && record.error === null) throw new InputError(`${where} has neither a score nor an error`);
   return record;
 }

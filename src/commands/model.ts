@@ -250,6 +250,10 @@ export interface ModelConvertOptions {
   tokenizerDir?: string;
   name?: string;
   onProgress?: (done: number, total: number) => void;
+  /** open_clip architecture of open_clip weights without open_clip_config.json (`--open-clip-model`). */
+  openClipArchitecture?: string;
+  /** An image head's `.pth` (the LAION aesthetic predictor) appended to the image graph (`--head`). */
+  head?: string;
 }
 
 /** A folder the user named must exist and be a folder: a missing path is an input error, not a broken model. */
@@ -261,13 +265,23 @@ async function requireFolder(dir: string, role: string): Promise<void> {
   if (!found.isDirectory()) throw new InputError(`${role} ${path.resolve(dir)} is not a folder`);
 }
 
+/** A file the user named must exist and be a regular file (not a FIFO, a device or a folder). */
+async function requireRegularFile(file: string, role: string): Promise<void> {
+  const found = await stat(file).then((s) => s, (err: NodeJS.ErrnoException) => err);
+  if (found instanceof Error) {
+    throw new InputError(found.code === 'ENOENT' ? `${role} ${path.resolve(file)} does not exist` : `${role} ${path.resolve(file)} cannot be read (${found.code ?? found.message})`, { cause: found });
+  }
+  if (!found.isFile()) throw new InputError(`${role} ${path.resolve(file)} is not a regular file`);
+}
+
 /** Converts a checkpoint folder into `out`, checksums included (the converter writes a temporary folder and renames it). */
 export async function modelConvert(opts: ModelConvertOptions): Promise<ConvertedModel> {
   const precision = parsePrecision(opts.precision);
   const attention = parseAttention(opts.attention ?? 'plain');
   await requireFolder(opts.src, 'The checkpoint folder');
   if (opts.tokenizerDir !== undefined) await requireFolder(opts.tokenizerDir, 'The tokenizer folder (--tokenizer)');
+  if (opts.head !== undefined) await requireRegularFile(opts.head, 'The head file (--head)');
   const manifest = await convertCheckpoint(opts.src, { outDir: opts.out, precision, attention,
-    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true });
+    tokenizerDir: opts.tokenizerDir, name: opts.name, onProgress: opts.onProgress, checksums: true, openClipArchitecture: opts.openClipArchitecture, head: opts.head });
   return withSize({ dir: path.resolve(opts.out), manifest });
 }

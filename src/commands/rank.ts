@@ -12,8 +12,9 @@ import type { RankRecord } from '../io/writers/record.js';
 import { digestKeys, selectShard, type RankRunIdentity, type Shard } from '../shard.js';
 import { UsageError, expectedMessage } from '../errors.js';
 import { resolveRunOptions, type ResolvedScorerOptions, type RunScorerOptions } from '../pipeline/options.js';
-import { Scorer, type Provenance, type ScoreRequest, type ScoredItem, type ScorerStats } from '../pipeline/scorer.js';
-import { runOnAllDevices, type WorkerOutcome } from './all-devices.js';
+import type { Scorer, Provenance, ScoreRequest, ScoredItem, ScorerStats } from '../pipeline/scorer.js';
+import { openScorerSet, scoreWithEach, setProvenance, sumStats } from './scorer-set.js';
+import { allDevicesWithShardError, runOnAllDevices, type WorkerOutcome } from './all-devices.js';
 import { galleryThumbnails } from './gallery.js';
 import { rankRecords } from './rank-records.js';
 
@@ -78,23 +79,29 @@ type PromptPlan = { kind: 'global'; prompts: string[] } | { kind: 'per-image'; s
 
 export async function runRank(options: RankOptions): Promise<RankResult> {
   const top = validateRankOptions(options);
-  const { scoring, allDevices } = resolveRunOptions(options);
+  const { scoring, scorings, allDevices } = resolveRunOptions(options);
   if (allDevices) return rankOnAllDevices(options, scoring, top);
   const plan = await planPrompts(options);
   const discovered = await discoverSummarisingSkips(options, scoring.log);
   const images = options.shard ? selectShard(discovered, options.shard, (image) => image.path) : discovered;
   await refuseOutputsNamingInputs(options.outputs ?? [], rankInputs(options, discovered));
-  const run = options.shard ? rankRunIdentity(discovered, plan) : undefined;
-  const scorer = options.scorer ?? (await Scorer.open(scoring));
+  const scorerNames = scorings.map((s) => s.scorerDescription.name);
+  const run = options.shard ? rankRunIdentity(discovered, plan, scorerNames) : undefined;
+  const set = options.scorer ? null : await openScorerSet(scorings);
+  const scorers = set?.scorers ?? [options.scorer!];
+  const scorer = scorers[0];
   try {
     const thumbnails = galleryThumbnails(scorer.provenance(), options.galleryThumbnails === true);
     const promptErrors: RankRecord[] = [];
-    const total = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
-    if (plan.kind === 'global') await scorer.embedTexts(plan.prompts);
+    const rows = plan.kind === 'global' ? images.length * plan.prompts.length : images.length;
+    const total = rows * scorers.length;
+    if (plan.kind === 'global') for (const each of scorers) if (!each.scoresImagesAlone) await each.embedTexts(plan.prompts);
     const items: ScoredItem[] = [];
-    const stream = scorer.scoreStream(requestsFor(images, plan, promptErrors), {
+    // Each scorer reads the prompts anew; the per-image prompt errors are kept from the first scorer's reading.
+    let readings = 0;
+    const stream = scoreWithEach(scorers, () => requestsFor(images, plan, readings++ === 0 ? promptErrors : []), {
       signal: options.signal,
-      onProgress: (done) => options.onProgress?.(done + promptErrors.length, total),
+      onProgress: (done) => options.onProgress?.(Math.min(total, done + promptErrors.length), total),
     });
     for await (const item of stream) {
       items.push(item);
@@ -102,11 +109,11 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
       options.onScored?.(item);
     }
     const incomplete = options.signal?.aborted === true;
-    const records = rankRecords(items, top).concat(promptErrors);
+    const records = rankRecords(items, top, { probabilities: scorer.description.name === 'pickscore' }).concat(promptErrors);
     const errors = records.filter((r) => r.error !== null).length;
     return {
       records,
-      provenance: scorer.provenance(),
+      provenance: setProvenance(scorers),
       incomplete,
       counts: {
         images: images.length,
@@ -114,15 +121,15 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
         rows: records.length,
         scored: records.length - errors,
         errors,
-        notReached: total - items.length - promptErrors.length,
+        notReached: rows - items.length - promptErrors.length,
       },
-      stats: scorer.stats(),
+      stats: set ? set.stats() : scorer.stats(),
       shard: options.shard,
       run,
       thumbnail: thumbnails.thumbnail,
     };
   } finally {
-    if (!options.scorer) await scorer.close();
+    await set?.close();
   }
 }
 
@@ -131,7 +138,7 @@ export async function runRank(options: RankOptions): Promise<RankResult> {
  * merged rows; its counters are summed.
  */
 async function rankOnAllDevices(options: RankQuery, scoring: ResolvedScorerOptions, top: number | undefined): Promise<RankResult> {
-  if (options.shard) throw new UsageError('--device cuda:all splits the run over the GPUs itself; it cannot be combined with --shard or --shard-count');
+  if (options.shard) throw allDevicesWithShardError();
   const { inputs, prompts, promptsFile, promptFrom } = options;
   const { merged, workers } = await runOnAllDevices({ command: 'rank', options: { inputs, prompts, promptsFile, promptFrom } }, scoring,
     { outputs: options.outputs, signal: options.signal, top });
@@ -151,11 +158,6 @@ async function rankOnAllDevices(options: RankQuery, scoring: ResolvedScorerOptio
   };
 }
 
-function sumStats(all: (ScorerStats | undefined)[]): ScorerStats {
-  const total: Record<string, number> = {};
-  for (const stats of all) for (const [key, value] of Object.entries(stats ?? {})) total[key] = (total[key] ?? 0) + value;
-  return total as unknown as ScorerStats;
-}
 
 /** Every file rank reads: the prompts file, the images (all shards': a shard must not overwrite another's), their sidecars. */
 function* rankInputs(options: RankQuery, images: readonly DiscoveredImage[]): Generator<NamedInput> {
@@ -217,11 +219,13 @@ function validateRankOptions(options: RankQuery): number | undefined {
 }
 
 /** The images of the whole run (before sharding) and its prompts. */
-function rankRunIdentity(images: DiscoveredImage[], plan: PromptPlan): RankRunIdentity {
+function rankRunIdentity(images: DiscoveredImage[], plan: PromptPlan, scorers: string[]): RankRunIdentity {
   return {
     command: 'rank',
     images: digestKeys(images.map((image) => image.path)),
     prompts: plan.kind === 'global' ? { from: 'list', prompts: plan.prompts } : { from: plan.source },
+    // PickScore alone leaves the identity as it was, so its parts merge as before.
+    ...(scorers.length === 1 && scorers[0] === 'pickscore' ? {} : { scorers }),
   };
 }
 

@@ -26,7 +26,11 @@ export interface ClipTowerConfig {
 export interface ClipConfig {
   projectionDim: number;
   logitScaleInit: number;
-  text: ClipTowerConfig & { vocabSize: number; maxPositionEmbeddings: number; eosTokenId: number; bosTokenId: number; padTokenId: number };
+  text: ClipTowerConfig & {
+    vocabSize: number; maxPositionEmbeddings: number; eosTokenId: number; bosTokenId: number; padTokenId: number;
+    /** 'argmax': pool at argmax(input_ids) whatever eos_token_id is (open_clip). Absent: transformers' rule, from eos_token_id. */
+    pooling?: 'argmax';
+  };
   vision: ClipTowerConfig & { imageSize: number; patchSize: number; numChannels: number };
 }
 

@@ -30,6 +30,8 @@ export interface ClipTowerOnnxOptions {
   outPath: string;
   /** 'auto' (the default): external data only when the weights exceed protobuf's limit. */
   externalData?: boolean | 'auto';
+  /** Image tower only: nodes appended after image_embeds (src/convert/image-head.ts), which add an output of their own. */
+  head?: { append(graph: GraphBuilder, imageEmbeds: string, embedDim: number): void };
 }
 
 export const ONNX_PRODUCER_VERSION = '0.1.0';
@@ -59,6 +61,7 @@ export async function writeClipTowerOnnx(opts: ClipTowerOnnxOptions): Promise<{ 
 /** Builds the graph; every tensor it needs is checked against the config here, before any byte is written. */
 export function buildClipTowerModel(opts: Omit<ClipTowerOnnxOptions, 'outPath' | 'externalData'>): OnnxModel {
   const builder = new TowerBuilder(opts);
+  if (opts.tower === 'text' && opts.head) throw new ModelError('A head applies to the image tower only');
   if (opts.tower === 'text') builder.buildText();
   else builder.buildImage();
   return builder.graph.build(ONNX_PRODUCER_VERSION);
@@ -395,8 +398,8 @@ class TowerBuilder {
     return this.fused ? this.fusedEncoder(x, layersPrefix, causal) : this.plainEncoder(x, layersPrefix, causal);
   }
 
-  /** [hidden] @ projection^T, no bias, then float32 at the output edge. */
-  private projectAndOutput(pooled: string, projectionName: string, outputName: string): void {
+  /** [hidden] @ projection^T, no bias, then float32 at the output edge; returns the output's value. */
+  private projectAndOutput(pooled: string, projectionName: string, outputName: string): string {
     const g = this.graph;
     const { hiddenSize: h } = this.tower;
     const d = this.opts.config.projectionDim;
@@ -404,6 +407,7 @@ class TowerBuilder {
     let embeds = g.op('MatMul', [pooled, w]);
     if (this.computeType === 'float16') embeds = g.op('Cast', [embeds], { attributes: { to: int(1) } });
     g.output(embeds, outputName, 'float32', ['batch', d]);
+    return embeds;
   }
 
   // ---- towers -------------------------------------------------------------------------------------
@@ -422,11 +426,11 @@ class TowerBuilder {
     this.projectAndOutput(this.layerNorm(pooled, 'text_model.final_layer_norm'), 'text_projection.weight', TEXT_OUTPUT);
   }
 
-  /** [batch, 1] int64: argmax(input_ids) for eos_token_id 2, else the first position holding eos_token_id. */
+  /** [batch, 1] int64: argmax(input_ids) for eos_token_id 2 or argmax pooling, else the first position holding eos_token_id. */
   private eosPositions(ids: string): string {
     const g = this.graph;
     const eos = this.opts.config.text.eosTokenId;
-    const searched = eos === LEGACY_EOS_TOKEN_ID
+    const searched = eos === LEGACY_EOS_TOKEN_ID || this.opts.config.text.pooling === 'argmax'
       ? ids
       : g.op('Equal', [ids, g.constInt64('eos_token_id', [eos], [])]);
     // ArgMax has no int64 or bool kernel on every provider; ids and flags fit int32 exactly.
@@ -455,7 +459,8 @@ class TowerBuilder {
     const x = g.op('Add', [sequence, this.param('vision_model.embeddings.position_embedding.weight', [patches + 1, h])]);
     const hidden = this.encoder(this.layerNorm(x, 'vision_model.pre_layrnorm'), 'vision_model.encoder.layers', false);
     const pooled = g.op('Gather', [hidden, g.constInt64('class_position', [0], [])], { attributes: { axis: int(1) } });
-    this.projectAndOutput(this.layerNorm(pooled, 'vision_model.post_layernorm'), 'visual_projection.weight', IMAGE_OUTPUT);
+    const embeds = this.projectAndOutput(this.layerNorm(pooled, 'vision_model.post_layernorm'), 'visual_projection.weight', IMAGE_OUTPUT);
+    this.opts.head?.append(g, embeds, this.opts.config.projectionDim);
   }
 }
 

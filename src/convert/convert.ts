@@ -17,9 +17,12 @@ import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './che
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
 import { graphRevision, writeClipTowerOnnx } from './clip-graph.js';
 import {
-  CHECKSUM_FILE, MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
+  CHECKSUM_FILE, IMAGE_SCORE_OUTPUT, MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
 } from '../model-format.js';
 import { ONNX_OPSET } from './onnx-builder.js';
+import { openOpenClipSource, type OpenClipSource } from './open-clip-checkpoint.js';
+import { OPEN_CLIP_ARCHITECTURES, isOpenClipArchitecture } from './open-clip-config.js';
+import { readImageHead, type ImageHead } from './image-head.js';
 import { decodeFloatTensor } from './onnx-tensors.js';
 import { sha256File } from '../io/file-hash.js';
 import { readJsonFile } from '../io/json-file.js';
@@ -38,6 +41,13 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number) => void;
   /** Also write CHECKSUM_FILE, inside the folder before it is renamed into place, so no finished folder lacks it. */
   checksums?: boolean;
+  /** An open_clip architecture (ViT-H-14, ...) for open_clip weights without open_clip_config.json, such as HPSv2's `.pt`. */
+  openClipArchitecture?: string;
+  /**
+   * A head's `torch.save` file (the LAION aesthetic predictor's `.pth`), appended to the image graph: the
+   * folder's image.onnx then also gives image_score, and the manifest says so.
+   */
+  head?: string;
 }
 
 export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): Promise<ModelManifest> {
@@ -45,23 +55,34 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
   const source = path.resolve(srcDir);
   const outDir = path.resolve(opts.outDir);
   await checkReplaceable(outDir);
-  const config = await readClipConfig(source);
-  const checkpoint = await openCheckpoint(source);
+  // open_clip weights are read through an adapter that gives them transformers' names and shapes.
+  const openClip = await openOpenClipSource(source, opts.openClipArchitecture);
+  const config = openClip?.config ?? await readClipConfig(source);
+  const checkpoint = openClip?.checkpoint ?? await openCheckpoint(source);
+  let head: ImageHead | undefined;
   try {
-    validateClipCheckpoint(config, checkpoint, path.join(source, 'config.json'));
-    const support = await findSupportFiles([opts.tokenizerDir, source]);
-    const preprocess = await readPreprocess(support.preprocessor, config);
+    head = opts.head === undefined ? undefined : await readImageHead(path.resolve(opts.head));
+    if (head && head.inFeatures !== config.projectionDim) {
+      throw new ModelError(`The head ${head.file} takes ${head.inFeatures} features, but the checkpoint's image embedding has ${config.projectionDim}; it is a head for another model`);
+    }
+    validateClipCheckpoint(config, checkpoint, openClip?.configFile ?? path.join(source, 'config.json'));
+    const found = await findSupportFiles([opts.tokenizerDir, source]);
+    // An open_clip model's normalisation is its own config's, not a preprocessor_config.json found beside the tokenizer.
+    const support = openClip ? { ...found, preprocessor: undefined } : found;
+    const preprocess = openClip ? openClipPreprocess(openClip, config) : await readPreprocess(support.preprocessor, config);
     const logitScale = await readLogitScale(checkpoint);
-    const sourceFiles = [path.join(source, 'config.json'), ...checkpoint.files];
+    const sourceFiles = [...(openClip ? openClip.configFiles : [path.join(source, 'config.json')]), ...checkpoint.files, ...(head ? [head.file] : [])];
     const progress = progressCounter(opts.onProgress, (await totalBytes(sourceFiles)) + towerBytes(config, checkpoint));
     const attention = opts.attention ?? 'plain';
     const manifest = await writeModelFolder(outDir, async (tmpDir) => {
       // Hashing reads every source byte and the towers mostly write: run side by side, they share the time.
       const [hashed] = await settleAll([
         hashFiles(sourceFiles, source, progress.add),
-        writeTowers(tmpDir, { config, checkpoint: withReadProgress(checkpoint, progress.add), precision: opts.precision, attention }),
+        writeTowers(tmpDir, { config, checkpoint: withReadProgress(checkpoint, progress.add), precision: opts.precision, attention, head }),
       ]);
-      const built = buildManifest({ opts, source, config, hashed, attention, logitScale, preprocess, tokenizerFiles: support.tokenizer.map((f) => path.basename(f)) });
+      const built = buildManifest({ opts, source, config, hashed, attention, logitScale, preprocess, tokenizerFiles: support.tokenizer.map((f) => path.basename(f)),
+        ...(openClip ? { tokenizerMode: 'open_clip' as const } : {}),
+        ...(head ? { imageScore: { output: IMAGE_SCORE_OUTPUT, outFeatures: head.outFeatures, head: path.basename(head.file) } } : {}) });
       await copySupportFiles(tmpDir, support);
       const manifestPath = path.join(tmpDir, MANIFEST_FILE);
       await writingFile(manifestPath, () => writeFile(manifestPath, `${JSON.stringify(built, null, 2)}\n`));
@@ -71,15 +92,15 @@ export async function convertCheckpoint(srcDir: string, opts: ConvertOptions): P
     progress.finish();
     return manifest;
   } finally {
-    await checkpoint.close();
+    await Promise.allSettled([checkpoint.close(), head?.close()]);
   }
 }
 
 /** Both towers at once: one's weight transforms overlap the other's writes. */
-async function writeTowers(tmpDir: string, towers: { config: ClipConfig; checkpoint: Checkpoint; precision: Precision; attention: AttentionImpl }): Promise<void> {
+async function writeTowers(tmpDir: string, { head, ...towers }: { config: ClipConfig; checkpoint: Checkpoint; precision: Precision; attention: AttentionImpl; head: ImageHead | undefined }): Promise<void> {
   await settleAll((['text', 'image'] as const).map((tower) => {
     const outPath = path.join(tmpDir, `${tower}.onnx`);
-    return writingFile(outPath, () => writeClipTowerOnnx({ tower, outPath, ...towers }));
+    return writingFile(outPath, () => writeClipTowerOnnx({ tower, outPath, ...towers, ...(tower === 'image' && head ? { head } : {}) }));
   }));
 }
 
@@ -105,6 +126,9 @@ async function settleAll<T extends readonly unknown[]>(tasks: { [K in keyof T]: 
 /** The precision and attention are typed values, checked where the options entered (src/commands/model.ts). */
 function checkOptions(opts: ConvertOptions): void {
   if (typeof opts.outDir !== 'string' || opts.outDir.length === 0) throw new UsageError(expectedMessage('a folder path', 'the output folder', opts.outDir));
+  if (opts.openClipArchitecture !== undefined && !isOpenClipArchitecture(opts.openClipArchitecture)) {
+    throw new UsageError(expectedMessage(Object.keys(OPEN_CLIP_ARCHITECTURES).join(' | '), 'the open_clip architecture', opts.openClipArchitecture));
+  }
 }
 
 /** An existing output folder is replaced only when it is empty or a pickscore model folder itself. */
@@ -165,6 +189,12 @@ async function readPreprocess(file: string | undefined, config: ClipConfig): Pro
     );
   }
   return preprocess;
+}
+
+/** open_clip's eval transform with a shortest-side resize, as CLIP's processor: its mean and std at the model's image size. */
+function openClipPreprocess(source: OpenClipSource, config: ClipConfig): PreprocessConfig {
+  const size = config.vision.imageSize;
+  return { ...CLIP_PREPROCESS, mean: [...source.mean], std: [...source.std], shortestEdge: size, cropHeight: size, cropWidth: size };
 }
 
 async function totalBytes(files: string[]): Promise<number> {
@@ -229,7 +259,12 @@ async function hashFiles(files: string[], root: string, onBytes: (n: number) => 
     worker.on('error', (err) => reject(new ModelError(`Cannot hash the source files: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => (result ? resolve(result) : reject(new ModelError(`Hashing the source files stopped (exit code ${code})`))));
   });
-  return files.map((file, i) => ({ name: path.relative(root, file), ...digests[i] }));
+  // A file from outside the checkpoint folder (a head's .pth) is named by itself, not by where it lies.
+  const nameOf = (file: string) => {
+    const relative = path.relative(root, file);
+    return relative.startsWith('..') || path.isAbsolute(relative) ? path.basename(file) : relative;
+  };
+  return files.map((file, i) => ({ name: nameOf(file), ...digests[i] }));
 }
 
 type HashWorkerMessage = { bytes: number } | { digests: { size: number; sha256: string }[] };
@@ -271,6 +306,7 @@ async function readLogitScale(checkpoint: Checkpoint): Promise<number> {
 function buildManifest(parts: {
   opts: ConvertOptions; source: string; config: ClipConfig; hashed: ModelManifest['source']['files']; attention: AttentionImpl;
   logitScale: number; preprocess: PreprocessConfig; tokenizerFiles: string[];
+  tokenizerMode?: ModelManifest['tokenizerMode']; imageScore?: ModelManifest['imageScore'];
 }): ModelManifest {
   const { opts, source, config, hashed, attention } = parts;
   return {
@@ -287,6 +323,8 @@ function buildManifest(parts: {
     tokenizerFiles: parts.tokenizerFiles,
     pickscoreVersion: PICKSCORE_VERSION,
     onnxOpset: ONNX_OPSET,
+    ...(parts.tokenizerMode ? { tokenizerMode: parts.tokenizerMode } : {}),
+    ...(parts.imageScore ? { imageScore: parts.imageScore } : {}),
   };
 }
 

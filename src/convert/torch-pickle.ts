@@ -102,12 +102,22 @@ const OP = {
   EMPTY_DICT: 0x7d, DICT: 0x64, SETITEM: 0x73, SETITEMS: 0x75,
 } as const;
 
+export interface TorchFileOptions {
+  /**
+   * Read the state dict from this key of the saved dict when it holds one, as open_clip does with a
+   * training checkpoint (`torch.save({'state_dict': ..., 'epoch': ...})`); a plain state dict is read as it is.
+   */
+  nestedStateDictKey?: string;
+}
+
 /**
  * Runs the pickle of a state dict and returns its tensors in order. `source` names the pickle in
  * error messages. Values that are not tensors (rare extras in a state dict) are left out.
  */
-export function unpickleStateDict(bytes: Uint8Array, source: string): Map<string, TensorRecord> {
-  const root = new StateDictUnpickler(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), source).run();
+export function unpickleStateDict(bytes: Uint8Array, source: string, opts: TorchFileOptions = {}): Map<string, TensorRecord> {
+  const saved = new StateDictUnpickler(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), source).run();
+  const nested = opts.nestedStateDictKey !== undefined && saved instanceof PickleDict ? saved.entries.get(opts.nestedStateDictKey) : undefined;
+  const root = nested instanceof PickleDict ? nested : saved;
   if (!(root instanceof PickleDict)) throw new ModelError(`${source}: the pickle does not hold a state dict (a dict of tensors)`);
   const tensors = new Map<string, TensorRecord>();
   for (const [key, value] of root.entries) {
@@ -297,17 +307,17 @@ class StateDictUnpickler {
 /** `<archive name>/data.pkl`: torch.save names the top folder after the file it saved to. */
 const PICKLE_ENTRY = /^[^/]+\/data\.pkl$/;
 
-export async function openTorchFile(filePath: string): Promise<TensorFile> {
+export async function openTorchFile(filePath: string, opts: TorchFileOptions = {}): Promise<TensorFile> {
   const file = await RandomAccessFile.open(filePath);
   try {
-    return { file, tensors: await readTorchEntries(file) };
+    return { file, tensors: await readTorchEntries(file, opts) };
   } catch (err) {
     await file.close();
     throw err;
   }
 }
 
-async function readTorchEntries(file: RandomAccessFile): Promise<TensorEntry[]> {
+async function readTorchEntries(file: RandomAccessFile, opts: TorchFileOptions): Promise<TensorEntry[]> {
   const magic = await file.read(0, Math.min(2, file.size), 'the file signature');
   if (magic[0] === 0x80) {
     throw new ModelError(`${file.path} uses the legacy (before PyTorch 1.6) torch.save format, which is not supported; save it again with a newer PyTorch or as safetensors`);
@@ -321,7 +331,7 @@ async function readTorchEntries(file: RandomAccessFile): Promise<TensorEntry[]> 
   await checkByteOrder(zip, prefix);
   const pickleEntry = zip.entry(pickleNames[0]);
   const pickle = await zip.readEntry(pickleEntry.name, 0, pickleEntry.size, 'the state dict pickle');
-  const records = unpickleStateDict(pickle, `${file.path} (${pickleEntry.name})`);
+  const records = unpickleStateDict(pickle, `${file.path} (${pickleEntry.name})`, opts);
   return [...records].map(([name, record]) => toEntry(zip, prefix, name, record));
 }
 

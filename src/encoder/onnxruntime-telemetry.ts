@@ -15,9 +15,11 @@ import { isMainThread } from 'node:worker_threads';
 export const TELEMETRY_VARIABLE = 'ORT_DISABLE_TELEMETRY';
 
 /**
- * Sets ORT_DISABLE_TELEMETRY=1 unless the user set it. onnxruntime reads it with getenv(), so only the
+ * Sets ORT_DISABLE_TELEMETRY=1, whatever it was. A value already set is not kept: 0, false or an empty
+ * value (an environment file's `ORT_DISABLE_TELEMETRY=`) leaves the telemetry on, and with it the crash
+ * above, so pickscore never runs onnxruntime with it on. onnxruntime reads it with getenv(), so only the
  * main thread can set it: a worker thread's process.env is a copy that never reaches the C environment.
  */
 export function disableOnnxruntimeTelemetry(): void {
-  if (isMainThread && process.env[TELEMETRY_VARIABLE] === undefined) process.env[TELEMETRY_VARIABLE] = '1';
+  if (isMainThread) process.env[TELEMETRY_VARIABLE] = '1';
 }

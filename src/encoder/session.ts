@@ -14,7 +14,7 @@ import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { InternalError, ModelError, errorMessage } from '../errors.js';
-import { IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
+import { IMAGE_INPUT, IMAGE_OUTPUT, IMAGE_SCORE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
 import { CudaUnavailableError, cudaFailure } from './cuda-provider.js';
 import type { PlacedDevice } from './device.js';
 import { disableOnnxruntimeTelemetry } from './onnxruntime-telemetry.js';
@@ -35,6 +35,11 @@ export interface OpenEncodersOptions {
   device: PlacedDevice;
   /** Intra-op threads for the CPU provider; onnxruntime picks one per physical core when omitted. */
   threads?: number;
+  /**
+   * What encodeImages returns: the image embeddings (the default), or the head's score of a folder
+   * converted with one (its manifest's imageScore), [batch, outFeatures].
+   */
+  imageOutput?: 'embeds' | 'score';
   /**
    * onnxruntime's profiler, for measuring where the time goes (bench/op-profile.bench.ts): each
    * session writes `<prefix>-text_<date>.json` and `<prefix>-image_<date>.json` when the encoders close.
@@ -117,14 +122,14 @@ export async function openEncoders(modelDir: string, manifest: ModelManifest, op
   if (device.kind === 'cuda') {
     try {
       const pair = await createPair(dir, manifest, 'cuda', device.id, opts);
-      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider', opts.profileFilePrefix !== undefined);
+      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider', opts.profileFilePrefix !== undefined, opts.imageOutput);
     } catch (err) {
       throw new CudaUnavailableError(cudaFailure(err), { cause: err });
     }
   }
   try {
     const pair = await createPair(dir, manifest, 'cpu', 0, opts);
-    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider', opts.profileFilePrefix !== undefined);
+    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider', opts.profileFilePrefix !== undefined, opts.imageOutput);
   } catch (err) {
     throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${errorMessage(err)}`, { cause: err });
   }
@@ -139,7 +144,10 @@ class OrtEncoders implements EncoderSessions {
     private readonly manifest: ModelManifest,
     readonly executionProvider: 'CPUExecutionProvider' | 'CUDAExecutionProvider',
     private readonly profiling: boolean,
-  ) {}
+    private readonly imageOutput: 'embeds' | 'score' = 'embeds',
+  ) {
+    if (imageOutput === 'score' && !manifest.imageScore) throw new ModelError(`The model ${manifest.name} has no ${IMAGE_SCORE_OUTPUT} output: it was converted without a head`);
+  }
 
   async encodeText(inputIds: BigInt64Array, batch: number): Promise<Float32Array> {
     const contextLength = this.manifest.text.contextLength;
@@ -152,6 +160,7 @@ class OrtEncoders implements EncoderSessions {
     const size = this.manifest.image.imageSize;
     checkBatch(pixels.length, batch, 3 * size * size, 'pixel values');
     const feeds = { [IMAGE_INPUT]: new ort.Tensor('float32', pixels, [batch, 3, size, size]) };
+    if (this.imageOutput === 'score') return this.embeddings(await this.image.run(feeds, [IMAGE_SCORE_OUTPUT]), IMAGE_SCORE_OUTPUT, batch, this.manifest.imageScore!.outFeatures);
     return this.embeddings(await this.image.run(feeds), IMAGE_OUTPUT, batch, this.manifest.image.embedDim);
   }
 

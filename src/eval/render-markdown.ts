@@ -37,7 +37,9 @@ export function renderMarkdown(report: EvalReport): string {
   const counts = report.counts;
   out.push(`${counts.pointwise} pointwise and ${counts.pairwise} pairwise rows; ${counts.errors} with errors; ${counts.skippedLines} invalid lines skipped.`);
   const p = report.provenance;
-  if (p) out.push('', `<sub>${text(shortenMiddle(p.model, MARKDOWN_LIMITS.nameChars))} · ${p.precision} · ${p.executionProvider} (${p.device}) · exif ${p.exif} · resize ${p.resize} · onnxruntime ${p.onnxruntimeVersion} · pickscore ${p.pickscoreVersion} · seed ${report.settings.seed}</sub>`);
+  // Every field as text: a merged report's provenance is what its parts' files say.
+  const field = (value: unknown): string => text(shortenMiddle(String(value), MARKDOWN_LIMITS.nameChars));
+  if (p) out.push('', `<sub>${field(p.model)} · ${field(p.precision)} · ${field(p.executionProvider)} (${field(p.device)}) · exif ${field(p.exif)} · resize ${field(p.resize)} · onnxruntime ${field(p.onnxruntimeVersion)} · pickscore ${field(p.pickscoreVersion)} · seed ${report.settings.seed}</sub>`);
   return `${out.join('\n')}\n`;
 }
 

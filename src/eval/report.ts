@@ -114,6 +114,11 @@ export interface EvalReport {
   pairwise: PairwiseSummary | null;
   gate: GateDecision | null;
   errors: { prompt: string; image: string; error: string }[];
+  /**
+   * With several scorers only: each scorer's whole report, by scorer name, and the one this report is
+   * (the gate scorer's). Absent for one scorer, so a PickScore report is as it was.
+   */
+  scorers?: { gate: string; reports: Record<string, EvalReport> };
 }
 
 /** NaN has no JSON form; the report says null instead. */

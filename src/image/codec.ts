@@ -11,9 +11,9 @@
 import sharp from 'sharp';
 import { InputError, errorMessage } from '../errors.js';
 import { shortSideSize } from './preprocess.js';
-import type { ExifMode, RgbImage } from './image.js';
+import type { ExifMode, PillowModeGroup, RgbImage } from './image.js';
 
-export type { RgbImage } from './image.js';
+export type { PillowModeGroup, RgbImage } from './image.js';
 export interface DecodeOptions { exif: ExifMode; maxPixels: number }
 
 
@@ -221,6 +221,31 @@ export async function thumbnailDataUri(bytes: Uint8Array, maxSide: number, opts:
   try {
     const webp = await pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true }).webp({ quality: 75, effort: 0 }).toBuffer();
     return `data:image/webp;base64,${webp.toString('base64')}`;
+  } catch (err) {
+    throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
+  }
+}
+
+/** decodeImage's RGB, with the alpha channel (for `alpha`) and the group of the mode Pillow opens the file in. */
+export interface ModalImage extends RgbImage { format: string; modeGroup: PillowModeGroup; alpha?: Uint8Array }
+
+export async function decodeImageWithMode(bytes: Uint8Array, opts: DecodeOptions): Promise<ModalImage> {
+  const header = await readHeader(bytes, opts.maxPixels);
+  const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  const rgb = await decodeRgb(bytes, header, opts.exif);
+  // 16-bit grey is Pillow's "I", resized in 32-bit integers; 16-bit alpha's reduction to 8 bits is not checked against Pillow.
+  const sixteenBitOther = header.sixteenBit && (header.channels === 1 || meta.hasAlpha === true);
+  const palette = meta.isPalette === true || (header.space === 'b-w' && meta.bitsPerSample === 1);
+  if (header.space === 'cmyk' || sixteenBitOther) return { ...rgb, format: header.format, modeGroup: 'other' };
+  if (palette) return { ...rgb, format: header.format, modeGroup: 'palette' };
+  if (meta.hasAlpha !== true) return { ...rgb, format: header.format, modeGroup: 'rgb' };
+  // The grey decode drops alpha, so the alpha is decoded on its own.
+  let pipeline = sharp(bytes, { limitInputPixels: false, failOn: 'error', pages: 1 });
+  if (opts.exif === 'apply') pipeline = pipeline.autoOrient();
+  try {
+    const { data, info } = await pipeline.extractChannel('alpha').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.width !== rgb.width || info.height !== rgb.height || info.channels !== 1) throw new Error(`alpha decoded as ${info.width}x${info.height}x${info.channels}`);
+    return { ...rgb, format: header.format, modeGroup: 'alpha', alpha: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (err) {
     throw new InputError(`truncated or corrupt ${header.format} data (${firstLine(err)})`, { cause: err });
   }

@@ -2,7 +2,8 @@
  * What an image is to pickscore, and how it may be read. No I/O and no decoder here, so that option
  * parsing, the CLI's flag choices and the pure image code can all name these without loading sharp.
  */
-import { oneOf } from '../checks.js';
+import { oneOf, type ErrorClass } from '../checks.js';
+import { UsageError } from '../errors.js';
 import type { FilePath } from '../io/regular-file.js';
 
 /** Decoded pixels: interleaved RGB, three bytes per pixel, row after row. */
@@ -33,12 +34,33 @@ export const DEFAULT_MAX_PIXELS = 178_956_970;
 /** How images are read, decoded and resized: one value, resolved once from the options, for every image of a run. */
 export interface ImageReadOptions { exif: ExifMode; resize: ResizeMode; maxPixels: number }
 
-/** The one check of an EXIF mode (`--exif`, `exif:`). */
-export function parseExifMode(value: unknown): ExifMode {
-  return oneOf(EXIF_MODES, 'exif', value);
+/**
+ * The one check of an EXIF mode: an option (`--exif`, `exif:`), or what a merge part's provenance says
+ * its run used (then `subject` names the part's field and the error is an InputError).
+ */
+export function parseExifMode(value: unknown, subject = 'exif', Kind: ErrorClass = UsageError): ExifMode {
+  return oneOf(EXIF_MODES, subject, value, Kind);
 }
 
-/** The one check of a resize mode (`--resize`, `resize:`). */
-export function parseResizeMode(value: unknown): ResizeMode {
-  return oneOf(RESIZE_MODES, 'resize', value);
+/** The one check of a resize mode (`--resize`, `resize:`, or a merge part's provenance). */
+export function parseResizeMode(value: unknown, subject = 'resize', Kind: ErrorClass = UsageError): ResizeMode {
+  return oneOf(RESIZE_MODES, subject, value, Kind);
 }
+
+/**
+ * What Pillow would open a file as, where it matters to a pipeline that resizes before converting to
+ * RGB (OpenAI `clip`'s `_transform`, src/image/pillow-modes.ts): `palette` for "P" and "1" (Pillow
+ * resizes those with NEAREST), `alpha` for "RGBA" and "LA" (resized premultiplied), `rgb` for modes
+ * whose resize commutes with the conversion ("RGB", "L"), `other` for those it does not or that are
+ * not checked against Pillow (CMYK, resized as 4 channels; 16-bit grey, resized as 32-bit integers;
+ * 16-bit with alpha).
+ */
+export type PillowModeGroup = 'rgb' | 'palette' | 'alpha' | 'other';
+
+/**
+ * How a scorer prepares an image (src/scorers/): transformers' CLIPImageProcessor (PickScore, the
+ * default), OpenAI `clip`'s `_transform` (CLIPScore, the aesthetic predictor: torchvision's half-even crop
+ * offset, and the resize in the image's own Pillow mode before RGB), or HPSv2's transform
+ * (src/image/hps-transform.ts: resize the longer side, pad black).
+ */
+export type ImageTransform = { kind: 'clip-processor' } | { kind: 'openai-clip' } | { kind: 'hps'; antialias: boolean };

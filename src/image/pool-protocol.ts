@@ -5,11 +5,16 @@
  * The pool sends 'prepare', 'read' and 'decode', each answered once, in the order sent; 'drop' and
  * 'recycle' are not answered. A worker prepares one image at a time, so answers come back in order.
  */
-import type { ImageReadOptions, ImageSource } from './image.js';
+import type { ImageReadOptions, ImageSource, ImageTransform } from './image.js';
 import type { PreprocessConfig } from './preprocess.js';
 
 /** What a worker is started with: how to read, decode and resize, and the model's input preprocessing. */
-export interface PrepareOptions { preprocess: PreprocessConfig; image: ImageReadOptions }
+export interface PrepareOptions {
+  preprocess: PreprocessConfig;
+  image: ImageReadOptions;
+  /** The scorer's transform; absent: transformers' CLIPImageProcessor, as `preprocess` describes it. */
+  transform?: ImageTransform;
+}
 
 export type PreparedImage =
   | { ok: true; pixels: Float32Array; width: number; height: number; contentHash: string }

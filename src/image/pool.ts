@@ -13,7 +13,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InternalError, UsageError, errorMessage } from '../errors.js';
-import type { ImageReadOptions, ImageSource } from './image.js';
+import type { ImageReadOptions, ImageSource, ImageTransform } from './image.js';
 import type { PoolWorkerMessage, PoolWorkerReply, PreparedImage, PrepareOptions } from './pool-protocol.js';
 import type { PreprocessConfig } from './preprocess.js';
 
@@ -24,6 +24,8 @@ export interface ImagePoolOptions {
   threads: number;
   preprocess: PreprocessConfig;
   image: ImageReadOptions;
+  /** The scorer's transform (absent: transformers' CLIPImageProcessor). */
+  transform?: ImageTransform;
   /** Images handed to one worker at a time (default 2): its next image is already there when it finishes one. */
   queueDepth?: number;
 }
@@ -194,8 +196,8 @@ export class ImagePool {
   }
 
   private startWorker(): Slot {
-    const { preprocess, image } = this.opts;
-    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, image } satisfies PrepareOptions });
+    const { preprocess, image, transform } = this.opts;
+    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { preprocess, image, ...(transform ? { transform } : {}) } satisfies PrepareOptions });
     const slot: Slot = { worker, queue: [], outstanding: 0 };
     // The worker answers its images in the order it received them, so a reply answers the oldest.
     worker.on('message', (result: PoolWorkerReply) => {

@@ -9,7 +9,8 @@ import { lstat } from 'node:fs/promises';
 import { PickScoreError, errorMessage, expectedMessage } from '../errors.js';
 import { FileReadError, READ_LIMITS, fsPath, readRegularFileSync, type FilePath } from '../io/regular-file.js';
 import type * as Codec from './codec.js';
-import { normalizeInto, resizeAndCrop } from './preprocess.js';
+import { hpsTransformInto } from './hps-transform.js';
+import { normalizeInto, resizeAndCrop, type PreprocessConfig } from './preprocess.js';
 import type { ImageSource, RgbImage } from './image.js';
 import type { PreparedImage, PrepareOptions } from './pool-protocol.js';
 
@@ -38,9 +39,31 @@ function loadCodec(): Promise<typeof Codec> {
   return codecLoading;
 }
 
+/**
+ * OpenAI `clip`'s `_transform`: CLIP's resize and crop, with torchvision's half-even crop offset and
+ * the resize in the image's Pillow mode before the conversion to RGB (src/image/pillow-modes.ts).
+ */
+function openAiClipConfig(cfg: PreprocessConfig): PreprocessConfig {
+  return { ...cfg, cropRounding: 'half-even', convertToRgb: 'after-crop' };
+}
+
+/** The whole decoded image (HPSv2's transform resizes it itself) and the size it came in. */
+async function decodeWhole(read: HashedImage, opts: PrepareOptions): Promise<RgbImage> {
+  if ('rgb' in read) return read.rgb;
+  const { exif, maxPixels } = opts.image;
+  return (await loadCodec()).decodeImage(read.bytes, { exif, maxPixels });
+}
+
 /** The model's input crop and the size of the image it came from (after EXIF orientation, when applied). */
 async function decodeAndCrop(read: HashedImage, opts: PrepareOptions): Promise<{ crop: RgbImage; width: number; height: number }> {
   const { resize, exif, maxPixels } = opts.image;
+  if (opts.transform?.kind === 'openai-clip') {
+    // The scorer options refuse --resize fast with this transform: sharp's resize is neither Pillow's nor clip's.
+    const cfg = openAiClipConfig(opts.preprocess);
+    if ('rgb' in read) return { crop: resizeAndCrop(read.rgb, cfg), width: read.rgb.width, height: read.rgb.height };
+    const decoded = await (await loadCodec()).decodeImageWithMode(read.bytes, { exif, maxPixels });
+    return { crop: resizeAndCrop(decoded, cfg), width: decoded.width, height: decoded.height };
+  }
   if ('rgb' in read) {
     const { rgb } = read;
     const crop = resize === 'fast' ? await (await loadCodec()).resizeRgbFast(rgb, opts.preprocess.shortestEdge) : resizeAndCrop(rgb, opts.preprocess);
@@ -94,10 +117,15 @@ export async function readImage(source: ImageSource): Promise<ReadImage> {
 export async function decodeRead(read: HashedImage, opts: PrepareOptions, into?: Float32Array): Promise<PreparedImage> {
   const { contentHash } = read;
   try {
-    const { crop, width, height } = await decodeAndCrop(read, opts);
     const cfg = opts.preprocess;
     const length = 3 * cfg.cropHeight * cfg.cropWidth;
     const pixels = into?.length === length ? into : new Float32Array(length);
+    if (opts.transform?.kind === 'hps') {
+      const whole = await decodeWhole(read, opts);
+      hpsTransformInto(whole, { size: cfg.cropHeight, antialias: opts.transform.antialias, mean: cfg.mean, std: cfg.std }, pixels, 0);
+      return { ok: true, pixels, width: whole.width, height: whole.height, contentHash };
+    }
+    const { crop, width, height } = await decodeAndCrop(read, opts);
     normalizeInto(crop, cfg, pixels, 0);
     return { ok: true, pixels, width, height, contentHash };
   } catch (err) {

@@ -3,8 +3,9 @@
  * `shortestEdge` with Pillow's bicubic, centre-crop, then `(x * rescaleFactor - mean) / std` into CHW
  * float32. Pure: no I/O.
  */
-import { InputError, expectedMessage } from '../errors.js';
-import type { RgbImage } from './image.js';
+import { InputError, InternalError, expectedMessage } from '../errors.js';
+import type { PillowModeGroup, RgbImage } from './image.js';
+import { resizeNearestRegion, resizePremultipliedRegion } from './pillow-modes.js';
 import { resizeBicubicRegion, type Region } from './resample.js';
 
 export interface PreprocessConfig {
@@ -14,6 +15,18 @@ export interface PreprocessConfig {
   mean: [number, number, number];
   std: [number, number, number];
   rescaleFactor: number;
+  /**
+   * The centre crop's offset, (size - crop) / 2: 'floor' (transformers, and the default) or 'half-even'
+   * (torchvision's CenterCrop, which OpenAI `clip` uses: Python's round). They differ by one pixel when
+   * (size - crop) % 4 == 3.
+   */
+  cropRounding?: 'floor' | 'half-even';
+  /**
+   * When the image becomes RGB: 'before-resize' (transformers, and the default) or 'after-crop' (OpenAI
+   * `clip`, which resizes palette images with NEAREST and images with alpha premultiplied; see
+   * src/image/pillow-modes.ts). Only images decoded with their mode (decodeImageWithMode) differ.
+   */
+  convertToRgb?: 'before-resize' | 'after-crop';
 }
 
 /** OpenAI CLIP's processor, used by PickScore v1 (laion/CLIP-ViT-H-14-laion2B-s32B-b79K). */
@@ -32,22 +45,35 @@ export function shortSideSize(width: number, height: number, size: number): { wi
   return { width: Math.trunc((size * width) / height), height: size };
 }
 
+/** Where the crop starts in a resized side of `size` (negative: the crop is larger, and padded). */
+function cropOffset(size: number, crop: number, rounding: PreprocessConfig['cropRounding']): number {
+  if (rounding !== 'half-even') return Math.floor((size - crop) / 2);
+  // torchvision pads (crop - size) // 2 before, then crops at round((size' - crop) / 2) = 0.
+  if (size < crop) return -Math.floor((crop - size) / 2);
+  const half = (size - crop) / 2;
+  const floor = Math.floor(half);
+  return half - floor === 0.5 && floor % 2 === 0 ? floor : Math.round(half);
+}
+
 /**
- * Resize and centre-crop as the processor does: top = (h - cropH) // 2, left = (w - cropW) // 2. Only the
- * cropped pixels are resampled. A crop larger than the resized image is zero-padded around it, as
- * transformers' center_crop pads (its offsets reduce to the same floor division).
+ * Resize and centre-crop as the processor does: top = (h - cropH) // 2, left = (w - cropW) // 2 (or
+ * rounded half to even, `cropRounding`). Only the cropped pixels are resampled. A crop larger than the
+ * resized image is zero-padded around it, as transformers' center_crop pads (its offsets reduce to the
+ * same floor division). With `convertToRgb: 'after-crop'`, an image decoded with its Pillow mode is
+ * resized in that mode (NEAREST for palettes, premultiplied for alpha); modes whose resize Pillow does
+ * differently again (CMYK, 16-bit grey, 16-bit with alpha) are refused rather than given pixels `clip` would not give.
  */
-export function resizeAndCrop(img: RgbImage, cfg: PreprocessConfig): RgbImage {
+export function resizeAndCrop(img: RgbImage & { modeGroup?: PillowModeGroup; alpha?: Uint8Array }, cfg: PreprocessConfig): RgbImage {
   const resized = shortSideSize(img.width, img.height, cfg.shortestEdge);
-  const top = Math.floor((resized.height - cfg.cropHeight) / 2);
-  const left = Math.floor((resized.width - cfg.cropWidth) / 2);
+  const top = cropOffset(resized.height, cfg.cropHeight, cfg.cropRounding);
+  const left = cropOffset(resized.width, cfg.cropWidth, cfg.cropRounding);
   const inside: Region = {
     left: Math.max(0, left),
     top: Math.max(0, top),
     width: Math.min(resized.width, left + cfg.cropWidth) - Math.max(0, left),
     height: Math.min(resized.height, top + cfg.cropHeight) - Math.max(0, top),
   };
-  const pixels = resizeBicubicRegion(img, resized.width, resized.height, inside);
+  const pixels = resizeRegion(img, resized, inside, cfg);
   if (inside.width === cfg.cropWidth && inside.height === cfg.cropHeight) return pixels;
   const padded = new Uint8Array(cfg.cropWidth * cfg.cropHeight * 3);
   for (let y = 0; y < inside.height; y++) {
@@ -55,6 +81,17 @@ export function resizeAndCrop(img: RgbImage, cfg: PreprocessConfig): RgbImage {
     padded.set(pixels.data.subarray(y * inside.width * 3, (y + 1) * inside.width * 3), to);
   }
   return { data: padded, width: cfg.cropWidth, height: cfg.cropHeight };
+}
+
+function resizeRegion(img: RgbImage & { modeGroup?: PillowModeGroup; alpha?: Uint8Array }, size: { width: number; height: number }, inside: Region, cfg: PreprocessConfig): RgbImage {
+  const plain = { data: img.data, width: img.width, height: img.height };
+  if (cfg.convertToRgb !== 'after-crop' || img.modeGroup === undefined || img.modeGroup === 'rgb') return resizeBicubicRegion(plain, size.width, size.height, inside);
+  if (img.modeGroup === 'palette') return resizeNearestRegion(plain, size.width, size.height, inside);
+  if (img.modeGroup === 'alpha') {
+    if (!img.alpha) throw new InternalError('an image decoded with alpha came without its alpha channel');
+    return resizePremultipliedRegion(plain, img.alpha, size.width, size.height, inside);
+  }
+  throw new InputError('this image is CMYK, 16-bit grey or 16-bit with alpha, which OpenAI clip\'s preprocessing resizes before converting to RGB in a way pickscore does not reproduce; convert it to 8-bit RGB first');
 }
 
 /** Writes `img` normalised, channel-major (CHW), into `out` from `offset`; img must be cropHeight x cropWidth. */

@@ -10,8 +10,9 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, expectedMessage } from '../errors.js';
 import { READ_LIMITS, readFailureText, readRegularFile } from './regular-file.js';
+import type { PairLabel } from '../score/pairwise.js';
 
-export type PairLabel = 0 | 0.5 | 1;
+export type { PairLabel };
 
 interface RowBase {
   /** The manifest path as given, and the 1-based line number. */

@@ -86,6 +86,25 @@ export function readFailureText(err: unknown): string {
   return ownRefusal ? err.reason : err.code!;
 }
 
+/** The size of an opened file that must be regular: a folder, FIFO, device or socket is refused. */
+function regularFileSize(stats: { isDirectory(): boolean; isFile(): boolean; size: number }): number {
+  if (stats.isDirectory()) throw new FileReadError('it is a directory', 'EISDIR');
+  if (!stats.isFile()) throw new FileReadError(NOT_REGULAR, NOT_REGULAR_CODE);
+  return stats.size;
+}
+
+/**
+ * A full read buffer, grown for a file that is longer than fstat said (it grew while read, or its
+ * filesystem reports no size): never past one byte over the bound, so that reading that byte is what
+ * proves the file too large.
+ */
+function grownBuffer(buffer: Buffer<ArrayBuffer>, maxBytes: number, tooLarge: (bytes: string) => FileReadError): Buffer<ArrayBuffer> {
+  if (buffer.length > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`);
+  const grown = Buffer.allocUnsafe(Math.min(Math.max(2 * buffer.length, 64 * KiB), maxBytes + 1));
+  buffer.copy(grown);
+  return grown;
+}
+
 /**
  * Opens `file` for reading and checks, on the handle, that it is a regular file; the caller closes the
  * handle. For readers that stream (hashing a multi-gigabyte checkpoint) rather than read whole.
@@ -98,10 +117,7 @@ export async function openRegularFile(file: FilePath): Promise<{ handle: FileHan
     throw reasonFor(err);
   }
   try {
-    const stats = await handle.stat();
-    if (stats.isDirectory()) throw new FileReadError('it is a directory', 'EISDIR');
-    if (!stats.isFile()) throw new FileReadError(NOT_REGULAR, NOT_REGULAR_CODE);
-    return { handle, size: stats.size };
+    return { handle, size: regularFileSize(await handle.stat()) };
   } catch (err) {
     await handle.close();
     throw err instanceof FileReadError ? err : reasonFor(err);
@@ -124,12 +140,7 @@ export async function readRegularFile(file: FilePath, maxBytes: number, what: st
     let buffer = Buffer.allocUnsafe(size + 1);
     let length = 0;
     for (;;) {
-      if (length === buffer.length) {
-        if (length > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`);
-        const grown = Buffer.allocUnsafe(Math.min(Math.max(2 * length, 64 * KiB), maxBytes + 1));
-        buffer.copy(grown, 0, 0, length);
-        buffer = grown;
-      }
+      if (length === buffer.length) buffer = grownBuffer(buffer, maxBytes, tooLarge);
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
@@ -157,19 +168,12 @@ export function readRegularFileSync(file: FilePath, maxBytes: number, what: stri
   }
   const tooLarge = (bytes: string) => new FileReadError(`too large: ${bytes}, over the limit of ${formatSize(maxBytes)} for ${what}`, TOO_LARGE_CODE);
   try {
-    const stats = fstatSync(fd);
-    if (stats.isDirectory()) throw new FileReadError('it is a directory', 'EISDIR');
-    if (!stats.isFile()) throw new FileReadError(NOT_REGULAR, NOT_REGULAR_CODE);
-    if (stats.size > maxBytes) throw tooLarge(`${stats.size} bytes`);
-    let buffer = Buffer.allocUnsafe(stats.size + 1);
+    const size = regularFileSize(fstatSync(fd));
+    if (size > maxBytes) throw tooLarge(`${size} bytes`);
+    let buffer = Buffer.allocUnsafe(size + 1);
     let length = 0;
     for (;;) {
-      if (length === buffer.length) {
-        if (length > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`);
-        const grown = Buffer.allocUnsafe(Math.min(Math.max(2 * length, 64 * KiB), maxBytes + 1));
-        buffer.copy(grown, 0, 0, length);
-        buffer = grown;
-      }
+      if (length === buffer.length) buffer = grownBuffer(buffer, maxBytes, tooLarge);
       const bytesRead = readSync(fd, buffer, length, buffer.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;

@@ -19,3 +19,8 @@ export function modelsHome(): string {
 export function embeddingsHome(): string {
   return path.join(pickscoreHome(), 'embeddings');
 }
+
+/** Files a known model needs that the Hub does not hold (the LAION aesthetic head): $PICKSCORE_HOME/heads. */
+export function headsHome(): string {
+  return path.join(pickscoreHome(), 'heads');
+}

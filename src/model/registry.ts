@@ -22,7 +22,8 @@ import { MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, readModelManifest, t
 import { readJsonFile } from '../io/json-file.js';
 import { READ_LIMITS } from '../io/regular-file.js';
 import { makeDirs } from '../io/make-dirs.js';
-import { modelsHome } from './home.js';
+import { headsHome, modelsHome } from './home.js';
+import { sha256File } from '../io/file-hash.js';
 
 export { embeddingsHome, modelsHome, pickscoreHome } from './home.js';
 
@@ -32,6 +33,13 @@ export interface KnownModel {
   default?: boolean;
   weights: { repo: string; revision: string; files: string[] };
   processor: { repo: string; revision: string; files: string[] };
+  /** open_clip weights without open_clip_config.json (HPSv2's .pt): the architecture whose dimensions the converter knows. */
+  openClip?: { architecture: string };
+  /**
+   * A head appended to the image graph (the LAION aesthetic predictor), which is not on the Hub: its file
+   * is looked for in $PICKSCORE_HOME/heads/ and checked against its SHA-256 before conversion.
+   */
+  head?: { file: string; url: string; sha256: string };
 }
 
 export interface ResolveOptions {
@@ -86,12 +94,23 @@ function parseKnownModel(json: unknown, file: string): KnownModel {
   };
   const m = obj(json, 'the model manifest');
   if (m.default !== undefined && typeof m.default !== 'boolean') fail('a boolean', 'default', m.default);
+  const openClip = m.openClip === undefined ? undefined : { architecture: str(obj(m.openClip, 'openClip').architecture, 'openClip.architecture') };
+  const head = m.head === undefined ? undefined : (() => {
+    const h = obj(m.head, 'head');
+    const file = str(h.file, 'head.file');
+    if (file !== path.basename(file) || file.startsWith('.')) fail('a file name', 'head.file', file);
+    const sha256 = str(h.sha256, 'head.sha256');
+    if (!/^[0-9a-f]{64}$/.test(sha256)) fail('a SHA-256 hex digest', 'head.sha256', sha256);
+    return { file, url: str(h.url, 'head.url'), sha256 };
+  })();
   return {
     name: str(m.name, 'name'),
     description: str(m.description, 'description'),
     ...(m.default === true ? { default: true } : {}),
     weights: source(m.weights, 'weights'),
     processor: source(m.processor, 'processor'),
+    ...(openClip ? { openClip } : {}),
+    ...(head ? { head } : {}),
   };
 }
 
@@ -216,7 +235,7 @@ async function downloadSources(source: Extract<ModelSource, { kind: 'known' | 'h
  * half-written folder where a model should be. When another process renamed first, its folder is kept.
  */
 export async function convertInto(srcDir: string, outDir: string, opts: { precision: Precision; attention: AttentionImpl; tokenizerDir?: string; name?: string;
-  source?: { repo?: string; revision?: string }; onProgress?: (done: number, total: number) => void }): Promise<ModelManifest> {
+  source?: { repo?: string; revision?: string }; onProgress?: (done: number, total: number) => void; openClipArchitecture?: string; head?: string }): Promise<ModelManifest> {
   const temp = `${outDir}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   await makeDirs(path.dirname(outDir));
   try {
@@ -289,6 +308,21 @@ export async function resolveModel(nameOrDir: string | undefined, opts: ResolveO
   return { ...variant, source };
 }
 
+/**
+ * A known model's head file, there and with the SHA-256 its description gives: a wrong or partial
+ * download would convert into a model that scores without a word of warning.
+ */
+async function localHead(model: KnownModel): Promise<string> {
+  const head = model.head!;
+  const file = path.join(headsHome(), head.file);
+  const fetchIt = `download ${head.url} to ${file} (SHA-256 ${head.sha256})`;
+  const found = await stat(file).then((s) => s, () => undefined);
+  if (!found?.isFile()) throw new ModelError(`${model.name} needs its head file, which is not on the Hugging Face Hub: ${fetchIt}, then run the command again`);
+  const digest = await sha256File(file);
+  if (digest !== head.sha256) throw new ModelError(`${file} has SHA-256 ${digest}, not the ${head.sha256} of ${model.name}'s head: ${fetchIt}`);
+  return file;
+}
+
 /** The cache folder's converted model, converting (and downloading) it first when it is not there. */
 async function convertedVariant(source: Exclude<ModelSource, { kind: 'converted' }>, target: string, attention: AttentionImpl,
   nameOrDir: string | undefined, opts: ResolveOptions): Promise<{ dir: string; manifest: ModelManifest }> {
@@ -305,11 +339,14 @@ async function convertedVariant(source: Exclude<ModelSource, { kind: 'converted'
       const manifest = await convertInto(source.dir, target, { precision: opts.precision, attention, name, onProgress: onConvert });
       return { dir: target, manifest };
     }
+    // The head is checked before anything is downloaded: without it the download would be for nothing.
+    const head = source.kind === 'known' && source.model.head ? await localHead(source.model) : undefined;
     const fetched = await downloadSources(source, { onProgress: opts.onProgress, onRetry: opts.onRetry, signal: opts.signal }).catch((err: unknown) => {
       throw withoutNetworkAdvice(err);
     });
+    const openClip = source.kind === 'known' && source.model.openClip ? { openClipArchitecture: source.model.openClip.architecture } : {};
     const manifest = await convertInto(fetched.weightsDir, target, { precision: opts.precision, attention, tokenizerDir: fetched.processorDir, name,
-      source: { repo: fetched.repo, revision: fetched.commit }, onProgress: onConvert });
+      source: { repo: fetched.repo, revision: fetched.commit }, onProgress: onConvert, ...openClip, ...(head ? { head } : {}) });
     return { dir: target, manifest };
   }, opts.signal);
 }

@@ -18,6 +18,7 @@ import { describeRetry, type HubRetry } from '../model/hub.js';
 import { resolveModel, type ModelSource } from '../model/registry.js';
 import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import type { ResolvedScorerOptions } from './options.js';
+import { scorerModelProblem } from '../scorers/scorers.js';
 
 /** Where the encoders run, as opened: what the provenance reports, not what was asked for. */
 export interface Placement {
@@ -68,6 +69,7 @@ export async function openModel<S extends EncoderSessions>(opts: ResolvedScorerO
   const pulling = { onRetry, onProgress: opts.onModelProgress, signal: opts.signal };
   const model = await resolveModel(opts.model, { ...encoderVariant(opts.precision, first.kind === 'cuda'), ...pulling });
   if (model.source.kind === 'converted') checkConvertedPrecision(opts.precision, model.dir, model.manifest);
+  checkScorerFits(opts, model.dir, model.manifest);
   onResolved?.(model.manifest);
   let opened: OpenedModel<S>;
   try {
@@ -94,7 +96,8 @@ async function openOn<S extends EncoderSessions>(model: { dir: string; manifest:
   // Read on this thread while the encoder thread builds its sessions: together they are most of a cached
   // rerun's start-up.
   const tokenizer = readTokenizer(model.dir);
-  const sessions = await open(model.dir, model.manifest, { device, threads: opts.threads });
+  const imageOutput = opts.scorerDescription.formula.kind === 'image-score' ? { imageOutput: 'score' as const } : {};
+  const sessions = await open(model.dir, model.manifest, { device, threads: opts.threads, ...imageOutput });
   const placement: Placement = {
     device, name: deviceName(device), executionProvider: sessions.executionProvider, onnxruntimeVersion: sessions.onnxruntimeVersion,
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
@@ -107,6 +110,13 @@ function readTokenizer(dir: string): Promise<ClipTokenizer> {
   const tokenizer = ClipTokenizer.fromDir(dir);
   tokenizer.catch(() => undefined);
   return tokenizer;
+}
+
+/** A folder made for another scorer would give numbers that look like scores and are not: refused, naming both. */
+function checkScorerFits(opts: ResolvedScorerOptions, dir: string, manifest: ModelManifest): void {
+  const scorer = opts.scorerDescription;
+  const problem = scorerModelProblem(scorer, manifest);
+  if (problem) throw new UsageError(`The scorer ${scorer.name} cannot run the model ${manifest.name} (${dir}): ${problem}`);
 }
 
 /** A precision asked for by name must be the one that runs; `auto` takes what the folder holds. */

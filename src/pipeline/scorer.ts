@@ -15,8 +15,12 @@
 import type { EncoderSessions } from '../encoder/session.js';
 import { openEncodersInThread, type EncoderRun, type ThreadedEncoderSessions } from '../encoder/threaded-encoders.js';
 import type { AttentionImpl, ModelManifest, Precision } from '../model-format.js';
-import { ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
+import type { TokenizedPrompt } from '../tokenizer/clip-tokenizer.js';
+import { OpenClipTokenizer } from '../tokenizer/open-clip-tokenizer.js';
+import { scorerCacheTag, type ScorerDescription, type ScorerName } from '../scorers/scorers.js';
+import { scoreFromCosine } from '../score/scorer-formula.js';
 import { DEFAULT_QUEUE_DEPTH, ImagePool, type PreparedImage, type ReadResult } from '../image/pool.js';
+import type { ImageSupply } from '../image/shared-pool.js';
 import type { ExifMode, ImageSource, ResizeMode } from '../image/image.js';
 import { EmbeddingCache, EmbeddingCacheUnavailable } from '../io/embedding-cache.js';
 import { l2normalize, scoreMatrix, unitEmbeddingProblem } from '../score/similarity.js';
@@ -37,9 +41,20 @@ export interface ScoreRequest { prompt: string; image: ImageSource; key: string 
 export interface ScoredItem {
   key: string; prompt: string; score: number | null; width: number | null; height: number | null;
   contentHash: string | null; error: string | null;
+  /** With several scorers: each one's score, by scorer name, the first's included. */
+  scores?: Record<string, number | null>;
 }
+/** The tokenizer a scorer reads prompts with: transformers' (ClipTokenizer) or open_clip's (OpenClipTokenizer). */
+export interface PromptTokenizer {
+  readonly contextLength: number;
+  encode(text: string): TokenizedPrompt;
+  encodeBatch(texts: string[]): { inputIds: BigInt64Array; prompts: TokenizedPrompt[] };
+}
+
 /** What ran: the encoders that were opened (not what was asked for), where, and how images were read. */
 export interface Provenance {
+  /** The scorer, present only when it is not pickscore (the default), so PickScore's outputs stay as they were. */
+  scorer?: ScorerName;
   model: string; fingerprint: string; sourceFiles: { name: string; sha256: string }[]; precision: Precision;
   /** plain ONNX attention, or onnxruntime's fused contrib kernels. */
   attention: AttentionImpl;
@@ -114,8 +129,14 @@ function sourceIdentity(source: ImageSource): unknown {
 
 export class Scorer {
   readonly logitScale: number;
+  readonly description: ScorerDescription;
   private readonly pixelsPerImage: number;
   private readonly embedDim: number;
+  /** Values per image the encoder gives: embedDim, or the head's outputs for an image-score scorer. */
+  private readonly imageDim: number;
+  /** The model's fingerprint, and for scorers other than pickscore what else their embeddings depend on. */
+  private readonly cacheKey: string;
+  private readonly imageScores: boolean;
   /** Idle batch-buffer pairs. Each running stream takes its own pair, so concurrent streams never share pixels. */
   private readonly idleBuffers: [Float32Array, Float32Array][] = [];
   private readonly textMemo = new Map<string, Float32Array>();
@@ -136,14 +157,18 @@ export class Scorer {
     private readonly manifest: ModelManifest,
     private readonly sessions: EncoderSessions | ThreadedEncoderSessions,
     private readonly placement: Placement,
-    private readonly tokenizer: ClipTokenizer,
-    private readonly pool: ImagePool,
+    private readonly tokenizer: PromptTokenizer,
+    private pool: ImageSupply,
     /** Null with --no-cache, or once the cache failed: the run then goes on without it. */
     private cache: EmbeddingCache | null,
     private readonly recyclePixels: boolean,
   ) {
     this.logitScale = manifest.logitScale;
+    this.description = opts.scorerDescription;
     this.embedDim = manifest.image.embedDim;
+    this.imageScores = opts.scorerDescription.formula.kind === 'image-score';
+    this.imageDim = this.imageScores ? manifest.imageScore!.outFeatures : this.embedDim;
+    this.cacheKey = manifest.fingerprint + scorerCacheTag(opts.scorerDescription);
     const { cropHeight, cropWidth } = manifest.preprocess;
     this.pixelsPerImage = 3 * cropHeight * cropWidth;
     this.batchSize = batchSizeFor(opts.batchSize, placement.device.kind === 'cuda');
@@ -152,8 +177,9 @@ export class Scorer {
   static async open(options: ScorerOptions | ResolvedScorerOptions = {}, layout: PipelineLayout = DEFAULT_LAYOUT): Promise<Scorer> {
     const opts = resolveScorerOptions(options);
     const open: OpenEncoders<EncoderSessions | ThreadedEncoderSessions> = layout.encoderThread ? openEncodersInThread : onThisThread;
+    const transform = opts.scorerDescription.transform.kind === 'clip-processor' ? {} : { transform: opts.scorerDescription.transform };
     const newPool = (manifest: ModelManifest) => new ImagePool({
-      threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth,
+      threads: opts.threads, preprocess: manifest.preprocess, image: opts.image, queueDepth: layout.queueDepth, ...transform,
     });
     // The image workers start, and the cache opens, while the encoders open: together they are most of
     // a cached rerun's start-up.
@@ -169,7 +195,8 @@ export class Scorer {
         if (cache) opened.push(cache);
       });
       opened.push(sessions);
-      const tokenizer = await tokenizing;
+      const clipTokenizer = await tokenizing;
+      const tokenizer: PromptTokenizer = opts.scorerDescription.tokenizer === 'open_clip' ? new OpenClipTokenizer(clipTokenizer) : clipTokenizer;
       // A fallback to the CPU may run another variant of the model, whose images are prepared alike in practice.
       if (!pool || !samePreprocess(pool.preprocess, manifest.preprocess)) {
         await pool?.close();
@@ -186,6 +213,7 @@ export class Scorer {
   provenance(): Provenance {
     const p = this.placement;
     return {
+      ...(this.description.name === 'pickscore' ? {} : { scorer: this.description.name }),
       model: this.manifest.name,
       fingerprint: this.manifest.fingerprint,
       sourceFiles: this.manifest.source.files.map(({ name, sha256 }) => ({ name, sha256 })),
@@ -207,6 +235,34 @@ export class Scorer {
 
   get dimension(): number {
     return this.embedDim;
+  }
+
+  /**
+   * How this scorer prepares an image (transform, preprocessing, how files are read): scorers that give
+   * the same string prepare every image alike and can share one decode (src/image/shared-pool.ts).
+   */
+  get imagePreparation(): string {
+    return JSON.stringify({ transform: this.description.transform, preprocess: this.pool.preprocess, image: this.opts.image });
+  }
+
+  /** The pool this scorer's images come from, to share with scorers whose imagePreparation is the same. */
+  get imagePool(): ImageSupply {
+    return this.pool;
+  }
+
+  /**
+   * Takes images from `supply` from now on (a view of a pool shared with other scorers); this scorer's
+   * own pool is closed unless the shared one is built on it.
+   */
+  async useImages(supply: ImageSupply, opts: { closeOwn: boolean }): Promise<void> {
+    const own = this.pool;
+    this.pool = supply;
+    if (opts.closeOwn) await own.close();
+  }
+
+  /** Whether this scorer's images give a score of their own (the aesthetic head), so the prompt is not read. */
+  get scoresImagesAlone(): boolean {
+    return this.imageScores;
   }
 
   /** L2-normalised text embeddings, [prompts.length, dim]; each prompt is encoded once across calls and runs. */
@@ -362,7 +418,7 @@ export class Scorer {
 
   /** The cache's row for an image, if it holds a usable one with the image's size. */
   private cachedImage(contentHash: string, mode: string): CacheHit | undefined {
-    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.manifest.fingerprint, contentHash, mode));
+    const entry = this.withCache(undefined, (cache) => cache.getImageEntry(this.cacheKey, contentHash, mode));
     const embedding = this.checkedCacheRow('image', entry?.embedding);
     return entry && embedding && { ok: true, embedding, width: entry.width, height: entry.height, contentHash };
   }
@@ -422,14 +478,16 @@ export class Scorer {
     this.countRun(run, buffers);
     this.counters.imageEncoderCalls++;
     this.counters.imagesEncoded += count;
-    if (raw.length !== count * this.embedDim) {
-      throw new InternalError(expectedMessage(`${count * this.embedDim} floats`, 'the image encoder output', raw.length));
+    const dim = this.imageDim;
+    if (raw.length !== count * dim) {
+      throw new InternalError(expectedMessage(`${count * dim} floats`, 'the image encoder output', raw.length));
     }
-    l2normalize(raw, this.embedDim);
+    // A head's score is a value, not a direction: it is kept as it came.
+    if (!this.imageScores) l2normalize(raw, dim);
     for (const entry of entries) {
       const { prepared, slot } = entry;
       if (slot === null || !prepared.ok) continue;
-      const embedding = raw.slice(slot * this.embedDim, (slot + 1) * this.embedDim);
+      const embedding = raw.slice(slot * dim, (slot + 1) * dim);
       entry.embedding = embedding;
       fresh.set(prepared.contentHash, { embedding, width: prepared.width, height: prepared.height, mode: this.imageMode(entry.job.source) });
     }
@@ -463,7 +521,7 @@ export class Scorer {
   private finishBatch<T>({ entries, fresh }: EncodedBatch<T>): EmbeddedImage<T>[] {
     const byMode = new Map<string, { contentHash: string; embedding: Float32Array; width: number; height: number }[]>();
     for (const [contentHash, { mode, ...image }] of fresh) byMode.set(mode, [...(byMode.get(mode) ?? []), { contentHash, ...image }]);
-    for (const [mode, images] of byMode) this.withCache(undefined, (cache) => cache.putImages(this.manifest.fingerprint, mode, images));
+    for (const [mode, images] of byMode) this.withCache(undefined, (cache) => cache.putImages(this.cacheKey, mode, images));
     return entries.map(({ job, prepared, embedding }) => prepared.ok
       ? { payload: job.payload, embedding, width: prepared.width, height: prepared.height, contentHash: prepared.contentHash, error: null }
       : { payload: job.payload, embedding: null, width: null, height: null, contentHash: prepared.contentHash ?? null, error: prepared.error });
@@ -472,12 +530,16 @@ export class Scorer {
   private async scoreOne(request: ScoreRequest, image: EmbeddedImage<unknown>): Promise<ScoredItem> {
     const base = { key: request.key, prompt: request.prompt, width: image.width, height: image.height, contentHash: image.contentHash };
     if (!image.embedding) return { ...base, score: null, error: image.error ?? 'image was not embedded' };
+    if (this.imageScores) return { ...base, score: image.embedding[0], error: null };
     const text = this.textMemo.get(request.prompt) ?? (await this.embedTexts([request.prompt]));
-    return { ...base, score: scoreMatrix(text, image.embedding, this.embedDim, this.logitScale)[0], error: null };
+    if (this.description.formula.kind === 'scaled-cosine') {
+      return { ...base, score: scoreMatrix(text, image.embedding, this.embedDim, this.logitScale)[0], error: null };
+    }
+    return { ...base, score: scoreFromCosine(this.description.formula, scoreMatrix(text, image.embedding, this.embedDim, 1)[0], this.logitScale), error: null };
   }
 
   private cachedText(prompt: string): Float32Array | undefined {
-    const cached = this.checkedCacheRow('text', this.withCache(undefined, (cache) => cache.getText(this.manifest.fingerprint, prompt)));
+    const cached = this.checkedCacheRow('text', this.withCache(undefined, (cache) => cache.getText(this.cacheKey, prompt)));
     if (!cached) return undefined;
     this.counters.textCacheHits++;
     this.remember(prompt, cached);
@@ -485,7 +547,7 @@ export class Scorer {
   }
 
   private async encodeTextChunk(prompts: string[]): Promise<{ prompt: string; embedding: Float32Array }[]> {
-    const { inputIds } = this.tokenizer.encodeBatch(prompts);
+    const { inputIds } = this.tokenizer.encodeBatch(prompts.map((prompt) => this.description.textPrefix + prompt));
     const t0 = performance.now();
     const raw = await this.sessions.encodeText(inputIds, prompts.length);
     this.counters.encoderBusyMs += performance.now() - t0;
@@ -493,7 +555,7 @@ export class Scorer {
     l2normalize(raw, this.embedDim);
     const entries = prompts.map((prompt, i) => ({ prompt, embedding: raw.slice(i * this.embedDim, (i + 1) * this.embedDim) }));
     for (const { prompt, embedding } of entries) this.remember(prompt, embedding);
-    this.withCache(undefined, (cache) => cache.putTexts(this.manifest.fingerprint, entries));
+    this.withCache(undefined, (cache) => cache.putTexts(this.cacheKey, entries));
     return entries;
   }
 
@@ -523,7 +585,7 @@ export class Scorer {
    */
   private checkedCacheRow(kind: 'text' | 'image', embedding: Float32Array | undefined): Float32Array | undefined {
     if (!embedding) return undefined;
-    const problem = unitEmbeddingProblem(embedding, this.embedDim);
+    const problem = kind === 'image' && this.imageScores ? headScoreProblem(embedding, this.imageDim) : unitEmbeddingProblem(embedding, this.embedDim);
     if (!problem) return embedding;
     if (!this.warnedInvalidCacheRow) {
       this.warnedInvalidCacheRow = true;
@@ -534,7 +596,7 @@ export class Scorer {
 
   private warnIfTruncated(prompt: string): void {
     if (this.warnedPrompts.has(prompt)) return;
-    const { truncated, tokenCount } = this.tokenizer.encode(prompt);
+    const { truncated, tokenCount } = this.tokenizer.encode(this.description.textPrefix + prompt);
     // UTF-8 has no lone surrogates: the tokenizer's encoding turns one into U+FFFD, so "\ud800", "\udbff"
     // and "\ufffd" score the same, and a CSV shows them the same. Said, so that equal rows are explained.
     const surrogate = LONE_SURROGATE.exec(prompt)?.[0];
@@ -553,6 +615,13 @@ export class Scorer {
     this.textMemo.set(prompt, embedding);
     if (this.textMemo.size > TEXT_MEMO_LIMIT) this.textMemo.delete(this.textMemo.keys().next().value as string);
   }
+}
+
+/** Why a cached head score cannot be one (undefined when it can): the wrong count, or a value that is not finite. */
+function headScoreProblem(v: Float32Array, dim: number): string | undefined {
+  if (v.length !== dim) return `${v.length} values where the head gives ${dim}`;
+  const bad = v.findIndex((x) => !Number.isFinite(x));
+  return bad < 0 ? undefined : `value ${bad} is ${v[bad]}`;
 }
 
 function withoutCache(err: EmbeddingCacheUnavailable): string {

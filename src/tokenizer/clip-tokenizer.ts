@@ -190,6 +190,14 @@ export class ClipTokenizer {
     return ids;
   }
 
+  /**
+   * The BPE ids of one word as a pre-tokenizer gives it, with no normalisation and no special tokens:
+   * for tokenizers that split the text their own way (open_clip's, src/tokenizer/open-clip-tokenizer.ts).
+   */
+  encodeWord(word: string): number[] {
+    return word === '' ? [] : [...this.bpe(toByteLevel(word))];
+  }
+
   private tokenizePlain(segment: string, ids: number[]): void {
     const normalized = this.parts.normalizer.reduce((text, step) => step(text), segment);
     for (const match of normalized.matchAll(this.parts.preTokenizer.split)) {

@@ -1,5 +1,5 @@
 import { stringify } from 'csv-stringify/sync';
-import { RECORD_FIELDS, recordToObject, type RankRecord } from './record.js';
+import { RECORD_FIELDS, recordToObject, scoreColumn, type RankRecord } from './record.js';
 import type { StreamingFormat } from './format.js';
 
 /**
@@ -7,13 +7,16 @@ import type { StreamingFormat } from './format.js';
  * and multi-line prompts round-trip. Numbers keep full precision; null is an empty field. Text cells
  * that a spreadsheet would run as a formula are neutralised (neutraliseCsvText).
  */
-export function csvFormat(withContentHash: boolean): StreamingFormat {
+export function csvFormat(withContentHash: boolean, scorers: readonly string[] = []): StreamingFormat {
   const columns: string[] = [...RECORD_FIELDS, ...(withContentHash ? ['contentHash'] : [])];
+  // A run of several scorers adds one column per scorer after the others.
+  const all = [...columns, ...scorers.map(scoreColumn)];
   return {
-    header: () => csvLine(columns),
+    header: () => csvLine(all),
     row: (rec: RankRecord) => {
       const obj = recordToObject(rec);
-      return csvLine(columns.map((column) => csvCell(obj[column] ?? '')));
+      const scores = obj.scores as Record<string, number | null> | undefined;
+      return csvLine([...columns.map((column) => csvCell(obj[column] ?? '')), ...scorers.map((name) => scores?.[name] ?? '')] as (string | number)[]);
     },
     footer: () => '',
   };

@@ -58,7 +58,7 @@ export async function openRankWriter(format: OutputFormat, target: WriterTarget,
 function streamingFormat(format: OutputFormat, meta: WriterMeta): StreamingFormat | undefined {
   switch (format) {
     case 'csv':
-      return csvFormat(meta.contentHash ?? false);
+      return csvFormat(meta.contentHash ?? false, scorerNames(meta.provenance));
     case 'json':
       return jsonFormat(meta.provenance ?? null);
     case 'jsonl':
@@ -68,6 +68,12 @@ function streamingFormat(format: OutputFormat, meta: WriterMeta): StreamingForma
     default:
       return undefined;
   }
+}
+
+/** The scorers of a run of several (provenance.scorers), whose scores csv writes one column each. */
+function scorerNames(provenance: object | null | undefined): string[] {
+  const scorers = (provenance as { scorers?: unknown } | null | undefined)?.scorers;
+  return Array.isArray(scorers) ? scorers.map((s) => String((s as { scorer?: unknown }).scorer)) : [];
 }
 
 function streamingWriter(format: StreamingFormat, sink: OutputSink): RankWriter {

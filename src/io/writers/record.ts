@@ -3,7 +3,7 @@ export interface RankRecord {
   /** The image path as the user gave it. */
   path: string;
   prompt: string;
-  /** `logit_scale * cos(text, image)`; null when the image could not be scored. */
+  /** The (first) scorer's score, PickScore's `logit_scale * cos(text, image)` by default; null when the image could not be scored. */
   score: number | null;
   /** Softmax of the score over this prompt's images; null for error rows. */
   prob: number | null;
@@ -15,17 +15,25 @@ export interface RankRecord {
   error: string | null;
   /** SHA-256 hex of the file bytes, when known. */
   contentHash?: string | null;
+  /** With several scorers: each one's score by scorer name (the first is `score`); absent otherwise. */
+  scores?: Record<string, number | null>;
 }
 
 /** Field order shared by CSV columns and JSON objects. */
 export const RECORD_FIELDS = ['path', 'prompt', 'score', 'prob', 'rank', 'width', 'height', 'error'] as const;
 
 /** A plain object in field order; `contentHash` only when the record carries one. */
-export function recordToObject(rec: RankRecord): Record<string, string | number | null> {
-  const obj: Record<string, string | number | null> = {};
+export function recordToObject(rec: RankRecord): Record<string, string | number | null | Record<string, number | null>> {
+  const obj: Record<string, string | number | null | Record<string, number | null>> = {};
   for (const field of RECORD_FIELDS) obj[field] = finiteOrNull(rec[field]);
   if (rec.contentHash !== undefined) obj.contentHash = rec.contentHash;
+  if (rec.scores !== undefined) obj.scores = Object.fromEntries(Object.entries(rec.scores).map(([name, value]) => [name, finiteOrNull(value)]));
   return obj;
+}
+
+/** The CSV column of a scorer's score in a run of several: `score:<name>`. */
+export function scoreColumn(scorer: string): string {
+  return `score:${scorer}`;
 }
 
 /** NaN and infinities are not JSON; they are written as null, as a missing number. */
