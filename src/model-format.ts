@@ -46,12 +46,13 @@ export function parseAttention(value: unknown): AttentionImpl {
 export interface EncoderVariant { precision: Precision; attention: AttentionImpl }
 
 /**
- * Which encoders a device runs: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph uses
- * onnxruntime's fused attention kernels; every fp32 graph stays plain ONNX, which any provider runs.
+ * Which encoders a device runs: precision 'auto' is fp16 on CUDA and fp32 on CPU. CUDA's fp16 graph and the
+ * CPU's fp32 and int8 graphs use onnxruntime's fused contrib kernels (faster on each: docs/performance.md);
+ * fp16 on the CPU and fp32 on CUDA stay plain ONNX.
  */
 export function encoderVariant(precision: PrecisionChoice, onCuda: boolean): EncoderVariant {
   const chosen: Precision = precision !== 'auto' ? precision : onCuda ? 'fp16' : 'fp32';
-  return { precision: chosen, attention: onCuda && chosen === 'fp16' ? 'fused' : 'plain' };
+  return { precision: chosen, attention: (onCuda ? chosen === 'fp16' : chosen !== 'fp16') ? 'fused' : 'plain' };
 }
 
 /** The graphs' inputs and outputs: input_ids int64 [batch, context] -> text_embeds, pixel_values float32 [batch, 3, H, W] -> image_embeds. */

@@ -103,8 +103,8 @@ test('--device auto that falls back to the CPU: auto converts the CPU variant, a
 
     const auto = await openModel(options('auto'), fallingBack, () => 'loads');
     await auto.sessions.close();
-    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'cuda:0'], ['fp32', 'plain', 'cpu']]);
-    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.placement.name, auto.placement.fallbackReason], ['fp32', 'plain', 'cpu', 'CUDA unavailable, using CPU: no GPU']);
+    assert.deepEqual(opened.map((o) => [o.manifest.precision, o.manifest.attention, o.device]), [['fp16', 'fused', 'cuda:0'], ['fp32', 'fused', 'cpu']]);
+    assert.deepEqual([auto.manifest.precision, auto.manifest.attention, auto.placement.name, auto.placement.fallbackReason], ['fp32', 'fused', 'cpu', 'CUDA unavailable, using CPU: no GPU']);
     assert.deepEqual(logged, ['warning: device auto: using CPUExecutionProvider (CUDA unavailable, using CPU: no GPU)']);
 
     opened.length = 0;

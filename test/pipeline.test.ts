@@ -188,11 +188,12 @@ test('concurrent streams on one Scorer each get their own batch buffers and the 
   }
 });
 
-test('encoders suit the device: fp16 with fused attention and batches of 128 on CUDA, fp32 plain and 16 on CPU', () => {
+test('encoders suit the device: fp16 with fused attention and batches of 128 on CUDA, fp32 fused and 16 on CPU', () => {
   assert.deepEqual(encoderVariant('auto', true), { precision: 'fp16', attention: 'fused' });
-  assert.deepEqual(encoderVariant('auto', false), { precision: 'fp32', attention: 'plain' });
-  assert.deepEqual(encoderVariant('fp32', true), { precision: 'fp32', attention: 'plain' }, 'the fp32 graph stays plain ONNX on every provider');
-  assert.deepEqual(encoderVariant('int8', false), { precision: 'int8', attention: 'plain' });
+  assert.deepEqual(encoderVariant('auto', false), { precision: 'fp32', attention: 'fused' });
+  assert.deepEqual(encoderVariant('fp32', true), { precision: 'fp32', attention: 'plain' }, 'fp32 on CUDA stays plain ONNX');
+  assert.deepEqual(encoderVariant('int8', false), { precision: 'int8', attention: 'fused' });
+  assert.deepEqual(encoderVariant('fp16', false), { precision: 'fp16', attention: 'plain' }, 'fp16 on the CPU stays plain ONNX');
   assert.equal(batchSizeFor(undefined, true), 128);
   assert.equal(batchSizeFor(undefined, false), 16);
   assert.equal(batchSizeFor(7, true), 7);

@@ -7,7 +7,8 @@
  * Precisions: fp32; fp16 (weights and compute in half, float32 at the edges, softmax in float32);
  * int8 (MatMul weights quantised per column at conversion, com.microsoft DynamicQuantizeMatMul).
  * Attention 'plain' is standard ONNX; 'fused' uses onnxruntime's contrib ops (Attention,
- * SkipLayerNormalization, BiasGelu/FastGelu/QuickGelu), which both the CPU and CUDA providers implement.
+ * SkipLayerNormalization, BiasGelu/FastGelu/QuickGelu), which both the CPU and CUDA providers implement;
+ * int8's fused attention is MultiHeadAttention over three quantised projections.
  */
 import { InternalError, ModelError } from '../errors.js';
 import type { Checkpoint, TensorEntry } from './checkpoint.js';
@@ -34,6 +35,17 @@ export interface ClipTowerOnnxOptions {
 }
 
 export const ONNX_PRODUCER_VERSION = '0.1.0';
+
+/**
+ * The revision of each variant's graph, counted from 1 for the graphs of the first release. A graph
+ * change that moves a variant's numbers, however slightly, bumps its revision; convert.ts puts it in
+ * the model fingerprint, so embeddings cached from the earlier graph are not served for the new one.
+ * Revision 2 of int8/fused: attention in MultiHeadAttention over three quantised projections, where it
+ * was one packed DynamicQuantizeMatMul and standard ops.
+ */
+export function graphRevision(precision: Precision, attention: AttentionImpl): number {
+  return precision === 'int8' && attention === 'fused' ? 2 : 1;
+}
 
 /** transformers masks future tokens with float32's lowest value rather than -inf; so do we. */
 const MASKED_SCORE = -3.4028234663852886e38;
@@ -63,6 +75,10 @@ interface LinearSpec {
   /** Folded into the weights and bias of the matching prefix (the attention scale of q). */
   scales?: number[];
   bias: boolean;
+}
+
+function linearName(spec: LinearSpec): string {
+  return spec.prefixes.length === 1 ? spec.prefixes[0] : `${spec.prefixes[0]}+packed`;
 }
 
 /** Sharing one computed value between two lazily written initializers (int8 values and their scales). */
@@ -163,25 +179,34 @@ class TowerBuilder {
     return { weight, bias };
   }
 
+  /** int8 weights [in, out * n] quantised per column, their float32 scales, and the float32 bias. */
+  private quantizedWeights(spec: LinearSpec): { values: string; scales: string; bias: string | undefined } {
+    const { weight, bias } = this.linearWeights(spec);
+    const name = linearName(spec);
+    const cols = spec.outFeatures * spec.prefixes.length;
+    const quantized = sharedOnce<QuantizedMatrix>(async () => quantizePerColumn(await weight(), spec.inFeatures, cols));
+    const values = this.graph.weight(`${name}.weight_int8`, 'int8', [spec.inFeatures, cols], async () => {
+      const q = (await quantized()).values;
+      return new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
+    });
+    const scales = this.graph.weight(`${name}.weight_scale`, 'float32', [cols], async () => float32Bytes((await quantized()).scales));
+    return { values, scales, bias: bias && this.graph.weight(`${name}.bias`, 'float32', [cols], async () => float32Bytes(await bias())) };
+  }
+
   /**
    * x @ W (+ b). With `deferBias`, the bias is returned for a fused consumer (SkipLayerNormalization,
    * BiasGelu) instead of being added; int8 always adds it inside DynamicQuantizeMatMul.
    */
   private linear(x: string, spec: LinearSpec, deferBias = false): { out: string; bias?: string } {
+    if (this.quantized) {
+      const { values, scales, bias } = this.quantizedWeights(spec);
+      return { out: this.graph.op('DynamicQuantizeMatMul', [x, values, scales, '', bias ?? ''], { domain: MS_DOMAIN }) };
+    }
     const { weight, bias } = this.linearWeights(spec);
-    const name = spec.prefixes.length === 1 ? spec.prefixes[0] : `${spec.prefixes[0]}+packed`;
+    const name = linearName(spec);
     const cols = spec.outFeatures * spec.prefixes.length;
     const dims = [spec.inFeatures, cols];
-    const biasName = bias && this.graph.weight(`${name}.bias`, this.quantized ? 'float32' : this.computeType, [cols], async () => this.encodeCompute(await bias()));
-    if (this.quantized) {
-      const quantized = sharedOnce<QuantizedMatrix>(async () => quantizePerColumn(await weight(), spec.inFeatures, cols));
-      const values = this.graph.weight(`${name}.weight_int8`, 'int8', dims, async () => {
-        const q = (await quantized()).values;
-        return new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
-      });
-      const scales = this.graph.weight(`${name}.weight_scale`, 'float32', [cols], async () => float32Bytes((await quantized()).scales));
-      return { out: this.graph.op('DynamicQuantizeMatMul', [x, values, scales, '', biasName ?? ''], { domain: MS_DOMAIN }) };
-    }
+    const biasName = bias && this.graph.weight(`${name}.bias`, this.computeType, [cols], async () => this.encodeCompute(await bias()));
     const w = this.graph.weight(`${name}.weight`, this.computeType, dims, async () => this.encodeCompute(await weight()));
     const product = this.graph.op('MatMul', [x, w]);
     if (biasName === undefined) return { out: product };
@@ -289,6 +314,29 @@ class TowerBuilder {
     });
   }
 
+  /**
+   * int8's fused attention: the input quantised once (DynamicQuantizeLinear), q, k and v each projected
+   * from it by MatMulIntegerToFloat (the attention scale folded into q's weights before they are
+   * quantised), then com.microsoft MultiHeadAttention, which splits the heads, applies the causal mask
+   * and runs softmax(q k^T) v in one kernel (on the CPU a flash-attention kernel where there is no mask).
+   * Three projections rather than one packed one: splitting a packed output copies all of it, which
+   * cost more than the three GEMMs' extra overhead; one shared quantisation rather than three
+   * DynamicQuantizeMatMuls saves two passes over the input.
+   */
+  private quantizedAttention(x: string, prefix: string, causal: boolean): string {
+    const g = this.graph;
+    const spec = this.attentionSpec(prefix, true);
+    const [input, inputScale, inputZeroPoint] = g.opN('DynamicQuantizeLinear', [x], { outputs: 3 });
+    const [q, k, v] = spec.prefixes.map((p, i) => {
+      const { values, scales, bias } = this.quantizedWeights({ ...spec, prefixes: [p], scales: [spec.scales?.[i] ?? 1] });
+      return g.op('MatMulIntegerToFloat', [input, values, inputScale, scales, inputZeroPoint, '', bias ?? ''], { domain: MS_DOMAIN });
+    });
+    return g.op('MultiHeadAttention', [q, k, v], {
+      domain: MS_DOMAIN,
+      attributes: { num_heads: int(this.tower.numHeads), scale: float(1), unidirectional: int(causal ? 1 : 0) },
+    });
+  }
+
   private mlpSpec(prefix: string, layer: 'fc1' | 'fc2'): LinearSpec {
     const { hiddenSize: h, intermediateSize: m } = this.tower;
     return layer === 'fc1'
@@ -330,8 +378,7 @@ class TowerBuilder {
       const prefix = `${layersPrefix}.${i}`;
       const last = i === this.tower.numLayers - 1;
       [residual, normed] = g.scope(`layer${i}`, () => {
-        // int8 keeps its quantised projections, so its attention core is the standard one.
-        const attn = this.quantized ? this.plainAttention(normed, prefix, causal) : this.fusedAttention(normed, prefix, causal);
+        const attn = this.quantized ? this.quantizedAttention(normed, prefix, causal) : this.fusedAttention(normed, prefix, causal);
         const out = this.linear(attn, this.attentionOutSpec(prefix), true);
         const ln2 = this.skipLayerNorm(out.out, residual, `${prefix}.layer_norm2`, out.bias);
         const up = this.linear(ln2.normed, this.mlpSpec(prefix, 'fc1'), true);

@@ -15,7 +15,7 @@ import { CLIP_PREPROCESS, preprocessConfigFromJson, type PreprocessConfig } from
 import { PICKSCORE_VERSION } from '../version.js';
 import { isFile, openCheckpoint, type Checkpoint, type TensorEntry } from './checkpoint.js';
 import { expectedClipTensors, readClipConfig, validateClipCheckpoint, type ClipConfig } from './clip-config.js';
-import { writeClipTowerOnnx } from './clip-graph.js';
+import { graphRevision, writeClipTowerOnnx } from './clip-graph.js';
 import {
   CHECKSUM_FILE, IMAGE_SCORE_OUTPUT, MANIFEST_FILE, PREPROCESSOR_FILE, TOKENIZER_FILES, type AttentionImpl, type ModelManifest, type Precision,
 } from '../model-format.js';
@@ -336,10 +336,14 @@ async function writeChecksums(dir: string): Promise<void> {
   await writeFile(path.join(dir, CHECKSUM_FILE), `${lines.join('\n')}\n`);
 }
 
-/** Identifies the converted weights: the same sources at the same precision and attention give the same value. */
+/**
+ * Identifies the converted weights: the same sources at the same precision, attention and graph revision
+ * give the same value. Revision 1 is left out, so the first graphs keep the fingerprints they had.
+ */
 export function fingerprint(files: ModelManifest['source']['files'], precision: Precision, attention: AttentionImpl): string {
   const sources = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((f) => `${f.name}:${f.sha256}`);
-  return createHash('sha256').update(JSON.stringify({ sources, precision, attention })).digest('hex');
+  const graph = graphRevision(precision, attention);
+  return createHash('sha256').update(JSON.stringify({ sources, precision, attention, ...(graph > 1 ? { graph } : {}) })).digest('hex');
 }
 
 /**

@@ -11,6 +11,7 @@
  * provider runs with its defaults (exhaustive cuDNN algorithm search, which the patch Conv benefits from).
  */
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { InternalError, ModelError, errorMessage } from '../errors.js';
 import { IMAGE_INPUT, IMAGE_OUTPUT, IMAGE_SCORE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, type ModelManifest } from '../model-format.js';
@@ -39,7 +40,14 @@ export interface OpenEncodersOptions {
    * converted with one (its manifest's imageScore), [batch, outFeatures].
    */
   imageOutput?: 'embeds' | 'score';
+  /**
+   * onnxruntime's profiler, for measuring where the time goes (bench/op-profile.bench.ts): each
+   * session writes `<prefix>-text_<date>.json` and `<prefix>-image_<date>.json` when the encoders close.
+   */
+  profileFilePrefix?: string;
 }
+
+type SessionTuning = Pick<OpenEncodersOptions, 'threads' | 'profileFilePrefix'>;
 
 export const onnxruntimeVersion: string = ort.env.versions.node ?? ort.env.versions.common;
 
@@ -47,7 +55,27 @@ export const onnxruntimeVersion: string = ort.env.versions.node ?? ort.env.versi
 // on stderr would only repeat it, outside the CLI's control of stderr.
 ort.env.logLevel = 'fatal';
 
-function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined): ort.InferenceSession.SessionOptions {
+/**
+ * onnxruntime's session configuration entries (onnxruntime_session_options_config_keys.h), for the CPU
+ * provider's threads (a CUDA session has them too, for the nodes CUDA leaves to the CPU):
+ * - `session.set_denormal_as_zero`: flush denormal floats to zero. A softmax row whose scores span more
+ *   than about 87 gives probabilities below float's normal range, and every multiply-add that touches one
+ *   takes a microcode assist: an attention block built to produce them ran 2.2x slower (114 ms against
+ *   251 ms). Flushed, such a probability is 0 instead of below 1.2e-38, far under fp32's 1e-4 parity.
+ *   onnxruntime sets the flag on its own threads and, once per process, on the thread that creates the
+ *   first session, which also runs its share of the work: so it is set only off the main thread (the
+ *   encoder thread of `rank` and `eval`), where no caller's JavaScript sees a flushed number.
+ * - `session.intra_op.allow_spinning` off: an idle intra-op thread sleeps instead of spinning for the
+ *   next parallel section. Spinning saves a wake-up per section (microseconds; a CLIP-H batch has about
+ *   a thousand), but on a busy machine a spinning thread takes the core from the thread it waits for:
+ *   every GEMM is split in one fixed share per thread, so the op waits for the slowest share.
+ */
+function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, tower: 'text' | 'image', tuning: SessionTuning, onMainThread = isMainThread): ort.InferenceSession.SessionOptions {
+  const { threads, profileFilePrefix } = tuning;
+  const entries = {
+    intra_op: { allow_spinning: '0' },
+    ...(onMainThread ? {} : { set_denormal_as_zero: '1' }),
+  };
   return {
     executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId }] : ['cpu'],
     graphOptimizationLevel: 'all',
@@ -55,17 +83,19 @@ function sessionOptions(provider: 'cpu' | 'cuda', deviceId: number, threads: num
     enableCpuMemArena: true,
     executionMode: 'sequential',
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
+    ...(profileFilePrefix !== undefined ? { enableProfiling: true, profileFilePrefix: `${profileFilePrefix}-${tower}` } : {}),
+    extra: { session: entries },
   };
 }
 
-async function createSession(file: string, provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(file, sessionOptions(provider, deviceId, threads));
+async function createSession(modelDir: string, manifest: ModelManifest, tower: 'text' | 'image', provider: 'cpu' | 'cuda', deviceId: number, tuning: SessionTuning): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(path.join(modelDir, manifest[tower].file), sessionOptions(provider, deviceId, tower, tuning));
 }
 
-async function createPair(modelDir: string, manifest: ModelManifest, provider: 'cpu' | 'cuda', deviceId: number, threads: number | undefined) {
-  const text = await createSession(path.join(modelDir, manifest.text.file), provider, deviceId, threads);
+async function createPair(modelDir: string, manifest: ModelManifest, provider: 'cpu' | 'cuda', deviceId: number, tuning: SessionTuning) {
+  const text = await createSession(modelDir, manifest, 'text', provider, deviceId, tuning);
   try {
-    const image = await createSession(path.join(modelDir, manifest.image.file), provider, deviceId, threads);
+    const image = await createSession(modelDir, manifest, 'image', provider, deviceId, tuning);
     return { text, image };
   } catch (err) {
     await text.release();
@@ -91,15 +121,15 @@ export async function openEncoders(modelDir: string, manifest: ModelManifest, op
   const { device } = opts;
   if (device.kind === 'cuda') {
     try {
-      const pair = await createPair(dir, manifest, 'cuda', device.id, opts.threads);
-      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider', opts.imageOutput);
+      const pair = await createPair(dir, manifest, 'cuda', device.id, opts);
+      return new OrtEncoders(pair.text, pair.image, manifest, 'CUDAExecutionProvider', opts.profileFilePrefix !== undefined, opts.imageOutput);
     } catch (err) {
       throw new CudaUnavailableError(cudaFailure(err), { cause: err });
     }
   }
   try {
-    const pair = await createPair(dir, manifest, 'cpu', 0, opts.threads);
-    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider', opts.imageOutput);
+    const pair = await createPair(dir, manifest, 'cpu', 0, opts);
+    return new OrtEncoders(pair.text, pair.image, manifest, 'CPUExecutionProvider', opts.profileFilePrefix !== undefined, opts.imageOutput);
   } catch (err) {
     throw new ModelError(`onnxruntime cannot load the encoders in ${dir}: ${errorMessage(err)}`, { cause: err });
   }
@@ -113,6 +143,7 @@ class OrtEncoders implements EncoderSessions {
     private readonly image: ort.InferenceSession,
     private readonly manifest: ModelManifest,
     readonly executionProvider: 'CPUExecutionProvider' | 'CUDAExecutionProvider',
+    private readonly profiling: boolean,
     private readonly imageOutput: 'embeds' | 'score' = 'embeds',
   ) {
     if (imageOutput === 'score' && !manifest.imageScore) throw new ModelError(`The model ${manifest.name} has no ${IMAGE_SCORE_OUTPUT} output: it was converted without a head`);
@@ -142,6 +173,7 @@ class OrtEncoders implements EncoderSessions {
   }
 
   async close(): Promise<void> {
+    if (this.profiling) for (const session of [this.text, this.image]) session.endProfiling();
     await Promise.all([this.text.release(), this.image.release()]);
   }
 }
