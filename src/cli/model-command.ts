@@ -7,7 +7,7 @@ import { ATTENTION_IMPLS, PRECISIONS } from '../model-format.js';
 import type { ConvertFlags, PullFlags } from './flags.js';
 
 const precisionOption = () => new Option('--precision <precision>', 'encoder precision to build').choices(PRECISIONS).default('fp32');
-const attentionOption = () => new Option('--attention <kind>', 'fused uses onnxruntime contrib attention ops (CUDA)').choices(ATTENTION_IMPLS).default('plain');
+const attentionOption = () => new Option('--attention <kind>', 'fused uses onnxruntime contrib ops (attention, LayerNorm, GELU): what rank and eval run on the CPU in fp32 and int8 and on CUDA in fp16; plain is standard ONNX only').choices(ATTENTION_IMPLS).default('plain');
 
 function quietVerbose(command: Command): Command {
   return command
