@@ -290,6 +290,38 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.equal(run.code, worse ? 1 : 0, run.stderr);
   });
 
+  test('eval\'s Markdown and HTML pages show every scorer\'s figures as the JSON report holds them', async () => {
+    const manifest = path.join(scratch, 'pages.jsonl');
+    await writeFile(manifest, imageFiles.map((file, i) => JSON.stringify({ prompt: PROMPTS[0].prompt, image: file, model: i % 2 === 0 ? 'a' : 'b' })).join('\n') + '\n');
+    const evalRun = async (format: string) => {
+      const run = await cli(['eval', manifest, '--scorer', 'hpsv2.1,aesthetic', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`,
+        '--baseline', 'a', '--candidate', 'b', '--exif', 'ignore', '--no-cache', '--format', format, '-q']);
+      assert.ok(run.code === 0 || run.code === 1, run.stderr);
+      return run.stdout;
+    };
+    type Sub = { models: { model: string; mean: number; ci95: { low: number; high: number } }[]; comparisons: { meanDiff: number; winRate: number; signTestP: number; ci95: { low: number; high: number } }[] };
+    const report = JSON.parse(await evalRun('json')) as { scorers: { gate: string; reports: Record<string, Sub> } };
+    const md = await evalRun('md');
+    const html = await evalRun('html');
+    const f = (x: number) => x.toFixed(3);
+    const table = md.slice(md.indexOf('### Every scorer')).split('\n\n')[1].split('\n').slice(2);
+    assert.equal(table.length, 4, md);
+    for (const [scorer, sub] of Object.entries(report.scorers.reports)) {
+      const label = scorer === report.scorers.gate ? `${scorer} (gate)` : scorer;
+      const [a, b] = ['a', 'b'].map((m) => sub.models.find((x) => x.model === m)!);
+      const c = sub.comparisons[0];
+      assert.equal(table.find((l) => l.startsWith(`| ${label} | a (baseline) |`)), `| ${label} | a (baseline) | ${f(a.mean)} | [${f(a.ci95.low)}, ${f(a.ci95.high)}] | | | | |`);
+      const pText = c.signTestP < 0.001 ? c.signTestP.toExponential(1) : c.signTestP.toFixed(3);
+      assert.equal(table.find((l) => l.startsWith(`| ${label} | b |`)),
+        `| ${label} | b | ${f(b.mean)} | [${f(b.ci95.low)}, ${f(b.ci95.high)}] | ${c.meanDiff >= 0 ? '+' : ''}${f(c.meanDiff)} | [${f(c.ci95.low)}, ${f(c.ci95.high)}] | ${(100 * c.winRate).toFixed(1)}% | ${pText} |`);
+      for (const m of [a, b]) {
+        const row = new RegExp(`<tr data-scorer="${scorer.replace('.', '\\.')}" data-model="${m.model}"[^>]*>.*?data-field="mean" data-value="([^"]*)"`).exec(html);
+        assert.ok(row, `${scorer} / ${m.model} in the HTML table`);
+        assert.equal(Number(row[1]), m.mean);
+      }
+    }
+  });
+
   test('a folder made for another scorer is refused (exit 2), naming the scorer and the folder', async () => {
     const cases: [string[], RegExp][] = [
       [['--scorer', 'hpsv2.1', '--model', clipDir], /hpsv2\.1.*tiny-clip.*open_clip/s],
