@@ -238,6 +238,42 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.equal(stats.stats.imagesDecoded, 2 * imageFiles.length);
   });
 
+  test('several scorers: rank\'s terminal table, Markdown and HTML gallery show each scorer\'s score, named, as the JSON rows hold them, ranked by the first', async () => {
+    const args = (format: string) => ['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--no-cache', '-q', '--format', format,
+      '--scorer', 'aesthetic,hpsv2.1', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`];
+    const json = await cli(args('json'));
+    assert.equal(json.code, 0, json.stderr);
+    const rows = (JSON.parse(json.stdout) as JsonRank).rows;
+    const table = await cli(args('table'));
+    assert.equal(table.code, 0, table.stderr);
+    const lines = table.stdout.trim().split('\n');
+    assert.deepEqual(lines[1].trim().split(/\s+/), ['rank', 'score', 'prob', 'score:aesthetic', 'score:hpsv2.1', 'size', 'path']);
+    const four = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(4));
+    assert.deepEqual(lines.slice(2).map((line) => line.trim().split(/\s+/)),
+      rows.map((r) => [String(r.rank), four(r.score), four(r.prob), four(r.scores!.aesthetic), four(r.scores!['hpsv2.1']), `${(r as { width?: number }).width}x${(r as { height?: number }).height}`, r.path]));
+    const md = await cli(args('md'));
+    assert.equal(md.code, 0, md.stderr);
+    const mdLines = md.stdout.trim().split('\n');
+    assert.equal(mdLines[0], '| rank | score | prob | score:aesthetic | score:hpsv2.1 | size | path | prompt | error |');
+    assert.deepEqual(mdLines.slice(2).map((line) => line.split(' | ').slice(1, 5)),
+      rows.map((r) => [four(r.score), four(r.prob), four(r.scores!.aesthetic), four(r.scores!['hpsv2.1'])]));
+    const out = path.join(scratch, 'gallery.html');
+    const gallery = await cli([...args('html'), '--out', out]);
+    assert.equal(gallery.code, 0, gallery.stderr);
+    const html = await readFile(out, 'utf8');
+    const cards = [...html.matchAll(/<li class="card"[^>]*data-score="([^"]*)"[^>]*>(.*?)<\/li>/g)];
+    assert.equal(cards.length, rows.length);
+    cards.forEach(([, score, body], i) => {
+      assert.equal(Number(score), rows[i].score, 'cards in rank order, by the first scorer');
+      for (const name of ['aesthetic', 'hpsv2.1']) {
+        const shown = new RegExp(`data-scorer="${name.replace('.', '\\.')}" data-score="([^"]*)"[^>]*>${name.replace('.', '\\.')} ([^<]*)<`).exec(body);
+        assert.ok(shown, `${name} on card ${i}`);
+        assert.equal(Number(shown[1]), rows[i].scores![name]);
+        assert.equal(shown[2], four(rows[i].scores![name]));
+      }
+    });
+  });
+
   test('scorers that prepare images alike share one decode per image, with or without a cache, and score as they do alone', async () => {
     const runSet = async (scorers: string, models: string[], cacheArgs: string[]) => {
       const run = await cli(['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--format', 'json', '--stats', '-q',
