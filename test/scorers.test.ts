@@ -326,19 +326,42 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.equal(run.code, worse ? 1 : 0, run.stderr);
   });
 
-  test('eval\'s Markdown and HTML pages show every scorer\'s figures as the JSON report holds them', async () => {
+  test('eval\'s Markdown and HTML pages show every scorer\'s figures as the JSON report holds them, and --scores holds every scorer\'s scores', async () => {
     const manifest = path.join(scratch, 'pages.jsonl');
     await writeFile(manifest, imageFiles.map((file, i) => JSON.stringify({ prompt: PROMPTS[0].prompt, image: file, model: i % 2 === 0 ? 'a' : 'b' })).join('\n') + '\n');
-    const evalRun = async (format: string) => {
+    const evalRun = async (format: string, extra: string[] = []) => {
       const run = await cli(['eval', manifest, '--scorer', 'hpsv2.1,aesthetic', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`,
-        '--baseline', 'a', '--candidate', 'b', '--exif', 'ignore', '--no-cache', '--format', format, '-q']);
+        '--baseline', 'a', '--candidate', 'b', '--exif', 'ignore', '--no-cache', '--format', format, '-q', ...extra]);
       assert.ok(run.code === 0 || run.code === 1, run.stderr);
       return run.stdout;
     };
     type Sub = { models: { model: string; mean: number; ci95: { low: number; high: number } }[]; comparisons: { meanDiff: number; winRate: number; signTestP: number; ci95: { low: number; high: number } }[] };
-    const report = JSON.parse(await evalRun('json')) as { scorers: { gate: string; reports: Record<string, Sub> } };
-    const md = await evalRun('md');
+    const csvFile = path.join(scratch, 'scores.csv');
+    const jsonlFile = path.join(scratch, 'scores.jsonl');
+    const report = JSON.parse(await evalRun('json', ['--scores', csvFile])) as { scorers: { gate: string; reports: Record<string, Sub> } };
+    const md = await evalRun('md', ['--scores', jsonlFile]);
     const html = await evalRun('html');
+    // --scores: a score:<name> column (CSV) and field (JSONL) per scorer, `score` the first's; each scorer's
+    // per-model mean of them is its report's, and each value is PyTorch's.
+    const [head, ...csvLines] = (await readFile(csvFile, 'utf8')).trim().split('\n');
+    const columns = head.split(',');
+    assert.ok(columns.includes('score:hpsv2.1') && columns.includes('score:aesthetic'), head);
+    const csvRows = csvLines.map((line) => Object.fromEntries(line.split(',').map((cell, i) => [columns[i], cell])));
+    const jsonlRows = (await readFile(jsonlFile, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(csvRows.length, imageFiles.length);
+    csvRows.forEach((row, i) => {
+      assert.equal(Number(row.score), Number(row['score:hpsv2.1']), 'score is the first scorer\'s');
+      assert.equal(jsonlRows[i]['score:hpsv2.1'], Number(row['score:hpsv2.1']));
+      assert.equal(jsonlRows[i]['score:aesthetic'], Number(row['score:aesthetic']));
+      assert.ok(Math.abs(Number(row['score:hpsv2.1']) - expectedHps[0][i]) < TOLERANCE);
+      assert.ok(Math.abs(Number(row['score:aesthetic']) - expectedAesthetic[i]) / Math.max(1, Math.abs(expectedAesthetic[i])) < TOLERANCE);
+    });
+    for (const [scorer, sub] of Object.entries(report.scorers.reports)) {
+      for (const m of sub.models) {
+        const values = csvRows.filter((r) => r.model === m.model).map((r) => Number(r[`score:${scorer}`]));
+        assert.ok(Math.abs(values.reduce((x, y) => x + y, 0) / values.length - m.mean) < 1e-9, `${scorer} ${m.model}`);
+      }
+    }
     const f = (x: number) => x.toFixed(3);
     const table = md.slice(md.indexOf('### Every scorer')).split('\n\n')[1].split('\n').slice(2);
     assert.equal(table.length, 4, md);
