@@ -374,7 +374,7 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
       assert.equal(table.find((l) => l.startsWith(`| ${label} | b |`)),
         `| ${label} | b | ${f(b.mean)} | [${f(b.ci95.low)}, ${f(b.ci95.high)}] | ${c.meanDiff >= 0 ? '+' : ''}${f(c.meanDiff)} | [${f(c.ci95.low)}, ${f(c.ci95.high)}] | ${(100 * c.winRate).toFixed(1)}% | ${pText} |`);
       for (const m of [a, b]) {
-        const row = new RegExp(`<tr data-scorer="${scorer.replace('.', '\\.')}" data-model="${m.model}"[^>]*>.*?data-field="mean" data-value="([^"]*)"`).exec(html);
+        const row = new RegExp(`<tr data-scorer="${scorer.replace('.', '\\.')}" data-m="${sub.models.indexOf(m)}"[^>]*>.*?data-field="mean" data-value="([^"]*)"`).exec(html);
         assert.ok(row, `${scorer} / ${m.model} in the HTML table`);
         assert.equal(Number(row[1]), m.mean);
       }

@@ -300,7 +300,7 @@ function scorersTable(ctx: PageContext): string {
   const blocks = scorerBlocks(ctx.report, PAGE_LIMITS.scorers, PAGE_LIMITS.models);
   if (blocks.length === 0) return '';
   const tag = ctx.report.gate ? 'gate' : 'shown above';
-  const body = blocks.flatMap(({ scorer, isGate, compared, rows }) => rows.map(({ model: m, isReference, comparison: c }) => {
+  const body = blocks.flatMap(({ scorer, isGate, compared, rows }) => rows.map(({ model: m, index, isReference, comparison: c }) => {
     const vs = !compared ? '<td class="ref" colspan="4" data-label="">no baseline</td>'
       : isReference ? '<td class="ref" colspan="4" data-label="">the baseline</td>'
         : c === null ? '<td class="num" colspan="4">–</td>'
@@ -308,7 +308,8 @@ function scorersTable(ctx: PageContext): string {
             + `<td class="num" data-field="ci95" data-low="${c.ci95.low ?? ''}" data-high="${c.ci95.high ?? ''}">${ci(c.ci95)}</td>`
             + `<td class="num" data-field="winRate" data-value="${c.winRate ?? ''}">${pct(c.winRate)}</td>`
             + `<td class="num" data-field="signTestP" data-value="${c.signTestP}">${pValue(c.signTestP)}</td>`;
-    return `<tr data-scorer="${escapeHtml(scorer)}" data-model="${escapeHtml(m.model)}"${isReference && compared ? ' class="reference"' : ''}>`
+    // data-m indexes the scorer's own report's models (the name may be long; the cell shows it shortened).
+    return `<tr data-scorer="${escapeHtml(scorer)}" data-m="${index}"${isReference && compared ? ' class="reference"' : ''}>`
       + `<th scope="row">${bdi(shortenMiddle(scorer, PAGE_LIMITS.nameChars))}${isGate ? ` <span class="tag">${tag}</span>` : ''}</th>`
       + `<td>${bdi(ctx.name(m.model))}</td>`
       + `<td class="num" data-field="mean" data-value="${m.mean ?? ''}">${num(m.mean)}</td>`
