@@ -260,3 +260,56 @@ test('hostile names and prompts in Chromium: text, never markup; no script but t
     });
   });
 });
+
+test('several scorers in Chromium: the Every scorer table holds each scorer\'s figures from its own report, escaped, within the window, light and dark', { skip: skipWithoutChromium }, async () => {
+  const hostile = '<img src=x onerror="document.title=\'pwned\'">';
+  // The 100,000-character name is not the baseline's or the candidate's: those are shown unbroken in headings (see the report).
+  const models = [hostile, 'cand', 'm'.repeat(100_000)];
+  const image = path.join(evalDir, 'images', 'fox-a.png');
+  const scored = (scale: number): PointScore[] => models.flatMap((model, k) => Array.from({ length: 6 }, (_, i) => ({
+    model, prompt: `prompt ${i}`, image: `${k}-${i}.png`, path: image, score: scale * (1 + k * ((i % 3) - 0.8) * 0.1 + i * 0.01), error: null,
+  })));
+  const build = (scale: number) => buildReport({ points: scored(scale), pairs: [], provenance: null, incomplete: false, manifests: ['m.jsonl'], skippedLines: 0, notReached: 0,
+    options: { baseline: models[0], candidate: models[1], resamples: 100 } });
+  // Values on a grid of 0.0005 round either way at three decimals: the shown figure is within half a unit, plus float error.
+  const reports = { 'hpsv2.1': build(0.3), aesthetic: build(5.5) };
+  const report: EvalReport = { ...reports.aesthetic, scorers: { gate: 'aesthetic', reports } };
+  await withTempDir('eval-html', async (dir) => {
+    const file = path.join(dir, 'scorers.html');
+    await writeFile(file, await renderHtml(report, fileThumbnails({ exif: 'apply', maxPixels: DEFAULT_MAX_PIXELS })));
+    await withPage(async (page) => {
+      await lookAt(page, file, 'eval-scorers');
+      const dom = await page.evaluate<{ title: string; handlers: number; after: boolean; rows: { scorer: string; m: number; head: string; fields: Record<string, { text: string; value?: string; low?: string; high?: string }> }[] }>(`(() => {
+        const table = document.getElementById('every-scorer');
+        const comparison = document.getElementById('comparison');
+        return {
+          title: document.title,
+          handlers: [...document.querySelectorAll('*')].filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length,
+          after: Boolean(comparison.compareDocumentPosition(table) & Node.DOCUMENT_POSITION_FOLLOWING),
+          rows: [...table.tBodies[0].rows].map((tr) => ({ scorer: tr.dataset.scorer, m: Number(tr.dataset.m), head: tr.querySelector('th').textContent,
+            fields: Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map((td) => [td.dataset.field, { text: td.textContent, ...td.dataset }])) })),
+        };
+      })()`);
+      assert.ok(!dom.title.includes('pwned'), dom.title);
+      assert.equal(dom.handlers, 0);
+      assert.ok(dom.after, 'the table follows the comparison table');
+      assert.deepEqual(dom.rows.map((r) => [r.scorer, r.m]), [['hpsv2.1', 0], ['hpsv2.1', 1], ['hpsv2.1', 2], ['aesthetic', 0], ['aesthetic', 1], ['aesthetic', 2]]);
+      for (const row of dom.rows) {
+        const sub = reports[row.scorer as keyof typeof reports];
+        const m = sub.models[row.m];
+        assert.equal(row.head, row.scorer === 'aesthetic' ? 'aesthetic gate' : row.scorer);
+        assert.equal(Number(row.fields.mean.value), m.mean);
+        assert.ok(Math.abs(shown(row.fields.mean.text) - m.mean!) <= 5e-4 + 1e-12, row.fields.mean.text);
+        assert.deepEqual([Number(row.fields.modelCi95.low), Number(row.fields.modelCi95.high)], [m.ci95.low, m.ci95.high]);
+        if (row.m === 0) continue;
+        const c = sub.comparisons.find((x) => x.candidate === m.model)!;
+        assert.equal(Number(row.fields.meanDiff.value), c.meanDiff);
+        assert.ok(Math.abs(shown(row.fields.meanDiff.text) - c.meanDiff!) <= 5e-4 + 1e-12, row.fields.meanDiff.text);
+        assert.deepEqual([Number(row.fields.ci95.low), Number(row.fields.ci95.high)], [c.ci95.low, c.ci95.high]);
+        assert.equal(Number(row.fields.winRate.value), c.winRate);
+        assert.equal(Number(row.fields.signTestP.value), c.signTestP);
+      }
+      assert.deepEqual(page.problems, []);
+    });
+  });
+});

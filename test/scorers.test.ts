@@ -238,6 +238,42 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     assert.equal(stats.stats.imagesDecoded, 2 * imageFiles.length);
   });
 
+  test('several scorers: rank\'s terminal table, Markdown and HTML gallery show each scorer\'s score, named, as the JSON rows hold them, ranked by the first', async () => {
+    const args = (format: string) => ['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--no-cache', '-q', '--format', format,
+      '--scorer', 'aesthetic,hpsv2.1', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`];
+    const json = await cli(args('json'));
+    assert.equal(json.code, 0, json.stderr);
+    const rows = (JSON.parse(json.stdout) as JsonRank).rows;
+    const table = await cli(args('table'));
+    assert.equal(table.code, 0, table.stderr);
+    const lines = table.stdout.trim().split('\n');
+    assert.deepEqual(lines[1].trim().split(/\s+/), ['rank', 'score', 'prob', 'score:aesthetic', 'score:hpsv2.1', 'size', 'path']);
+    const four = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(4));
+    assert.deepEqual(lines.slice(2).map((line) => line.trim().split(/\s+/)),
+      rows.map((r) => [String(r.rank), four(r.score), four(r.prob), four(r.scores!.aesthetic), four(r.scores!['hpsv2.1']), `${(r as { width?: number }).width}x${(r as { height?: number }).height}`, r.path]));
+    const md = await cli(args('md'));
+    assert.equal(md.code, 0, md.stderr);
+    const mdLines = md.stdout.trim().split('\n');
+    assert.equal(mdLines[0], '| rank | score | prob | score:aesthetic | score:hpsv2.1 | size | path | prompt | error |');
+    assert.deepEqual(mdLines.slice(2).map((line) => line.split(' | ').slice(1, 5)),
+      rows.map((r) => [four(r.score), four(r.prob), four(r.scores!.aesthetic), four(r.scores!['hpsv2.1'])]));
+    const out = path.join(scratch, 'gallery.html');
+    const gallery = await cli([...args('html'), '--out', out]);
+    assert.equal(gallery.code, 0, gallery.stderr);
+    const html = await readFile(out, 'utf8');
+    const cards = [...html.matchAll(/<li class="card"[^>]*data-score="([^"]*)"[^>]*>(.*?)<\/li>/g)];
+    assert.equal(cards.length, rows.length);
+    cards.forEach(([, score, body], i) => {
+      assert.equal(Number(score), rows[i].score, 'cards in rank order, by the first scorer');
+      for (const name of ['aesthetic', 'hpsv2.1']) {
+        const shown = new RegExp(`data-scorer="${name.replace('.', '\\.')}" data-score="([^"]*)"[^>]*>${name.replace('.', '\\.')} ([^<]*)<`).exec(body);
+        assert.ok(shown, `${name} on card ${i}`);
+        assert.equal(Number(shown[1]), rows[i].scores![name]);
+        assert.equal(shown[2], four(rows[i].scores![name]));
+      }
+    });
+  });
+
   test('scorers that prepare images alike share one decode per image, with or without a cache, and score as they do alone', async () => {
     const runSet = async (scorers: string, models: string[], cacheArgs: string[]) => {
       const run = await cli(['rank', ...imageFiles, '--prompt', PROMPTS[0].prompt, '--exif', 'ignore', '--format', 'json', '--stats', '-q',
@@ -288,6 +324,61 @@ describe('scorers end to end', { skip: skipWithoutTorch }, () => {
     }
     const worse = mean(expectedAesthetic, 'b') < mean(expectedAesthetic, 'a');
     assert.equal(run.code, worse ? 1 : 0, run.stderr);
+  });
+
+  test('eval\'s Markdown and HTML pages show every scorer\'s figures as the JSON report holds them, and --scores holds every scorer\'s scores', async () => {
+    const manifest = path.join(scratch, 'pages.jsonl');
+    await writeFile(manifest, imageFiles.map((file, i) => JSON.stringify({ prompt: PROMPTS[0].prompt, image: file, model: i % 2 === 0 ? 'a' : 'b' })).join('\n') + '\n');
+    const evalRun = async (format: string, extra: string[] = []) => {
+      const run = await cli(['eval', manifest, '--scorer', 'hpsv2.1,aesthetic', '--model', `hpsv2.1=${hpsDir}`, '--model', `aesthetic=${aestheticDir}`,
+        '--baseline', 'a', '--candidate', 'b', '--exif', 'ignore', '--no-cache', '--format', format, '-q', ...extra]);
+      assert.ok(run.code === 0 || run.code === 1, run.stderr);
+      return run.stdout;
+    };
+    type Sub = { models: { model: string; mean: number; ci95: { low: number; high: number } }[]; comparisons: { meanDiff: number; winRate: number; signTestP: number; ci95: { low: number; high: number } }[] };
+    const csvFile = path.join(scratch, 'scores.csv');
+    const jsonlFile = path.join(scratch, 'scores.jsonl');
+    const report = JSON.parse(await evalRun('json', ['--scores', csvFile])) as { scorers: { gate: string; reports: Record<string, Sub> } };
+    const md = await evalRun('md', ['--scores', jsonlFile]);
+    const html = await evalRun('html');
+    // --scores: a score:<name> column (CSV) and field (JSONL) per scorer, `score` the first's; each scorer's
+    // per-model mean of them is its report's, and each value is PyTorch's.
+    const [head, ...csvLines] = (await readFile(csvFile, 'utf8')).trim().split('\n');
+    const columns = head.split(',');
+    assert.ok(columns.includes('score:hpsv2.1') && columns.includes('score:aesthetic'), head);
+    const csvRows = csvLines.map((line) => Object.fromEntries(line.split(',').map((cell, i) => [columns[i], cell])));
+    const jsonlRows = (await readFile(jsonlFile, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(csvRows.length, imageFiles.length);
+    csvRows.forEach((row, i) => {
+      assert.equal(Number(row.score), Number(row['score:hpsv2.1']), 'score is the first scorer\'s');
+      assert.equal(jsonlRows[i]['score:hpsv2.1'], Number(row['score:hpsv2.1']));
+      assert.equal(jsonlRows[i]['score:aesthetic'], Number(row['score:aesthetic']));
+      assert.ok(Math.abs(Number(row['score:hpsv2.1']) - expectedHps[0][i]) < TOLERANCE);
+      assert.ok(Math.abs(Number(row['score:aesthetic']) - expectedAesthetic[i]) / Math.max(1, Math.abs(expectedAesthetic[i])) < TOLERANCE);
+    });
+    for (const [scorer, sub] of Object.entries(report.scorers.reports)) {
+      for (const m of sub.models) {
+        const values = csvRows.filter((r) => r.model === m.model).map((r) => Number(r[`score:${scorer}`]));
+        assert.ok(Math.abs(values.reduce((x, y) => x + y, 0) / values.length - m.mean) < 1e-9, `${scorer} ${m.model}`);
+      }
+    }
+    const f = (x: number) => x.toFixed(3);
+    const table = md.slice(md.indexOf('### Every scorer')).split('\n\n')[1].split('\n').slice(2);
+    assert.equal(table.length, 4, md);
+    for (const [scorer, sub] of Object.entries(report.scorers.reports)) {
+      const label = scorer === report.scorers.gate ? `${scorer} (gate)` : scorer;
+      const [a, b] = ['a', 'b'].map((m) => sub.models.find((x) => x.model === m)!);
+      const c = sub.comparisons[0];
+      assert.equal(table.find((l) => l.startsWith(`| ${label} | a (baseline) |`)), `| ${label} | a (baseline) | ${f(a.mean)} | [${f(a.ci95.low)}, ${f(a.ci95.high)}] | | | | |`);
+      const pText = c.signTestP < 0.001 ? c.signTestP.toExponential(1) : c.signTestP.toFixed(3);
+      assert.equal(table.find((l) => l.startsWith(`| ${label} | b |`)),
+        `| ${label} | b | ${f(b.mean)} | [${f(b.ci95.low)}, ${f(b.ci95.high)}] | ${c.meanDiff >= 0 ? '+' : ''}${f(c.meanDiff)} | [${f(c.ci95.low)}, ${f(c.ci95.high)}] | ${(100 * c.winRate).toFixed(1)}% | ${pText} |`);
+      for (const m of [a, b]) {
+        const row = new RegExp(`<tr data-scorer="${scorer.replace('.', '\\.')}" data-m="${sub.models.indexOf(m)}"[^>]*>.*?data-field="mean" data-value="([^"]*)"`).exec(html);
+        assert.ok(row, `${scorer} / ${m.model} in the HTML table`);
+        assert.equal(Number(row[1]), m.mean);
+      }
+    }
   });
 
   test('a folder made for another scorer is refused (exit 2), naming the scorer and the folder', async () => {

@@ -337,6 +337,12 @@ async function contentIdentities(paths: string[]): Promise<Map<string, string>> 
   return identities;
 }
 
+/** Each scorer's score of an item (several scorers only); none for an item that any scorer could not score, as its report reads it. */
+function scorerScores(item: ScoredItem): Record<string, number | null> | undefined {
+  if (item.scores === undefined) return undefined;
+  return Object.fromEntries(Object.entries(item.scores).map(([name, value]) => [name, item.error === null ? value : null]));
+}
+
 interface ScoredRows { points: PointScore[]; pairs: PairScore[]; items: ItemRecord[]; notReached: number }
 
 /** Joins rows with their scores; a row whose request was not reached (interrupted) is left out and counted. */
@@ -353,7 +359,7 @@ function scorePointwise(row: PointwiseRow, lookup: (path: string, prompt: string
   const item = lookup(row.image.path, row.prompt);
   if (!item) { out.notReached++; return; }
   out.points.push({ model: row.model, prompt: row.prompt, image: row.image.given, path: row.image.path, score: item.score, error: item.error });
-  out.items.push(pointwiseRecord(row, item.score, item.error));
+  out.items.push(pointwiseRecord(row, item.score, item.error, scorerScores(item)));
 }
 
 function scorePairwise(row: PairwiseRow, lookup: (path: string, prompt: string) => ScoredItem | undefined, out: ScoredRows): void {
@@ -365,5 +371,5 @@ function scorePairwise(row: PairwiseRow, lookup: (path: string, prompt: string) 
     prompt: row.prompt, image0: row.image0.given, image1: row.image1.given, path0: row.image0.path, path1: row.image1.path,
     label0: row.label0, score0: first.score, score1: second.score, error,
   });
-  out.items.push(pairwiseRecord(row, first.score, second.score, error));
+  out.items.push(pairwiseRecord(row, first.score, second.score, error, scorerScores(first), scorerScores(second)));
 }

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { escapeHtml } from '../io/html-escape.js';
 import { describeGate, type EvalReport, type GateDecision, type Interval95, type PairMistake } from './report.js';
+import { scorerBlocks } from './scorers-view.js';
 import {
   bestMean, extremesFirst, focusComparison, modelLabels, modelRows, niceTicks, promptGrid, shortenEnd, shortenMiddle,
   type GridRow, type ModelRow, type PromptGrid,
@@ -34,6 +35,8 @@ export const PAGE_LIMITS = {
   gridTextBytes: 5 * 1024 * 1024,
   /** Models in the table, the plots and the grid. */
   models: 50,
+  /** Scorers in the "Every scorer" table (each with up to `models` rows). */
+  scorers: 8,
   /** Wrongly judged pairs shown, two images each. */
   pairMistakes: 40,
   /** Bytes of inlined images in all; past this, later images are left out. */
@@ -245,7 +248,7 @@ function metricBlock(ctx: PageContext, rows: ModelRow[], grid: GridLayout): stri
   const more = ctx.report.models.length - rows.length;
   const capped = more > 0 ? `<p class="muted">The first ${rows.length} of ${ctx.report.models.length} models are shown; all are in the JSON report.</p>` : '';
   return `<section class="metric" data-metric="pickscore">
-${comparisonTable(ctx, rows)}${capped}
+${comparisonTable(ctx, rows)}${capped}${scorersTable(ctx)}
 ${forestPlot(ctx, rows)}
 ${distributions(ctx, rows)}
 ${gridSection(ctx, rows, grid)}
@@ -286,6 +289,44 @@ function comparisonTable(ctx: PageContext, rows: ModelRow[]): string {
 ${body.join('\n')}
 </tbody></table></div>
 <p class="muted">${note} Intervals are bootstraps of ${ctx.report.settings.bootstrapResamples.toLocaleString('en-US')} resamples (seed ${ctx.report.settings.seed}).</p>`;
+}
+
+/**
+ * With several scorers: every scorer's figures per model, as each scorer's own report holds them, the
+ * gate's scorer marked; '' for one scorer. Only the page's existing classes, so its style sheet (and a
+ * one-scorer page) stays as it is.
+ */
+function scorersTable(ctx: PageContext): string {
+  const blocks = scorerBlocks(ctx.report, PAGE_LIMITS.scorers, PAGE_LIMITS.models);
+  if (blocks.length === 0) return '';
+  const tag = ctx.report.gate ? 'gate' : 'shown above';
+  const body = blocks.flatMap(({ scorer, isGate, compared, rows }) => rows.map(({ model: m, index, isReference, comparison: c }) => {
+    const vs = !compared ? '<td class="ref" colspan="4" data-label="">no baseline</td>'
+      : isReference ? '<td class="ref" colspan="4" data-label="">the baseline</td>'
+        : c === null ? '<td class="num" colspan="4">–</td>'
+          : `<td class="num" data-field="meanDiff" data-value="${c.meanDiff ?? ''}">${signed(c.meanDiff)}</td>`
+            + `<td class="num" data-field="ci95" data-low="${c.ci95.low ?? ''}" data-high="${c.ci95.high ?? ''}">${ci(c.ci95)}</td>`
+            + `<td class="num" data-field="winRate" data-value="${c.winRate ?? ''}">${pct(c.winRate)}</td>`
+            + `<td class="num" data-field="signTestP" data-value="${c.signTestP}">${pValue(c.signTestP)}</td>`;
+    // data-m indexes the scorer's own report's models (the name may be long; the cell shows it shortened).
+    return `<tr data-scorer="${escapeHtml(scorer)}" data-m="${index}"${isReference && compared ? ' class="reference"' : ''}>`
+      + `<th scope="row">${bdi(shortenMiddle(scorer, PAGE_LIMITS.nameChars))}${isGate ? ` <span class="tag">${tag}</span>` : ''}</th>`
+      + `<td>${bdi(ctx.name(m.model))}</td>`
+      + `<td class="num" data-field="mean" data-value="${m.mean ?? ''}">${num(m.mean)}</td>`
+      + `<td class="num" data-field="modelCi95" data-low="${m.ci95.low ?? ''}" data-high="${m.ci95.high ?? ''}">${ci(m.ci95)}</td>${vs}</tr>`;
+  }));
+  const scorers = Object.keys(ctx.report.scorers!.reports).length;
+  const hidden = blocks.reduce((sum, b) => sum + b.hidden, 0);
+  const capped = scorers > blocks.length || hidden > 0
+    ? ` Not every scorer or model is listed (${blocks.length} of ${scorers} scorers, ${hidden} model rows left out); all are in the JSON report under <code>scorers.reports</code>.` : '';
+  return `
+<h2>Every scorer</h2>
+<div class="scroll"><table id="every-scorer" class="numbers">
+<thead><tr><th>scorer</th><th>model</th><th class="num">mean</th><th class="num">95% CI</th><th class="num">mean difference</th><th class="num">paired 95% CI</th><th class="num">win rate</th><th class="num">sign test p</th></tr></thead>
+<tbody>
+${body.join('\n')}
+</tbody></table></div>
+<p class="muted">Each scorer's figures from its own report: the tables and plots on this page follow the one marked ${tag}.${capped}</p>`;
 }
 
 // Charts: SVG whose x coordinates are percentages of its width, so that it fills any width while its

@@ -7,6 +7,7 @@
  */
 import { describeGate, type EvalReport, type GateDecision, type Interval95 } from './report.js';
 import { focusComparison, modelLabels, modelRows, promptGrid, shortenEnd, shortenMiddle, type GridRow } from './report-view.js';
+import { scorerBlocks } from './scorers-view.js';
 
 export const MARKDOWN_LIMITS = {
   /** Rows of the models table. */
@@ -16,6 +17,9 @@ export const MARKDOWN_LIMITS = {
   /** Characters of a prompt, and of a model name or path, as shown. */
   promptChars: 160,
   nameChars: 60,
+  /** Scorers of the "Every scorer" table, and rows (models) of each. */
+  scorers: 8,
+  modelsPerScorer: 6,
 } as const;
 
 export function renderMarkdown(report: EvalReport): string {
@@ -25,6 +29,7 @@ export function renderMarkdown(report: EvalReport): string {
   if (report.incomplete) out.push('> **Incomplete:** the run was interrupted; the figures cover the rows scored before it stopped.', '');
   if (report.gate) out.push(`**Gate:** ${gateIcon(report.gate)} ${describeGate(report.gate, (model) => text(name(model)))}`, '');
   modelsTable(report, name, out);
+  scorersTable(report, name, out);
   promptsTable(report, name, out);
   const pw = report.pairwise;
   if (pw) {
@@ -67,6 +72,32 @@ function modelsTable(report: EvalReport, name: (model: string) => string, out: s
   out.push('');
   if (rows.length > shown.length) out.push(`_The first ${shown.length} of ${rows.length} models are listed; all are in the JSON report._`, '');
   if (compared) out.push('Pairs are prompts: each model\'s mean score over its images for a prompt, on the prompts both have. A tie counts half a win.', '');
+}
+
+/**
+ * With several scorers: every scorer's figures per model, as each scorer's own report holds them, the
+ * gate's scorer marked. Absent for one scorer.
+ */
+function scorersTable(report: EvalReport, name: (model: string) => string, out: string[]): void {
+  const blocks = scorerBlocks(report, MARKDOWN_LIMITS.scorers, MARKDOWN_LIMITS.modelsPerScorer);
+  if (blocks.length === 0) return;
+  out.push('### Every scorer', '',
+    '| scorer | model | mean | 95% CI | mean diff | paired 95% CI | win rate | sign test p |',
+    '| --- | --- | ---: | --- | ---: | --- | ---: | ---: |');
+  let hidden = 0;
+  for (const { scorer, isGate, compared, rows, hidden: more } of blocks) {
+    hidden += more;
+    const label = `${text(shortenMiddle(scorer, MARKDOWN_LIMITS.nameChars))}${isGate ? (report.gate ? ' (gate)' : ' (above)') : ''}`;
+    for (const { model: m, isReference, comparison: c } of rows) {
+      const figures = `${label} | ${text(name(m.model))}${isReference && compared ? ' (baseline)' : ''} | ${num(m.mean)} | ${ci(m.ci95)}`;
+      if (!compared || isReference) out.push(`| ${figures} | | | | |`);
+      else if (c === null) out.push(`| ${figures} | – | – | – | – |`);
+      else out.push(`| ${figures} | ${signed(c.meanDiff)} | ${ci(c.ci95)} | ${pct(c.winRate)} | ${pValue(c.signTestP)} |`);
+    }
+  }
+  out.push('');
+  const scorers = Object.keys(report.scorers!.reports).length;
+  if (scorers > blocks.length || hidden > 0) out.push(`_Not every scorer or model is listed (${blocks.length} of ${scorers} scorers, ${hidden} model rows left out); all are in the JSON report under \`scorers.reports\`._`, '');
 }
 
 /** The per-prompt means of the focus comparison's prompts with the lowest and the highest differences. */

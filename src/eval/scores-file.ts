@@ -9,20 +9,33 @@ import { neutraliseCsvText } from '../io/writers/csv.js';
 
 export type ItemRecord = Record<string, unknown>;
 
-export function pointwiseRecord(row: ManifestRow & { kind: 'pointwise' }, score: number | null, error: string | null): ItemRecord {
+/**
+ * With several scorers, `scores` holds each one's score of the row by scorer name: the record gets a
+ * `score:<name>` field each (as rank's CSV column), `score` staying the first scorer's.
+ */
+export function pointwiseRecord(row: ManifestRow & { kind: 'pointwise' }, score: number | null, error: string | null,
+  scores?: Record<string, number | null>): ItemRecord {
   return withExtra({
     manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, model: row.model,
-    prompt: row.prompt, image: row.image.given, score, error,
+    prompt: row.prompt, image: row.image.given, score, error, ...perScorer('score', scores),
   }, row.extra);
 }
 
-export function pairwiseRecord(row: ManifestRow & { kind: 'pairwise' }, score0: number | null, score1: number | null, error: string | null): ItemRecord {
+/** With several scorers, a `score_0:<name>` and `score_1:<name>` field each; `score_0`, `score_1` and the probabilities stay the first scorer's. */
+export function pairwiseRecord(row: ManifestRow & { kind: 'pairwise' }, score0: number | null, score1: number | null, error: string | null,
+  scores0?: Record<string, number | null>, scores1?: Record<string, number | null>): ItemRecord {
   const [prob0, prob1] = score0 !== null && score1 !== null ? softmax([score0, score1]) : [null, null];
   return withExtra({
     manifest: row.manifest, line: row.line, kind: row.kind, id: row.id, prompt: row.prompt,
     image_0: row.image0.given, image_1: row.image1.given, label_0: row.label0,
     score_0: score0, score_1: score1, prob_0: prob0, prob_1: prob1, error,
+    ...perScorer('score_0', scores0), ...perScorer('score_1', scores1),
   }, row.extra);
+}
+
+/** `<field>:<scorer>` per scorer. */
+function perScorer(field: string, scores: Record<string, number | null> | undefined): ItemRecord {
+  return scores === undefined ? {} : Object.fromEntries(Object.entries(scores).map(([name, value]) => [`${field}:${name}`, value]));
 }
 
 /** The schema's fields first, then the manifest's own fields; on a name clash the schema's value stays. */

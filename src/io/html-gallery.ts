@@ -125,10 +125,18 @@ function groupByPrompt(records: readonly RankRecord[]): Map<string, RankRecord[]
 function card(rec: RankRecord, uri: string | null): string {
   const preview = uri ? `<img src="${escapeHtml(uri)}" alt="${escapeHtml(rec.path)}">` : `<div class="no-preview">${rec.error ? 'not scored' : 'no preview'}</div>`;
   const facts = rec.error === null
-    ? `<span class="rank">#${rec.rank ?? '-'}</span> <span class="score" title="score">${formatScore(rec.score)}</span> <span class="prob" title="probability">p ${formatProb(rec.prob)}</span> <span class="size">${formatSize(rec)}</span>`
+    ? `<span class="rank">#${rec.rank ?? '-'}</span> <span class="score" title="score">${formatScore(rec.score)}</span> <span class="prob" title="probability">p ${formatProb(rec.prob)}</span>${scorerScores(rec)} <span class="size">${formatSize(rec)}</span>`
     : `<span class="error">${escapeHtml(rec.error)}</span>`;
   const data = `data-rank="${rec.rank ?? ''}" data-score="${rec.score ?? ''}" data-prob="${rec.prob ?? ''}"`;
   return `<li class="card${rec.error === null ? '' : ' failed'}" ${data}><figure>${preview}<figcaption>${facts}<span class="path">${escapeHtml(rec.path)}</span></figcaption></figure></li>\n`;
+}
+
+/** With several scorers, each one's score, named (ranked by the first, which is also `score`); '' for one scorer. */
+function scorerScores(rec: RankRecord): string {
+  if (rec.scores === undefined) return '';
+  return Object.entries(rec.scores)
+    .map(([name, value]) => ` <span class="scorer" data-scorer="${escapeHtml(name)}" data-score="${value ?? ''}" title="${escapeHtml(name)} score">${escapeHtml(name)} ${formatScore(value)}</span>`)
+    .join('');
 }
 
 function provenanceFooter(provenance: object | null): string {

@@ -3,16 +3,21 @@
  * the path last so a long path never pushes the numbers out of line. Control characters in paths,
  * prompts and errors are shown escaped, so a file name cannot move the cursor or inject colours.
  */
-import { formatProb, formatScore, formatSize, type RankRecord } from './writers/record.js';
+import { formatProb, formatScore, formatSize, scoreColumn, recordScorers, type RankRecord } from './writers/record.js';
 
 const HEADINGS = ['rank', 'score', 'prob', 'size', 'path'] as const;
 
 export function renderTable(records: readonly RankRecord[], opts: { incomplete?: boolean } = {}): string {
-  const cells = records.map((rec) => [rec.rank === null ? '-' : String(rec.rank), formatScore(rec.score), formatProb(rec.prob), formatSize(rec), terminalSafe(rec.path)]);
-  const widths = HEADINGS.map((heading, column) => Math.max(heading.length, ...cells.map((row) => row[column].length)));
+  // With several scorers, a `score:<name>` column each after prob (the first is `score` too, which ranks).
+  const scorers = recordScorers(records);
+  const headings = [...HEADINGS.slice(0, 3), ...scorers.map((name) => terminalSafe(scoreColumn(name))), ...HEADINGS.slice(3)];
+  const numeric = 3 + scorers.length;
+  const cells = records.map((rec) => [rec.rank === null ? '-' : String(rec.rank), formatScore(rec.score), formatProb(rec.prob),
+    ...scorers.map((name) => formatScore(rec.scores?.[name] ?? null)), formatSize(rec), terminalSafe(rec.path)]);
+  const widths = headings.map((heading, column) => Math.max(heading.length, ...cells.map((row) => row[column].length)));
   const line = (row: readonly string[]): string =>
     row
-      .map((cell, column) => (column < 3 ? cell.padStart(widths[column]) : column === row.length - 1 ? cell : cell.padEnd(widths[column])))
+      .map((cell, column) => (column < numeric ? cell.padStart(widths[column]) : column === row.length - 1 ? cell : cell.padEnd(widths[column])))
       .join('  ');
 
   const out: string[] = [];
@@ -21,7 +26,7 @@ export function renderTable(records: readonly RankRecord[], opts: { incomplete?:
     if (rec.prompt !== currentPrompt) {
       if (currentPrompt !== undefined) out.push('');
       currentPrompt = rec.prompt;
-      out.push(`prompt: ${terminalSafe(rec.prompt)}`, line(HEADINGS));
+      out.push(`prompt: ${terminalSafe(rec.prompt)}`, line(headings));
     }
     out.push(line(cells[i]) + (rec.error === null ? '' : `  error: ${terminalSafe(rec.error)}`));
   });

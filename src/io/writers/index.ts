@@ -17,7 +17,7 @@ import { renderTable } from '../table.js';
 import { csvFormat } from './csv.js';
 import type { StreamingFormat } from './format.js';
 import { jsonFormat, jsonlFormat } from './json.js';
-import { markdownFormat } from './markdown.js';
+import { markdownFormatWith } from './markdown.js';
 import type { RankRecord } from './record.js';
 import { openSink, type OutputSink, type WriterTarget } from './sink.js';
 
@@ -64,13 +64,13 @@ function streamingFormat(format: OutputFormat, meta: WriterMeta): StreamingForma
     case 'jsonl':
       return jsonlFormat;
     case 'md':
-      return markdownFormat;
+      return markdownFormatWith(scorerNames(meta.provenance));
     default:
       return undefined;
   }
 }
 
-/** The scorers of a run of several (provenance.scorers), whose scores csv writes one column each. */
+/** The scorers of a run of several (provenance.scorers), whose scores csv and md write one column each. */
 function scorerNames(provenance: object | null | undefined): string[] {
   const scorers = (provenance as { scorers?: unknown } | null | undefined)?.scorers;
   return Array.isArray(scorers) ? scorers.map((s) => String((s as { scorer?: unknown }).scorer)) : [];

@@ -36,6 +36,13 @@ export function scoreColumn(scorer: string): string {
   return `score:${scorer}`;
 }
 
+/** The scorers of a run of several, in the order the records first name them; empty for one scorer. */
+export function recordScorers(records: readonly RankRecord[]): string[] {
+  const names = new Set<string>();
+  for (const rec of records) for (const name of Object.keys(rec.scores ?? {})) names.add(name);
+  return [...names];
+}
+
 /** NaN and infinities are not JSON; they are written as null, as a missing number. */
 function finiteOrNull<T>(value: T): T | null {
   return typeof value === 'number' && !Number.isFinite(value) ? null : value;
