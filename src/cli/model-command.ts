@@ -29,7 +29,7 @@ export function registerModelCommand(program: Command): void {
     .action(async (name: string | undefined, flags: PullFlags) => (await actions()).pullAction(name, flags));
 
   quietVerbose(model.command('convert')
-    .description('convert a Hugging Face CLIP checkpoint folder (config.json + weights) into a pickscore model folder')
+    .description('convert a CLIP checkpoint folder into a pickscore model folder: Hugging Face (config.json + weights) or open_clip (open_clip_config.json or --open-clip-model, + weights)')
     .argument('<dir>', 'checkpoint folder')
     .requiredOption('-o, --out <dir>', 'output model folder')
     .addOption(precisionOption())
